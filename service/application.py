@@ -1,0 +1,398 @@
+"""The write side: command handlers on an ``eventsourcing`` application.
+
+Each command loads or creates its aggregate, lets the aggregate decide (raising on a
+broken rule), and saves the new events together with a receipt of the request id in one
+transaction. The answer names the resource, its new version and the log position of what
+was appended.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID, uuid4, uuid5
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Mapper, Notification, PersistenceError
+
+from service.commands import (
+    REPORT_COMMANDS,
+    Command,
+    CorrectIncident,
+    CorroborateIncident,
+    DisputeIncident,
+    EaseSanctions,
+    EndMilitaryExercise,
+    ExistingResourceCommand,
+    ExtendSanctions,
+    HoldNegotiationRound,
+    ImposeSanctions,
+    IncidentCommand,
+    LiftSanctions,
+    NegotiationCommand,
+    PauseNegotiations,
+    ProposeNegotiations,
+    RejectNegotiations,
+    ReportDevelopment,
+    ResumeNegotiations,
+    RetractIncident,
+    SanctionsCommand,
+    SignAgreement,
+    validating,
+)
+from service.domain.incident import Incident
+from service.domain.negotiation import NegotiationTrack
+from service.domain.receipt import CommandReceipt, receipt_id
+from service.domain.sanctions import SanctionsRegime
+from service.domain.submitter import submitted_by
+from service.errors import NotFound, RequestIdReused, StoreUnavailable, VersionConflict
+from service.persistence import StableNameMapper, position_of
+
+log = structlog.get_logger()
+
+A = TypeVar("A", bound=Aggregate)
+
+#: How often a command without an expected version is decided again after losing a race.
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Who submits a command: the authenticated principal and the client software."""
+
+    principal: str = "local"
+    client: str | None = None
+
+
+LOCAL = Submitter()
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    resource: str
+    id: UUID
+    version: int
+    position: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One event of the log as it is stored, for audit reads."""
+
+    position: int
+    resource_id: UUID
+    version: int
+    type_name: str
+    state: bytes
+
+
+class FlashpointApplication(Application[UUID]):
+    name = "Flashpoint"
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return StableNameMapper(transcoder=self.construct_transcoder())
+
+    # ------------------------------------------------------------------ commands
+
+    def execute(self, command: Command, submitter: Submitter = LOCAL) -> CommandResult:
+        """Decide and record ``command``; idempotent per (principal, request id)."""
+        try:
+            return self._execute(command, submitter)
+        except PersistenceError as error:
+            if isinstance(error, IntegrityError):
+                raise
+            raise StoreUnavailable(f"the event store is unavailable: {error}") from error
+
+    def _execute(self, command: Command, submitter: Submitter) -> CommandResult:
+        stamp = submitted_by(submitter.principal, submitter.client, command.request_id)
+        receipt_key = (
+            receipt_id(submitter.principal, command.request_id) if command.request_id else None
+        )
+        if receipt_key is not None:
+            receipt = self._find(CommandReceipt, receipt_key)
+            if receipt is not None:
+                return self._replay(receipt, command)
+        for _attempt in range(MAX_ATTEMPTS):
+            aggregate = self._decide(command, stamp, receipt_key)
+            pending: list[Aggregate] = [aggregate]
+            if receipt_key is not None and command.request_id is not None:
+                pending.append(
+                    CommandReceipt.accept(
+                        request_id=command.request_id,
+                        principal=submitter.principal,
+                        command=command.command_name,
+                        fingerprint=command.fingerprint(),
+                        resource=resource_name(aggregate),
+                        resource_version=aggregate.version,
+                    )
+                )
+            try:
+                recordings = self.save(*pending)
+            except IntegrityError:
+                if receipt_key is not None:
+                    receipt = self._find(CommandReceipt, receipt_key)
+                    if receipt is not None:
+                        return self._replay(receipt, command)
+                if isinstance(command, ExistingResourceCommand):
+                    if command.expected_version is not None:
+                        current = self.repository.get(aggregate.id)
+                        raise VersionConflict(
+                            resource_name(aggregate), command.expected_version, current.version
+                        ) from None
+                    log.info("command.retry_after_conflict", resource=resource_name(aggregate))
+                    continue
+                raise
+            return CommandResult(
+                resource=resource_name(aggregate),
+                id=aggregate.id,
+                version=aggregate.version,
+                position=max(r.notification.id for r in recordings),
+            )
+        raise StoreUnavailable(
+            f"gave up after {MAX_ATTEMPTS} concurrent modifications; retry the command"
+        )
+
+    def _replay(self, receipt: CommandReceipt, command: Command) -> CommandResult:
+        if receipt.fingerprint != command.fingerprint():
+            raise RequestIdReused(receipt.request_id, receipt.command)
+        position = position_of(self.recorder, receipt.id, 1)
+        if position is None:  # pragma: no cover - the receipt was just read from the store
+            raise StoreUnavailable("the receipt's position could not be read")
+        return CommandResult(
+            resource=receipt.resource,
+            id=UUID(receipt.resource.rsplit("/", 1)[1]),
+            version=receipt.resource_version,
+            position=position,
+            replayed=True,
+        )
+
+    def _decide(
+        self, command: Command, stamp: dict[str, Any], receipt_key: UUID | None
+    ) -> Aggregate:
+        # A new resource's id derives from the request id, so even a store without the
+        # receipt (an import, say) cannot hold two resources for one request.
+        new_id = uuid5(receipt_key, "resource") if receipt_key is not None else uuid4()
+        if isinstance(command, ReportDevelopment):
+            return Incident.report_development(
+                incident_id=new_id,
+                kind=command.kind,
+                report=command.report(),
+                details=command.details(),
+                submitted_by=stamp,
+            )
+        if isinstance(command, ImposeSanctions):
+            return SanctionsRegime.impose(
+                regime_id=new_id,
+                authority=command.authority,
+                target=command.target,
+                programme=command.programme,
+                entities_count=command.entities_count,
+                entity_names=list(command.entity_names),
+                sectors=list(command.sectors),
+                effective_from=command.effective_from or command.evidence.occurred_at,
+                expires_at=command.expires_at,
+                evidence=command.evidence.model_dump(mode="json"),
+                submitted_by=stamp,
+            )
+        if isinstance(command, ProposeNegotiations):
+            return NegotiationTrack.propose(
+                track_id=new_id,
+                parties=list(command.parties),
+                mediator=command.mediator,
+                subject=command.subject,
+                proposed_by=command.proposed_by,
+                evidence=command.evidence.model_dump(mode="json"),
+                submitted_by=stamp,
+            )
+        if isinstance(command, IncidentCommand):
+            incident = self._load(Incident, command.incident_id, command.expected_version)
+            self._decide_on_incident(incident, command, stamp)
+            return incident
+        if isinstance(command, SanctionsCommand):
+            regime = self._load(SanctionsRegime, command.regime_id, command.expected_version)
+            self._decide_on_sanctions(regime, command, stamp)
+            return regime
+        if isinstance(command, NegotiationCommand):
+            track = self._load(NegotiationTrack, command.track_id, command.expected_version)
+            self._decide_on_negotiation(track, command, stamp)
+            return track
+        raise TypeError(f"no handler for {type(command).__name__}")
+
+    def _decide_on_incident(
+        self, incident: Incident, command: IncidentCommand, stamp: dict[str, Any]
+    ) -> None:
+        if isinstance(command, CorroborateIncident):
+            incident.corroborate(
+                source=command.source.model_dump(mode="json"),
+                reliability=command.reliability,
+                credibility=command.credibility,
+                note=command.note,
+                submitted_by=stamp,
+            )
+        elif isinstance(command, DisputeIncident):
+            incident.dispute(
+                party=command.party,
+                denial=command.denial,
+                statement=command.statement,
+                sources=[s.model_dump(mode="json") for s in command.sources],
+                submitted_by=stamp,
+            )
+        elif isinstance(command, CorrectIncident):
+            corrected = corrected_report(incident, command.changes)
+            incident.correct(
+                report=corrected.report(),
+                details=corrected.details(),
+                reason=command.reason,
+                submitted_by=stamp,
+            )
+        elif isinstance(command, RetractIncident):
+            incident.retract(reason=command.reason, submitted_by=stamp)
+        elif isinstance(command, EndMilitaryExercise):
+            incident.end_exercise(
+                ended_at=command.ended_at,
+                sources=[s.model_dump(mode="json") for s in command.sources],
+                submitted_by=stamp,
+            )
+        else:  # pragma: no cover - every IncidentCommand is handled above
+            raise TypeError(f"no handler for {type(command).__name__}")
+
+    def _decide_on_sanctions(
+        self, regime: SanctionsRegime, command: SanctionsCommand, stamp: dict[str, Any]
+    ) -> None:
+        evidence = command.evidence.model_dump(mode="json")
+        if isinstance(command, ExtendSanctions):
+            regime.extend(
+                entities_added=command.entities_added,
+                entity_names_added=list(command.entity_names_added),
+                sectors_added=list(command.sectors_added),
+                expires_at=command.expires_at,
+                evidence=evidence,
+                submitted_by=stamp,
+            )
+        elif isinstance(command, EaseSanctions):
+            regime.ease(
+                entities_removed=command.entities_removed,
+                entity_names_removed=list(command.entity_names_removed),
+                sectors_removed=list(command.sectors_removed),
+                evidence=evidence,
+                submitted_by=stamp,
+            )
+        elif isinstance(command, LiftSanctions):
+            regime.lift(reason=command.reason, evidence=evidence, submitted_by=stamp)
+        else:  # pragma: no cover
+            raise TypeError(f"no handler for {type(command).__name__}")
+
+    def _decide_on_negotiation(
+        self, track: NegotiationTrack, command: NegotiationCommand, stamp: dict[str, Any]
+    ) -> None:
+        evidence = command.evidence.model_dump(mode="json")
+        if isinstance(command, HoldNegotiationRound):
+            track.hold_round(location=command.location, evidence=evidence, submitted_by=stamp)
+        elif isinstance(command, PauseNegotiations):
+            track.pause(
+                paused_by=command.paused_by,
+                reason=command.reason,
+                evidence=evidence,
+                submitted_by=stamp,
+            )
+        elif isinstance(command, ResumeNegotiations):
+            track.resume(resumed_by=command.resumed_by, evidence=evidence, submitted_by=stamp)
+        elif isinstance(command, RejectNegotiations):
+            track.reject(
+                rejected_by=command.rejected_by,
+                reason=command.reason,
+                evidence=evidence,
+                submitted_by=stamp,
+            )
+        elif isinstance(command, SignAgreement):
+            track.sign_agreement(
+                title=command.title,
+                signatories=list(command.signatories),
+                evidence=evidence,
+                submitted_by=stamp,
+            )
+        else:  # pragma: no cover
+            raise TypeError(f"no handler for {type(command).__name__}")
+
+    # ------------------------------------------------------------------ reads
+
+    def get_incident(self, incident_id: UUID) -> Incident:
+        return self._load(Incident, incident_id, None)
+
+    def get_sanctions_regime(self, regime_id: UUID) -> SanctionsRegime:
+        return self._load(SanctionsRegime, regime_id, None)
+
+    def get_negotiation_track(self, track_id: UUID) -> NegotiationTrack:
+        return self._load(NegotiationTrack, track_id, None)
+
+    def head_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def read_log(
+        self, start: int = 1, *, stop: int | None = None, page_size: int = 1000
+    ) -> Iterator[Notification]:
+        """The stored log from ``start`` (inclusive), streamed in pages."""
+        position = max(start, 1)
+        while True:
+            page = self.recorder.select_notifications(position, page_size, stop=stop)
+            yield from page
+            if len(page) < page_size:
+                return
+            position = page[-1].id + 1
+
+    def decode(self, notification: Notification) -> Any:
+        return self.mapper.to_domain_event(notification)
+
+    def _find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def _load(self, cls: type[A], aggregate_id: UUID, expected_version: int | None) -> A:
+        aggregate = self._find(cls, aggregate_id)
+        if aggregate is None:
+            raise NotFound(f"{COLLECTIONS[cls]}/{aggregate_id}")
+        if expected_version is not None and aggregate.version != expected_version:
+            raise VersionConflict(resource_name(aggregate), expected_version, aggregate.version)
+        return aggregate
+
+
+COLLECTIONS: dict[type[Aggregate], str] = {
+    Incident: "incidents",
+    SanctionsRegime: "sanctions",
+    NegotiationTrack: "negotiations",
+    CommandReceipt: "receipts",
+}
+
+
+def resource_name(aggregate: Aggregate) -> str:
+    return f"{COLLECTIONS[type(aggregate)]}/{aggregate.id}"
+
+
+def corrected_report(incident: Incident, changes: dict[str, Any]) -> ReportDevelopment:
+    """The incident's report with ``changes`` merged in, validated as a fresh report.
+
+    Validating the merged whole (not just the changes) keeps cross-field rules true after a
+    correction: correcting ``count`` below ``intercepted`` is refused like a bad report.
+    """
+    command_class = REPORT_COMMANDS[incident.kind]
+    merged = deep_merge({**incident.report, **incident.details}, changes)
+    build: Callable[[], ReportDevelopment] = lambda: command_class.model_validate(merged)  # noqa: E731
+    return validating(build, prefix="changes")
+
+
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

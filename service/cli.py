@@ -1,0 +1,308 @@
+"""The ``flashpoint`` command line.
+
+``flashpoint report KIND --flags`` records a development. The flags of each kind come
+from its command model, so the CLI can never drift from what the API accepts; ``--json``
+takes the whole command as JSON instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from service.commands import (
+    COMMANDS,
+    Command,
+    CommandValidationError,
+    ReportDevelopment,
+    parse_command,
+)
+
+#: Flags handled by hand because they build nested objects.
+_NESTED = {"actor", "target", "location", "evidence", "source", "sources"}
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    from service.logs import configure_logging
+    from service.settings import Settings
+
+    try:
+        settings = Settings.load(
+            store=args.store, log_level=args.log_level, log_format=args.log_format,
+            **_command_settings(args),
+        )  # fmt: skip
+    except ValueError as error:
+        sys.stderr.write(f"flashpoint: invalid settings: {error}\n")
+        return EXIT_USAGE
+    configure_logging(settings.log_level, settings.log_format)
+    handler: Callable[[argparse.Namespace, Any], int] = args.handler
+    return handler(args, settings)
+
+
+def _command_settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("listen", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flashpoint",
+        description="Flashpoint: an event-sourced ledger of geopolitical incidents.",
+    )
+    parser.add_argument(
+        "--store",
+        help="event store URL: sqlite:///path/file.db (default ./flashpoint.db) or "
+        "postgresql://user@host:port/db; env FLASHPOINT_STORE",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    report = commands.add_parser(
+        "report", help="record a development (incident, sanctions, negotiations)"
+    )
+    kinds = report.add_subparsers(title="developments", metavar="KIND")
+    for command_class in COMMANDS.values():
+        kind_parser = kinds.add_parser(
+            command_class.cli_name,
+            help=(command_class.__doc__ or command_class.command_name).strip().splitlines()[0],
+            description=f"{command_class.command_name}: "
+            f"{(command_class.__doc__ or '').strip()}",
+        )
+        _add_command_flags(kind_parser, command_class)
+        kind_parser.set_defaults(handler=_run_report, command_class=command_class)
+
+    show = commands.add_parser("show", help="show one resource from the local store")
+    show.add_argument("resource", help="incidents/ID, sanctions/ID or negotiations/ID")
+    show.set_defaults(handler=_run_show)
+    return parser
+
+
+# ------------------------------------------------------------------ report
+
+
+def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Command]) -> None:
+    parser.add_argument("--json", metavar="FILE", help="the whole command as JSON ('-': stdin)")
+    parser.add_argument(
+        "--server", help="send to a running server (HOST:PORT) instead of the local store"
+    )
+    fields = command_class.model_fields
+    if issubclass(command_class, ReportDevelopment):
+        parser.add_argument("--actor", help="country (ISO alpha-3) or organisation that acted")
+        parser.add_argument("--actor-organisation", help="e.g. military, foreign ministry")
+        parser.add_argument("--target", help="country acted upon")
+        parser.add_argument("--target-organisation")
+        parser.add_argument("--location", help="country where it happened")
+        parser.add_argument("--location-region")
+        parser.add_argument("--location-place")
+        parser.add_argument("--latitude", type=float)
+        parser.add_argument("--longitude", type=float)
+    if "evidence" in fields:
+        parser.add_argument("--occurred-at", help="ISO 8601 with offset (default: now)")
+        parser.add_argument("--precision", choices=["day", "hour", "minute"])
+        parser.add_argument("--reported-at", help="when the source published (ISO 8601)")
+        parser.add_argument(
+            "--reliability", choices=list("ABCDEF"), help="source reliability (default F)"
+        )
+        parser.add_argument("--credibility", type=int, help="information credibility 1-6 (6)")
+        parser.add_argument("--summary")
+    if {"evidence", "source", "sources"} & set(fields):
+        parser.add_argument("--source", action="append", help="source name (repeatable)")
+        parser.add_argument(
+            "--source-url", action="append", help="source URL, paired with --source in order"
+        )
+    for name, info in fields.items():
+        if name in _NESTED:
+            continue
+        flag = "--" + name.replace("_", "-")
+        annotation = _strip_optional(info.annotation)
+        if annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif typing.get_origin(annotation) is tuple:
+            parser.add_argument(flag, action="append", help="repeatable or comma-separated")
+        else:
+            parser.add_argument(flag, help=info.description)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return _strip_optional(args[0])
+    return annotation
+
+
+def command_data_from_flags(args: argparse.Namespace, command_class: type[Command]) -> Any:
+    """The raw command body the flags describe (validated afterwards, like any input)."""
+    fields = command_class.model_fields
+    data: dict[str, Any] = {}
+    if issubclass(command_class, ReportDevelopment):
+        if args.actor:
+            data["actor"] = _party(args.actor, args.actor_organisation)
+        if args.target:
+            data["target"] = _party(args.target, args.target_organisation)
+        if args.location:
+            data["location"] = _without_none(
+                country=args.location, region=args.location_region, place=args.location_place,
+                latitude=args.latitude, longitude=args.longitude,
+            )  # fmt: skip
+    sources = _sources(getattr(args, "source", None), getattr(args, "source_url", None))
+    if "evidence" in fields:
+        data["evidence"] = _without_none(
+            occurred_at=args.occurred_at or datetime.now(UTC).isoformat(),
+            precision=args.precision,
+            reported_at=args.reported_at,
+            sources=sources,
+            reliability=args.reliability or "F",
+            credibility=args.credibility if args.credibility is not None else 6,
+            summary=args.summary,
+        )
+    elif "source" in fields and sources:
+        data["source"] = sources[0]
+    elif "sources" in fields and sources:
+        data["sources"] = sources
+    for name, info in fields.items():
+        if name in _NESTED:
+            continue
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        annotation = _strip_optional(info.annotation)
+        if typing.get_origin(annotation) is tuple:
+            value = [item.strip() for chunk in value for item in chunk.split(",") if item.strip()]
+        elif typing.get_origin(annotation) is dict or annotation is dict:
+            value = json.loads(value)
+        data[name] = value
+    return data
+
+
+def _party(country: str, organisation: str | None) -> dict[str, Any]:
+    return _without_none(country=country, organisation=organisation)
+
+
+def _sources(names: list[str] | None, urls: list[str] | None) -> list[dict[str, Any]]:
+    names, urls = names or [], urls or []
+    return [
+        _without_none(name=name, url=urls[index] if index < len(urls) else None)
+        for index, name in enumerate(names)
+    ]
+
+
+def _without_none(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _run_report(args: argparse.Namespace, settings: Any) -> int:
+    command_class: type[Command] = args.command_class
+    if args.json:
+        text = sys.stdin.read() if args.json == "-" else open(args.json).read()  # noqa: SIM115
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            sys.stderr.write(f"flashpoint: --json is not valid JSON: {error}\n")
+            return EXIT_USAGE
+    else:
+        data = command_data_from_flags(args, command_class)
+    try:
+        command = parse_command(command_class, data)
+    except CommandValidationError as error:
+        _write_violations(error)
+        return EXIT_USAGE
+    if args.server:
+        return _report_remote(args, settings, command)
+    return _report_local(settings, command)
+
+
+def _report_local(settings: Any, command: Command) -> int:
+    from service.bootstrap import build_application
+    from service.errors import NotFound, RequestIdReused, RuleViolation, VersionConflict
+
+    app = build_application(settings)
+    try:
+        result = app.execute(command)
+    except CommandValidationError as error:
+        _write_violations(error)
+        return EXIT_USAGE
+    except (NotFound, RuleViolation, VersionConflict, RequestIdReused) as error:
+        sys.stderr.write(f"flashpoint: {error}\n")
+        return EXIT_FAILED
+    finally:
+        app.close()
+    _write_json(
+        {
+            "resource": result.resource,
+            "id": str(result.id),
+            "version": result.version,
+            "position": result.position,
+            "replayed": result.replayed,
+        }
+    )
+    return EXIT_OK
+
+
+def _report_remote(args: argparse.Namespace, settings: Any, command: Command) -> int:
+    sys.stderr.write("flashpoint: --server needs the gRPC client (not built yet)\n")
+    return EXIT_USAGE
+
+
+def _write_violations(error: CommandValidationError) -> None:
+    for violation in error.violations:
+        sys.stderr.write(f"flashpoint: invalid {violation.field}: {violation.description}\n")
+
+
+def _write_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------ show
+
+
+def _run_show(args: argparse.Namespace, settings: Any) -> int:
+    from uuid import UUID
+
+    from service.bootstrap import build_application
+    from service.errors import NotFound
+
+    collection, _, raw_id = args.resource.partition("/")
+    try:
+        resource_id = UUID(raw_id)
+    except ValueError:
+        sys.stderr.write(f"flashpoint: {args.resource!r} is not COLLECTION/UUID\n")
+        return EXIT_USAGE
+    app = build_application(settings)
+    try:
+        loader = {
+            "incidents": app.get_incident,
+            "sanctions": app.get_sanctions_regime,
+            "negotiations": app.get_negotiation_track,
+        }.get(collection)
+        if loader is None:
+            sys.stderr.write(f"flashpoint: unknown collection {collection!r}\n")
+            return EXIT_USAGE
+        try:
+            aggregate = loader(resource_id)
+        except NotFound as error:
+            sys.stderr.write(f"flashpoint: {error}\n")
+            return EXIT_FAILED
+        state = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
+        _write_json({"resource": args.resource, "version": aggregate.version, **state})
+        return EXIT_OK
+    finally:
+        app.close()

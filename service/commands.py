@@ -1,0 +1,591 @@
+"""Commands: what a client asks Flashpoint to record, validated once at the edge.
+
+Every command is a frozen pydantic model with an imperative name. Validation here is the
+only place a report's shape is checked: country codes against ISO 3166 (``pycountry``),
+counts, time order, clock skew, string lengths. A rejected command raises
+:class:`CommandValidationError`, whose violations name the offending fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from uuid import UUID
+
+import pycountry
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+#: How far into the future a reported time may lie before it is refused (clocks drift).
+CLOCK_SKEW = timedelta(minutes=5)
+
+#: Organisations that act like countries in reports (sanctioning authorities, alliances).
+#: ISO 3166 has no codes for them; these are the short forms newsrooms and datasets use.
+ORGANISATIONS: frozenset[str] = frozenset(
+    {"EU", "UN", "NATO", "G7", "AU", "ASEAN", "OSCE", "ECOWAS", "CSTO", "OAS", "GCC"}
+)
+
+
+class FieldViolation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    field: str
+    description: str
+
+
+class InvalidField(ValueError):
+    """Raised by cross-field validators so the violation names the field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CommandValidationError(ValueError):
+    """A command (or a query) is malformed; each violation names its field."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+
+    @classmethod
+    def single(cls, field: str, description: str) -> CommandValidationError:
+        return cls([FieldViolation(field=field, description=description)])
+
+    @classmethod
+    def from_pydantic(cls, error: ValidationError, prefix: str = "") -> CommandValidationError:
+        violations = []
+        for item in error.errors(include_url=False):
+            path = field_path(item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            cause = item.get("ctx", {}).get("error")
+            if isinstance(cause, InvalidField):
+                path = f"{path}.{cause.field}" if path else cause.field
+            if prefix:
+                path = f"{prefix}.{path}" if path else prefix
+            violations.append(FieldViolation(field=path or "(request)", description=message))
+        return cls(violations)
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """``("evidence", "sources", 0, "url")`` -> ``evidence.sources[0].url``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith(("function-after", "function-before")):
+            continue
+        else:
+            path = f"{path}.{part}" if path else part
+    return path
+
+
+@lru_cache(maxsize=1)
+def _iso_alpha3() -> frozenset[str]:
+    return frozenset(country.alpha_3 for country in pycountry.countries)
+
+
+def _country_code(value: str) -> str:
+    code = value.upper()
+    if code not in _iso_alpha3():
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-3 country code")
+    return code
+
+
+def _country_or_organisation(value: str) -> str:
+    code = value.upper()
+    if code in ORGANISATIONS or code in _iso_alpha3():
+        return code
+    raise ValueError(
+        f"{value!r} is neither an ISO 3166-1 alpha-3 country code nor a known organisation "
+        f"({', '.join(sorted(ORGANISATIONS))})"
+    )
+
+
+def _not_in_future(value: datetime) -> datetime:
+    value = value.astimezone(UTC)
+    if value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError(f"{value.isoformat()} lies in the future")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+CountryCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=3),
+                        AfterValidator(_country_code)]
+ActorCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=6),
+                      AfterValidator(_country_or_organisation)]
+PastTime = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000,
+                                       pattern=r"^https?://[^\s]+$")]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128,
+                                             pattern=r"^[A-Za-z0-9._:/@+=-]+$")]
+Count = Annotated[int, Field(ge=0, le=10_000_000)]
+Reliability = Literal["A", "B", "C", "D", "E", "F"]
+Credibility = Annotated[int, Field(ge=1, le=6)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Party(Model):
+    """Who acted or was acted upon: a country (or organisation), optionally a sector."""
+
+    country: ActorCode
+    organisation: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class Location(Model):
+    country: CountryCode
+    region: Annotated[str, StringConstraints(max_length=200)] | None = None
+    place: Annotated[str, StringConstraints(max_length=200)] | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> Self:
+        if (self.latitude is None) != (self.longitude is None):
+            raise InvalidField("latitude", "latitude and longitude go together")
+        return self
+
+
+class Source(Model):
+    name: Name
+    url: Url | None = None
+
+
+class Evidence(Model):
+    """When it happened and how sure we are (Admiralty grading, NATO STANAG 2511)."""
+
+    occurred_at: PastTime
+    precision: Literal["day", "hour", "minute"] = "minute"
+    reported_at: PastTime | None = None
+    sources: Annotated[tuple[Source, ...], Field(min_length=1, max_length=20)]
+    reliability: Reliability
+    credibility: Credibility
+    summary: LongText = ""
+
+
+class Command(Model):
+    """Base of every command: an optional AIP-155 request id for safe retries."""
+
+    command_name: ClassVar[str]
+    cli_name: ClassVar[str]
+    request_id: RequestId | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "command_name" not in cls.__dict__:
+            cls.command_name = cls.__name__
+
+    def fingerprint(self) -> str:
+        """A digest of what the command asks, so a reused request id can be told apart."""
+        body = self.model_dump(mode="json", exclude={"request_id"})
+        canonical = json.dumps([self.command_name, body], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ExistingResourceCommand(Command):
+    """A command on an existing resource; ``expected_version`` is its optimistic lock."""
+
+    expected_version: Annotated[int, Field(ge=1)] | None = None
+
+
+# ---------------------------------------------------------------------------- incidents
+
+
+class ReportDevelopment(Command):
+    """Base of the commands that report a new incident."""
+
+    kind: ClassVar[str]
+    actor: Party
+    target: Party | None = None
+    location: Location | None = None
+    evidence: Evidence
+
+    COMMON_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"request_id", "actor", "target", "location", "evidence"}
+    )
+
+    def report(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include={"actor", "target", "location", "evidence"})
+
+    def details(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude=set(self.COMMON_FIELDS))
+
+    @model_validator(mode="after")
+    def _actor_is_not_target(self) -> Self:
+        if self.target is not None and self.target.country == self.actor.country:
+            raise InvalidField("target.country", "must differ from actor.country")
+        return self
+
+
+class ReportIncursion(ReportDevelopment):
+    """Aircraft, drones or missiles entered another country's airspace."""
+
+    kind = "airspace_incursion"
+    cli_name = "incursion"
+    target: Party
+    platform: Literal["drone", "aircraft", "missile", "helicopter", "balloon"] = "drone"
+    count: Annotated[int, Field(ge=1, le=100_000)]
+    intercepted: Count = 0
+    shots_fired: bool = False
+
+    @model_validator(mode="after")
+    def _intercepted_within_count(self) -> Self:
+        if self.intercepted > self.count:
+            raise InvalidField(
+                "intercepted", f"intercepted ({self.intercepted}) exceeds count ({self.count})"
+            )
+        return self
+
+
+class ReportStrike(ReportDevelopment):
+    """An air, missile or drone strike."""
+
+    kind = "strike"
+    cli_name = "strike"
+    weapon: Literal["missile", "drone", "aircraft", "artillery", "mixed"] = "mixed"
+    munitions_count: Count = 0
+    target_kind: Annotated[str, StringConstraints(max_length=100)] = ""
+    fatalities: Count = 0
+    injured: Count = 0
+
+
+class ReportClash(ReportDevelopment):
+    """Armed forces of two parties fought."""
+
+    kind = "armed_clash"
+    cli_name = "clash"
+    target: Party
+    fatalities: Count = 0
+    injured: Count = 0
+    ceasefire_violation: bool = False
+
+
+class StartMilitaryExercise(ReportDevelopment):
+    """A military exercise began (its end is a separate command)."""
+
+    kind = "military_exercise"
+    cli_name = "exercise-start"
+    name: Name
+    participants: Annotated[tuple[ActorCode, ...], Field(max_length=50)] = ()
+    troop_count: Count = 0
+    starts_at: UtcTime
+    planned_end_at: UtcTime | None = None
+    border_with: tuple[CountryCode, ...] = ()
+    distance_to_border_km: Annotated[float, Field(ge=0, le=20_000)] | None = None
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.planned_end_at is not None and self.planned_end_at < self.starts_at:
+            raise InvalidField("planned_end_at", "planned_end_at is before starts_at")
+        return self
+
+
+class DeployTroops(ReportDevelopment):
+    kind = "troop_deployment"
+    cli_name = "troops"
+    troop_count: Annotated[int, Field(ge=1, le=10_000_000)]
+    region: Annotated[str, StringConstraints(max_length=200)] = ""
+    border_with: tuple[CountryCode, ...] = ()
+    distance_to_border_km: Annotated[float, Field(ge=0, le=20_000)] | None = None
+
+
+class RaiseAlert(ReportDevelopment):
+    """Forces put on alert, jets scrambled."""
+
+    kind = "alert"
+    cli_name = "alert"
+    alert_kind: Literal["jets_scrambled", "air_defence", "readiness", "other"] = "jets_scrambled"
+    aircraft_count: Count = 0
+
+
+class ReportThreat(ReportDevelopment):
+    kind = "threat"
+    cli_name = "threat"
+    threat_kind: Literal["military", "ultimatum", "other"] = "other"
+    quote: LongText = ""
+
+
+class RecordStatement(ReportDevelopment):
+    kind = "statement"
+    cli_name = "statement"
+    speaker: Name
+    quote: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class IssueCondemnation(ReportDevelopment):
+    kind = "condemnation"
+    cli_name = "condemnation"
+    co_signers: Annotated[tuple[ActorCode, ...], Field(max_length=200)] = ()
+    accusation: bool = False
+    text: LongText = ""
+
+    @model_validator(mode="after")
+    def _co_signers_distinct(self) -> Self:
+        if len(set(self.co_signers)) != len(self.co_signers):
+            raise InvalidField("co_signers", "contains duplicates")
+        return self
+
+
+class SummonEnvoy(ReportDevelopment):
+    """The actor summoned the target country's ambassador or envoy."""
+
+    kind = "envoy_summoned"
+    cli_name = "envoy-summoned"
+    target: Party
+    envoy_title: Annotated[str, StringConstraints(max_length=200)] = "ambassador"
+    reason: ShortText = ""
+
+
+class ExpelDiplomats(ReportDevelopment):
+    kind = "diplomats_expelled"
+    cli_name = "diplomats-expelled"
+    target: Party
+    count: Annotated[int, Field(ge=1, le=10_000)]
+    reason: ShortText = ""
+
+
+class ReportCyberAttack(ReportDevelopment):
+    kind = "cyber_attack"
+    cli_name = "cyber-attack"
+    attack_kind: Annotated[str, StringConstraints(max_length=100)] = ""
+    systems_affected: ShortText = ""
+
+
+class IncidentCommand(ExistingResourceCommand):
+    incident_id: UUID
+
+
+class EndMilitaryExercise(IncidentCommand):
+    cli_name = "exercise-end"
+    ended_at: PastTime
+    sources: Annotated[tuple[Source, ...], Field(max_length=20)] = ()
+
+
+class CorroborateIncident(IncidentCommand):
+    """A further source confirms the incident; it may raise the grading."""
+
+    cli_name = "corroborate"
+    source: Source
+    reliability: Reliability | None = None
+    credibility: Credibility | None = None
+    note: ShortText = ""
+
+
+class DisputeIncident(IncidentCommand):
+    """A party disputes the report or (``denial``) denies responsibility."""
+
+    cli_name = "dispute"
+    party: ActorCode
+    denial: bool = False
+    statement: LongText = ""
+    sources: Annotated[tuple[Source, ...], Field(max_length=20)] = ()
+
+
+class CorrectIncident(IncidentCommand):
+    """Supersede some reported values; ``changes`` has the shape of the original report."""
+
+    cli_name = "correct"
+    changes: Annotated[dict[str, Any], Field(min_length=1)]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+    @model_validator(mode="after")
+    def _changes_are_small(self) -> Self:
+        if len(json.dumps(self.changes, default=str)) > 64_000:
+            raise InvalidField("changes", "larger than 64 kB")
+        return self
+
+
+class RetractIncident(IncidentCommand):
+    cli_name = "retract"
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+# ---------------------------------------------------------------------------- sanctions
+
+
+class ImposeSanctions(Command):
+    cli_name = "sanctions-imposed"
+    authority: ActorCode
+    target: CountryCode
+    programme: Annotated[str, StringConstraints(max_length=200)] = ""
+    entities_count: Count = 0
+    entity_names: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
+    sectors: Annotated[tuple[Name, ...], Field(max_length=100)] = ()
+    effective_from: UtcTime | None = None
+    expires_at: UtcTime | None = None
+    evidence: Evidence
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(self.entity_names) > self.entities_count:
+            raise InvalidField(
+                "entity_names",
+                f"entity_names lists {len(self.entity_names)} names but entities_count is "
+                f"{self.entities_count}"
+            )
+        start = self.effective_from or self.evidence.occurred_at
+        if self.expires_at is not None and self.expires_at <= start:
+            raise InvalidField("expires_at", "must be after effective_from")
+        return self
+
+
+class SanctionsCommand(ExistingResourceCommand):
+    regime_id: UUID
+    evidence: Evidence
+
+
+class ExtendSanctions(SanctionsCommand):
+    cli_name = "sanctions-extended"
+    entities_added: Count = 0
+    entity_names_added: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
+    sectors_added: Annotated[tuple[Name, ...], Field(max_length=100)] = ()
+    expires_at: UtcTime | None = None
+
+    @model_validator(mode="after")
+    def _extends_something(self) -> Self:
+        if not (self.entities_added or self.sectors_added or self.expires_at):
+            raise InvalidField(
+                "entities_added",
+                "an extension adds entities, adds sectors or moves expires_at; this one does none"
+            )
+        if len(self.entity_names_added) > self.entities_added:
+            raise InvalidField("entity_names_added", "lists more names than entities_added")
+        return self
+
+
+class EaseSanctions(SanctionsCommand):
+    cli_name = "sanctions-eased"
+    entities_removed: Count = 0
+    entity_names_removed: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
+    sectors_removed: Annotated[tuple[Name, ...], Field(max_length=100)] = ()
+
+    @model_validator(mode="after")
+    def _eases_something(self) -> Self:
+        if not (self.entities_removed or self.sectors_removed):
+            raise InvalidField(
+                "entities_removed", "an easing removes entities or sectors; this one removes neither"
+            )
+        if len(self.entity_names_removed) > self.entities_removed:
+            raise InvalidField(
+                "entity_names_removed", "lists more names than entities_removed"
+            )
+        return self
+
+
+class LiftSanctions(SanctionsCommand):
+    cli_name = "sanctions-lifted"
+    reason: ShortText = ""
+
+
+# ---------------------------------------------------------------------------- negotiations
+
+
+class ProposeNegotiations(Command):
+    cli_name = "negotiations-proposed"
+    parties: Annotated[tuple[ActorCode, ...], Field(min_length=2, max_length=50)]
+    mediator: ActorCode | None = None
+    subject: ShortText = ""
+    proposed_by: ActorCode
+    evidence: Evidence
+
+    @model_validator(mode="after")
+    def _distinct_parties(self) -> Self:
+        if len(set(self.parties)) != len(self.parties):
+            raise InvalidField("parties", "contains duplicates")
+        if self.mediator is not None and self.mediator in self.parties:
+            raise InvalidField("mediator", "the mediator cannot also be a party")
+        if self.proposed_by not in self.parties and self.proposed_by != self.mediator:
+            raise InvalidField("proposed_by", "must be one of the parties or the mediator")
+        return self
+
+
+class NegotiationCommand(ExistingResourceCommand):
+    track_id: UUID
+    evidence: Evidence
+
+
+class HoldNegotiationRound(NegotiationCommand):
+    cli_name = "negotiation-round"
+    location: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class PauseNegotiations(NegotiationCommand):
+    cli_name = "negotiations-paused"
+    paused_by: ActorCode
+    reason: ShortText = ""
+
+
+class ResumeNegotiations(NegotiationCommand):
+    cli_name = "negotiations-resumed"
+    resumed_by: ActorCode
+
+
+class RejectNegotiations(NegotiationCommand):
+    cli_name = "negotiations-rejected"
+    rejected_by: ActorCode
+    reason: ShortText = ""
+
+
+class SignAgreement(NegotiationCommand):
+    cli_name = "agreement-signed"
+    title: Name
+    signatories: Annotated[tuple[ActorCode, ...], Field(min_length=2, max_length=50)]
+
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.command_name: cls
+    for cls in (
+        ReportIncursion, ReportStrike, ReportClash, StartMilitaryExercise, EndMilitaryExercise,
+        DeployTroops, RaiseAlert, ReportThreat, RecordStatement, IssueCondemnation, SummonEnvoy,
+        ExpelDiplomats, ReportCyberAttack,
+        ImposeSanctions, ExtendSanctions, EaseSanctions, LiftSanctions,
+        ProposeNegotiations, HoldNegotiationRound, PauseNegotiations, ResumeNegotiations,
+        RejectNegotiations, SignAgreement,
+        CorroborateIncident, DisputeIncident, CorrectIncident, RetractIncident,
+    )
+}  # fmt: skip
+
+REPORT_COMMANDS: dict[str, type[ReportDevelopment]] = {
+    cls.kind: cls for cls in COMMANDS.values() if issubclass(cls, ReportDevelopment)
+}
+
+
+C = TypeVar("C", bound=Command)
+T = TypeVar("T")
+
+
+def parse_command(command_class: type[C], data: Any) -> C:
+    """Validate raw data into a command, or raise :class:`CommandValidationError`."""
+    try:
+        return command_class.model_validate(data)
+    except ValidationError as error:
+        raise CommandValidationError.from_pydantic(error) from None
+
+
+def validating(build: Callable[[], T], prefix: str = "") -> T:
+    """Run ``build`` and turn pydantic's error into ours, with field paths under ``prefix``."""
+    try:
+        return build()
+    except ValidationError as error:
+        raise CommandValidationError.from_pydantic(error, prefix) from None

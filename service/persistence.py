@@ -1,0 +1,231 @@
+"""How events are stored: stable type names, schema versions, and the store's location.
+
+The ``eventsourcing`` library names stored events by their Python path
+(``service.domain.incident:Incident.IncursionReported``), which breaks the log the day a
+class moves. Flashpoint stores every event under an explicit, stable type name
+(``IncursionReported``) with a schema version, and upcasts old versions on read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+)
+from eventsourcing.utils import get_topic
+
+from service.domain.incident import Incident
+from service.domain.negotiation import NegotiationTrack
+from service.domain.receipt import CommandReceipt
+from service.domain.sanctions import SanctionsRegime
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+class UnknownEventType(LookupError):
+    pass
+
+
+class EventTypeRegistry:
+    """Two-way map between event classes and the stable names they are stored under."""
+
+    def __init__(self) -> None:
+        self._class_by_name: dict[str, type[Any]] = {}
+        self._name_by_class: dict[type[Any], str] = {}
+        self._class_by_topic: dict[str, type[Any]] = {}
+
+    def register(self, name: str, cls: type[Any], *, replace: bool = False) -> None:
+        existing = self._class_by_name.get(name)
+        if existing is not None and existing is not cls and not replace:
+            raise ValueError(f"event type name {name!r} is already taken by {existing!r}")
+        if existing is not None:
+            self._name_by_class.pop(existing, None)
+        self._class_by_name[name] = cls
+        self._name_by_class[cls] = name
+        self._class_by_topic[get_topic(cls)] = cls
+
+    def register_aggregate(self, aggregate_class: type[Any], name: str) -> None:
+        self.register(name, aggregate_class)
+        for attribute in vars(aggregate_class).values():
+            type_name = isinstance(attribute, type) and getattr(attribute, "type_name", None)
+            if type_name:
+                self.register(type_name, attribute)
+
+    def name_of(self, cls: type[Any]) -> str:
+        try:
+            return self._name_by_class[cls]
+        except KeyError:
+            raise UnknownEventType(f"{cls!r} has no stable type name") from None
+
+    def class_of(self, name: str) -> type[Any]:
+        try:
+            return self._class_by_name[name]
+        except KeyError:
+            raise UnknownEventType(f"no class is registered for stored type {name!r}") from None
+
+    def class_of_topic(self, topic: str) -> type[Any]:
+        """The registered class a library topic (``module:qualname``) names."""
+        try:
+            return self._class_by_topic[topic]
+        except KeyError:
+            raise UnknownEventType(f"no class is registered for topic {topic!r}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._class_by_name)
+
+
+def default_registry() -> EventTypeRegistry:
+    registry = EventTypeRegistry()
+    registry.register_aggregate(Incident, "Incident")
+    registry.register_aggregate(SanctionsRegime, "SanctionsRegime")
+    registry.register_aggregate(NegotiationTrack, "NegotiationTrack")
+    registry.register_aggregate(CommandReceipt, "CommandReceipt")
+    return registry
+
+
+REGISTRY = default_registry()
+
+
+class StableNameMapper(Mapper[UUID]):
+    """A :class:`Mapper` that writes stable type names and schema versions.
+
+    The aggregate class named in a creation event (``originator_topic``) is stored by its
+    stable name as well, so neither an event class nor an aggregate class may ever be
+    looked up by module path.
+    """
+
+    registry: EventTypeRegistry = REGISTRY
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        event_class = type(domain_event)
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        if "originator_topic" in state:
+            aggregate_class = type(self).registry.class_of_topic(state["originator_topic"])
+            state["originator_topic"] = type(self).registry.name_of(aggregate_class)
+        state[SCHEMA_VERSION_KEY] = getattr(event_class, "class_version", 1)
+        stored_state = self.transcoder.encode(state)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=type(self).registry.name_of(event_class),
+            state=stored_state,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        registry = type(self).registry
+        cls = registry.class_of(stored_event.topic)
+        try:
+            state: dict[str, Any] = self.transcoder.decode(stored_event.state)
+        except Exception as error:
+            raise MapperDeserialisationError(
+                f"cannot decode stored event {stored_event.topic} of "
+                f"{stored_event.originator_id} v{stored_event.originator_version}: {error}"
+            ) from error
+        originator_id = stored_event.originator_id
+        state["originator_id"] = originator_id if isinstance(originator_id, UUID) else UUID(
+            str(originator_id)
+        )
+        state["originator_version"] = stored_event.originator_version
+        if "originator_topic" in state:
+            state["originator_topic"] = get_topic(registry.class_of(state["originator_topic"]))
+        from_version = int(state.pop(SCHEMA_VERSION_KEY, 1))
+        to_version = getattr(cls, "class_version", 1)
+        while from_version < to_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", state)
+        return domain_event  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------ stores
+
+
+class StoreURLError(ValueError):
+    pass
+
+
+def store_environment(url: str) -> dict[str, str]:
+    """The ``eventsourcing`` environment for a store URL.
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` and
+    ``postgresql://user:password@host:port/dbname?schema=name&pool_size=N``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path).removeprefix("/")
+        if not path:
+            raise StoreURLError(f"{url!r}: sqlite URLs name a file, e.g. sqlite:///flashpoint.db")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        dbname = unquote(parts.path.removeprefix("/"))
+        if not dbname:
+            raise StoreURLError(f"{url!r}: a postgresql URL names its database")
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": query.get("pool_size", "5"),
+            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", "10"),
+            "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", "5"),
+            "POSTGRES_LOCK_TIMEOUT": query.get("lock_timeout", "5"),
+            "POSTGRES_PRE_PING": "y",
+        }
+        if "schema" in query:
+            env["POSTGRES_SCHEMA"] = query["schema"]
+        return env
+    raise StoreURLError(
+        f"{url!r}: unsupported store; use sqlite:///path/file.db or postgresql://host/dbname"
+    )
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def position_of(recorder: ApplicationRecorder, originator_id: UUID, version: int) -> int | None:
+    """The log position (notification id) of one stored event, if it is stored."""
+    datastore: Any = recorder.datastore  # type: ignore[attr-defined]
+    table = recorder.events_table_name  # type: ignore[attr-defined]
+    if type(recorder).__module__.startswith("eventsourcing.sqlite"):
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT rowid FROM {table} WHERE originator_id=? AND originator_version=?",  # noqa: S608 - table name comes from the library, not from input
+                (originator_id.hex, version),
+            )
+            row = cursor.fetchone()
+            return int(row[0]) if row else None
+    schema = getattr(datastore, "schema", "") or "public"
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT notification_id FROM {schema}.{table} "  # noqa: S608 - library-owned names
+            "WHERE originator_id=%s AND originator_version=%s",
+            (originator_id, version),
+        )
+        row = cursor.fetchone()
+        return int(row["notification_id"]) if row else None

@@ -1,0 +1,61 @@
+"""Settings: one pydantic model, read from the environment and the command line.
+
+Nothing here connects to anything; the composition root (``service.bootstrap``) does that
+when it is asked to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "FLASHPOINT_"
+DEFAULT_STORE = "sqlite:///flashpoint.db"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: ``sqlite:///path/file.db`` (default: ``./flashpoint.db``) or ``postgresql://...``.
+    store: str = DEFAULT_STORE
+    #: Where ``serve`` listens.
+    listen: str = "127.0.0.1:50051"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto`` writes JSON when stderr is not a terminal and readable lines when it is.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    #: File of bearer tokens (one ``role:token`` per line); FLASHPOINT_TOKENS may hold them.
+    tokens_file: str | None = None
+    tokens: str | None = Field(default=None, repr=False)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: CA bundle that client certificates must chain to (mutual TLS) when set.
+    tls_client_ca: str | None = None
+    insecure: bool = False
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    grace_seconds: float = Field(default=10.0, ge=0, le=300)
+
+    @field_validator("store")
+    @classmethod
+    def _store_is_supported(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("store is a URL: sqlite:///path/file.db or postgresql://host/db")
+        return value
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Settings from ``FLASHPOINT_*`` variables, then explicit (CLI) overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(values)
+
