@@ -49,7 +49,13 @@ from service.domain.negotiation import NegotiationTrack
 from service.domain.receipt import CommandReceipt, receipt_id
 from service.domain.sanctions import SanctionsRegime
 from service.domain.submitter import submitted_by
-from service.errors import NotFound, RequestIdReused, StoreUnavailable, VersionConflict
+from service.errors import (
+    DomainError,
+    NotFound,
+    RequestIdReused,
+    StoreUnavailable,
+    VersionConflict,
+)
 from service.persistence import StableNameMapper, position_of
 
 log = structlog.get_logger()
@@ -118,7 +124,16 @@ class FlashpointApplication(Application[UUID]):
             if receipt is not None:
                 return self._replay(receipt, command)
         for _attempt in range(MAX_ATTEMPTS):
-            aggregate = self._decide(command, stamp, receipt_key)
+            try:
+                aggregate = self._decide(command, stamp, receipt_key)
+            except (DomainError, VersionConflict):
+                # A concurrent retry of this very request may have just been recorded,
+                # changing the state this decision saw; its answer is ours.
+                if receipt_key is not None:
+                    receipt = self._find(CommandReceipt, receipt_key)
+                    if receipt is not None:
+                        return self._replay(receipt, command)
+                raise
             pending: list[Aggregate] = [aggregate]
             if receipt_key is not None and command.request_id is not None:
                 pending.append(

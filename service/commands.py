@@ -302,6 +302,8 @@ class StartMilitaryExercise(ReportDevelopment):
 
 
 class DeployTroops(ReportDevelopment):
+    """Troops were deployed, e.g. to a border region."""
+
     kind = "troop_deployment"
     cli_name = "troops"
     troop_count: Annotated[int, Field(ge=1, le=10_000_000)]
@@ -320,6 +322,8 @@ class RaiseAlert(ReportDevelopment):
 
 
 class ReportThreat(ReportDevelopment):
+    """A military threat or ultimatum was made."""
+
     kind = "threat"
     cli_name = "threat"
     threat_kind: Literal["military", "ultimatum", "other"] = "other"
@@ -327,6 +331,8 @@ class ReportThreat(ReportDevelopment):
 
 
 class RecordStatement(ReportDevelopment):
+    """A public statement by an official (speaker and quote)."""
+
     kind = "statement"
     cli_name = "statement"
     speaker: Name
@@ -334,6 +340,8 @@ class RecordStatement(ReportDevelopment):
 
 
 class IssueCondemnation(ReportDevelopment):
+    """A condemnation or accusation, with the co-signing countries."""
+
     kind = "condemnation"
     cli_name = "condemnation"
     co_signers: Annotated[tuple[ActorCode, ...], Field(max_length=200)] = ()
@@ -358,6 +366,8 @@ class SummonEnvoy(ReportDevelopment):
 
 
 class ExpelDiplomats(ReportDevelopment):
+    """The actor expelled the target country's diplomats."""
+
     kind = "diplomats_expelled"
     cli_name = "diplomats-expelled"
     target: Party
@@ -366,6 +376,8 @@ class ExpelDiplomats(ReportDevelopment):
 
 
 class ReportCyberAttack(ReportDevelopment):
+    """A cyber attack attributed to the actor."""
+
     kind = "cyber_attack"
     cli_name = "cyber-attack"
     attack_kind: Annotated[str, StringConstraints(max_length=100)] = ""
@@ -377,6 +389,8 @@ class IncidentCommand(ExistingResourceCommand):
 
 
 class EndMilitaryExercise(IncidentCommand):
+    """A reported military exercise ended."""
+
     cli_name = "exercise-end"
     ended_at: PastTime
     sources: Annotated[tuple[Source, ...], Field(max_length=20)] = ()
@@ -417,6 +431,8 @@ class CorrectIncident(IncidentCommand):
 
 
 class RetractIncident(IncidentCommand):
+    """Withdraw a report; it stays readable but counts for nothing from now on."""
+
     cli_name = "retract"
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
@@ -425,6 +441,8 @@ class RetractIncident(IncidentCommand):
 
 
 class ImposeSanctions(Command):
+    """An authority imposed sanctions on a target country (a new regime)."""
+
     cli_name = "sanctions-imposed"
     authority: ActorCode
     target: CountryCode
@@ -456,6 +474,8 @@ class SanctionsCommand(ExistingResourceCommand):
 
 
 class ExtendSanctions(SanctionsCommand):
+    """A regime was extended: entities or sectors added, expiry moved later."""
+
     cli_name = "sanctions-extended"
     entities_added: Count = 0
     entity_names_added: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
@@ -475,6 +495,8 @@ class ExtendSanctions(SanctionsCommand):
 
 
 class EaseSanctions(SanctionsCommand):
+    """A regime was eased: entities or sectors removed."""
+
     cli_name = "sanctions-eased"
     entities_removed: Count = 0
     entity_names_removed: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
@@ -494,6 +516,8 @@ class EaseSanctions(SanctionsCommand):
 
 
 class LiftSanctions(SanctionsCommand):
+    """A regime was lifted; it accepts nothing afterwards."""
+
     cli_name = "sanctions-lifted"
     reason: ShortText = ""
 
@@ -502,6 +526,8 @@ class LiftSanctions(SanctionsCommand):
 
 
 class ProposeNegotiations(Command):
+    """Talks between parties were proposed (a new negotiation track)."""
+
     cli_name = "negotiations-proposed"
     parties: Annotated[tuple[ActorCode, ...], Field(min_length=2, max_length=50)]
     mediator: ActorCode | None = None
@@ -526,28 +552,38 @@ class NegotiationCommand(ExistingResourceCommand):
 
 
 class HoldNegotiationRound(NegotiationCommand):
+    """A round of talks was held."""
+
     cli_name = "negotiation-round"
     location: Annotated[str, StringConstraints(max_length=200)] = ""
 
 
 class PauseNegotiations(NegotiationCommand):
+    """A party paused the talks."""
+
     cli_name = "negotiations-paused"
     paused_by: ActorCode
     reason: ShortText = ""
 
 
 class ResumeNegotiations(NegotiationCommand):
+    """Paused talks resumed."""
+
     cli_name = "negotiations-resumed"
     resumed_by: ActorCode
 
 
 class RejectNegotiations(NegotiationCommand):
+    """A party rejected the talks; the track ends."""
+
     cli_name = "negotiations-rejected"
     rejected_by: ActorCode
     reason: ShortText = ""
 
 
 class SignAgreement(NegotiationCommand):
+    """An agreement (ceasefire, deal) was signed; the track ends."""
+
     cli_name = "agreement-signed"
     title: Name
     signatories: Annotated[tuple[ActorCode, ...], Field(min_length=2, max_length=50)]
