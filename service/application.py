@@ -56,7 +56,7 @@ from service.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from service.persistence import StableNameMapper, position_of
+from service.persistence import StableNameMapper, positions_of
 
 log = structlog.get_logger()
 
@@ -155,7 +155,7 @@ class FlashpointApplication(Application[UUID]):
                         return self._replay(receipt, command)
                 if isinstance(command, ExistingResourceCommand):
                     if command.expected_version is not None:
-                        current = self.repository.get(aggregate.id)
+                        current: Aggregate = self.repository.get(aggregate.id)
                         raise VersionConflict(
                             resource_name(aggregate), command.expected_version, current.version
                         ) from None
@@ -175,7 +175,7 @@ class FlashpointApplication(Application[UUID]):
     def _replay(self, receipt: CommandReceipt, command: Command) -> CommandResult:
         if receipt.fingerprint != command.fingerprint():
             raise RequestIdReused(receipt.request_id, receipt.command)
-        position = position_of(self.recorder, receipt.id, 1)
+        position = positions_of(self.recorder, receipt.id).get(1)
         if position is None:  # pragma: no cover - the receipt was just read from the store
             raise StoreUnavailable("the receipt's position could not be read")
         return CommandResult(
@@ -365,7 +365,7 @@ class FlashpointApplication(Application[UUID]):
 
     def _find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None

@@ -81,16 +81,65 @@ def build_parser() -> argparse.ArgumentParser:
         kind_parser = kinds.add_parser(
             command_class.cli_name,
             help=(command_class.__doc__ or command_class.command_name).strip().splitlines()[0],
-            description=f"{command_class.command_name}: "
-            f"{(command_class.__doc__ or '').strip()}",
+            description=f"{command_class.command_name}: {(command_class.__doc__ or '').strip()}",
         )
         _add_command_flags(kind_parser, command_class)
         kind_parser.set_defaults(handler=_run_report, command_class=command_class)
 
-    show = commands.add_parser("show", help="show one resource from the local store")
-    show.add_argument("resource", help="incidents/ID, sanctions/ID or negotiations/ID")
-    show.set_defaults(handler=_run_show)
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve.add_argument(
+        "--listen", help="HOST:PORT (default 127.0.0.1:50051; env FLASHPOINT_LISTEN)"
+    )
+    serve.add_argument("--tokens-file", help="bearer tokens, one 'NAME ROLES sha256:HEX' per line")
+    serve.add_argument("--tls-cert", help="server certificate (PEM) for TLS")
+    serve.add_argument("--tls-key", help="server private key (PEM) for TLS")
+    serve.add_argument("--tls-client-ca", help="CA bundle; clients must present a cert (mTLS)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow serving a non-loopback address without authentication",
+    )
+    serve.set_defaults(handler=_run_serve)
+
+    query = commands.add_parser("query", help="read incidents, sanctions, negotiations")
+    query.add_argument("--server", help="ask a running server (HOST:PORT) instead of the store")
+    _add_client_flags(query)
+    what = query.add_subparsers(title="read models", metavar="WHAT")
+    one = what.add_parser("incident", help="one incident: incidents/ID or ID")
+    one.add_argument("name")
+    one.set_defaults(handler=_run_query, query="incident")
+    many = what.add_parser("incidents", help="incidents, newest first")
+    for flag in ("country", "actor", "target", "kind", "occurred-after", "occurred-before"):
+        many.add_argument(f"--{flag}")
+    many.add_argument("--min-confidence", type=float)
+    many.add_argument("--include-retracted", action="store_true", default=None)
+    many.add_argument("--page-size", type=int, default=0)
+    many.add_argument("--page-token", default="")
+    many.set_defaults(handler=_run_query, query="incidents")
+    sanctions = what.add_parser("sanctions-regime", help="one regime: sanctions/ID or ID")
+    sanctions.add_argument("name")
+    sanctions.set_defaults(handler=_run_query, query="sanctions-regime")
+    negotiation = what.add_parser("negotiation", help="one track: negotiations/ID or ID")
+    negotiation.add_argument("name")
+    negotiation.set_defaults(handler=_run_query, query="negotiation")
+    history = what.add_parser("history", help="every event of one resource")
+    history.add_argument("name", help="incidents/ID, sanctions/ID or negotiations/ID")
+    history.set_defaults(handler=_run_query, query="history")
+
+    token = commands.add_parser("token", help="make a bearer token and its tokens-file line")
+    token.add_argument("name", help="the principal, e.g. osint-pipeline")
+    token.add_argument("roles", help="comma-separated: reporter, analyst, auditor, admin")
+    token.set_defaults(handler=_run_token)
     return parser
+
+
+def _add_client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token", help="bearer token (env FLASHPOINT_TOKEN)")
+    parser.add_argument("--tls-ca", help="CA certificate to trust the server's TLS certificate")
+    parser.add_argument("--tls-client-cert", help="client certificate for mutual TLS")
+    parser.add_argument("--tls-client-key", help="client key for mutual TLS")
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
 
 
 # ------------------------------------------------------------------ report
@@ -101,6 +150,7 @@ def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Comm
     parser.add_argument(
         "--server", help="send to a running server (HOST:PORT) instead of the local store"
     )
+    _add_client_flags(parser)
     fields = command_class.model_fields
     if issubclass(command_class, ReportDevelopment):
         parser.add_argument("--actor", help="country (ISO alpha-3) or organisation that acted")
@@ -245,6 +295,11 @@ def _report_local(settings: Any, command: Command) -> int:
         return EXIT_FAILED
     finally:
         app.close()
+    _write_result(result)
+    return EXIT_OK
+
+
+def _write_result(result: Any) -> None:
     _write_json(
         {
             "resource": result.resource,
@@ -254,12 +309,38 @@ def _report_local(settings: Any, command: Command) -> int:
             "replayed": result.replayed,
         }
     )
-    return EXIT_OK
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import os
+
+    from service.client import FlashpointClient
+
+    return FlashpointClient(
+        args.server,
+        token=args.token or os.environ.get("FLASHPOINT_TOKEN"),
+        tls_ca=args.tls_ca,
+        tls_client_cert=args.tls_client_cert,
+        tls_client_key=args.tls_client_key,
+        timeout=args.timeout,
+        client_name="flashpoint-cli",
+    )
 
 
 def _report_remote(args: argparse.Namespace, settings: Any, command: Command) -> int:
-    sys.stderr.write("flashpoint: --server needs the gRPC client (not built yet)\n")
-    return EXIT_USAGE
+    from service.client import ApiError, InvalidArgument
+
+    with _client(args) as client:
+        try:
+            result = client.execute(command)
+        except InvalidArgument as error:
+            _write_violations(CommandValidationError(error.violations))
+            return EXIT_USAGE
+        except ApiError as error:
+            sys.stderr.write(f"flashpoint: {error}\n")
+            return EXIT_FAILED
+    _write_result(result)
+    return EXIT_OK
 
 
 def _write_violations(error: CommandValidationError) -> None:
@@ -271,38 +352,123 @@ def _write_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-# ------------------------------------------------------------------ show
+# ------------------------------------------------------------------ serve, query, token
 
 
-def _run_show(args: argparse.Namespace, settings: Any) -> int:
-    from uuid import UUID
+def _run_serve(args: argparse.Namespace, settings: Any) -> int:
+    from service.api.auth import TokenConfigError
+    from service.api.server import ServeRefused, serve
 
+    try:
+        return serve(settings)
+    except (ServeRefused, TokenConfigError, OSError) as error:
+        sys.stderr.write(f"flashpoint: {error}\n")
+        return EXIT_USAGE
+
+
+def _qualified(collection: str, name: str) -> str:
+    return name if "/" in name else f"{collection}/{name}"
+
+
+def _run_query(args: argparse.Namespace, settings: Any) -> int:
+    if args.server:
+        return _query_remote(args)
+    return _query_local(args, settings)
+
+
+def _incident_filter_args(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("country", "actor", "target", "kind", "occurred_after", "occurred_before",
+             "min_confidence", "include_retracted")  # fmt: skip
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _query_local(args: argparse.Namespace, settings: Any) -> int:
+    from service import queries
     from service.bootstrap import build_application
     from service.errors import NotFound
 
-    collection, _, raw_id = args.resource.partition("/")
-    try:
-        resource_id = UUID(raw_id)
-    except ValueError:
-        sys.stderr.write(f"flashpoint: {args.resource!r} is not COLLECTION/UUID\n")
-        return EXIT_USAGE
     app = build_application(settings)
     try:
-        loader = {
-            "incidents": app.get_incident,
-            "sanctions": app.get_sanctions_regime,
-            "negotiations": app.get_negotiation_track,
-        }.get(collection)
-        if loader is None:
-            sys.stderr.write(f"flashpoint: unknown collection {collection!r}\n")
-            return EXIT_USAGE
-        try:
-            aggregate = loader(resource_id)
-        except NotFound as error:
-            sys.stderr.write(f"flashpoint: {error}\n")
-            return EXIT_FAILED
-        state = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
-        _write_json({"resource": args.resource, "version": aggregate.version, **state})
-        return EXIT_OK
+        value: Any
+        if args.query == "incident":
+            value = queries.get_incident(app, _qualified("incidents", args.name))
+        elif args.query == "incidents":
+            value = queries.list_incidents(
+                app,
+                queries.incident_filter(**_incident_filter_args(args)),
+                page_size=args.page_size,
+                page_token=args.page_token,
+            )
+        elif args.query == "sanctions-regime":
+            value = queries.get_sanctions_regime(app, _qualified("sanctions", args.name))
+        elif args.query == "negotiation":
+            value = queries.get_negotiation(app, _qualified("negotiations", args.name))
+        else:
+            value = queries.history(app, args.name)
+    except CommandValidationError as error:
+        _write_violations(error)
+        return EXIT_USAGE
+    except NotFound as error:
+        sys.stderr.write(f"flashpoint: {error}\n")
+        return EXIT_FAILED
     finally:
         app.close()
+    if isinstance(value, list):
+        _write_json([item.model_dump(mode="json") for item in value])
+    else:
+        _write_json(value.model_dump(mode="json"))
+    return EXIT_OK
+
+
+def _query_remote(args: argparse.Namespace) -> int:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from service.api.translation import message_to_json
+    from service.client import ApiError, InvalidArgument
+
+    with _client(args) as client:
+        try:
+            if args.query == "incident":
+                value: Any = client.get_incident(_qualified("incidents", args.name))
+            elif args.query == "incidents":
+                fields = _incident_filter_args(args)
+                for key in ("occurred_after", "occurred_before"):
+                    if key in fields:
+                        stamp = Timestamp()
+                        stamp.FromJsonString(fields[key])
+                        fields[key] = stamp
+                value = client.list_incidents(
+                    page_size=args.page_size, page_token=args.page_token, **fields
+                )
+            elif args.query == "sanctions-regime":
+                value = client.get_sanctions_regime(_qualified("sanctions", args.name))
+            elif args.query == "negotiation":
+                value = client.get_negotiation(_qualified("negotiations", args.name))
+            else:
+                value = client.history(args.name)
+        except InvalidArgument as error:
+            _write_violations(CommandValidationError(error.violations))
+            return EXIT_USAGE
+        except (ApiError, ValueError) as error:
+            sys.stderr.write(f"flashpoint: {error}\n")
+            return EXIT_FAILED
+    if isinstance(value, list):
+        _write_json([message_to_json(item) for item in value])
+    else:
+        _write_json(message_to_json(value))
+    return EXIT_OK
+
+
+def _run_token(args: argparse.Namespace, settings: Any) -> int:
+    from service.api.auth import TokenConfigError, new_token
+
+    try:
+        token, line = new_token(args.name, args.roles.split(","))
+    except TokenConfigError as error:
+        sys.stderr.write(f"flashpoint: {error}\n")
+        return EXIT_USAGE
+    sys.stdout.write(f"{line}\n")
+    sys.stderr.write(
+        f"token for {args.name} (shown once; the line above is what the server keeps):\n{token}\n"
+    )
+    return EXIT_OK

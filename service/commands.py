@@ -120,23 +120,42 @@ def _not_in_future(value: datetime) -> datetime:
     return value
 
 
+def _at_least(count: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    # An after-validator runs only when every item was valid, so one bad item is reported
+    # as itself rather than also as "too few items".
+    def check(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(items) < count:
+            raise ValueError(f"needs at least {count} item{'s' if count > 1 else ''}")
+        return items
+
+    return check
+
+
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-CountryCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=3),
-                        AfterValidator(_country_code)]
-ActorCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=6),
-                      AfterValidator(_country_or_organisation)]
+CountryCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=3),
+    AfterValidator(_country_code),
+]
+ActorCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=2, max_length=6),
+    AfterValidator(_country_or_organisation),
+]
 PastTime = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
 UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000,
-                                       pattern=r"^https?://[^\s]+$")]
-RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128,
-                                             pattern=r"^[A-Za-z0-9._:/@+=-]+$")]
+Url = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^https?://[^\s]+$")
+]
+RequestId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@+=-]+$")
+]
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
 Reliability = Literal["A", "B", "C", "D", "E", "F"]
 Credibility = Annotated[int, Field(ge=1, le=6)]
@@ -178,7 +197,7 @@ class Evidence(Model):
     occurred_at: PastTime
     precision: Literal["day", "hour", "minute"] = "minute"
     reported_at: PastTime | None = None
-    sources: Annotated[tuple[Source, ...], Field(min_length=1, max_length=20)]
+    sources: Annotated[tuple[Source, ...], Field(max_length=20), AfterValidator(_at_least(1))]
     reliability: Reliability
     credibility: Credibility
     summary: LongText = ""
@@ -460,7 +479,7 @@ class ImposeSanctions(Command):
             raise InvalidField(
                 "entity_names",
                 f"entity_names lists {len(self.entity_names)} names but entities_count is "
-                f"{self.entities_count}"
+                f"{self.entities_count}",
             )
         start = self.effective_from or self.evidence.occurred_at
         if self.expires_at is not None and self.expires_at <= start:
@@ -487,7 +506,7 @@ class ExtendSanctions(SanctionsCommand):
         if not (self.entities_added or self.sectors_added or self.expires_at):
             raise InvalidField(
                 "entities_added",
-                "an extension adds entities, adds sectors or moves expires_at; this one does none"
+                "an extension adds entities, adds sectors or moves expires_at; this one does none",
             )
         if len(self.entity_names_added) > self.entities_added:
             raise InvalidField("entity_names_added", "lists more names than entities_added")
@@ -506,12 +525,11 @@ class EaseSanctions(SanctionsCommand):
     def _eases_something(self) -> Self:
         if not (self.entities_removed or self.sectors_removed):
             raise InvalidField(
-                "entities_removed", "an easing removes entities or sectors; this one removes neither"
+                "entities_removed",
+                "an easing removes entities or sectors; this one removes neither",
             )
         if len(self.entity_names_removed) > self.entities_removed:
-            raise InvalidField(
-                "entity_names_removed", "lists more names than entities_removed"
-            )
+            raise InvalidField("entity_names_removed", "lists more names than entities_removed")
         return self
 
 
@@ -529,7 +547,7 @@ class ProposeNegotiations(Command):
     """Talks between parties were proposed (a new negotiation track)."""
 
     cli_name = "negotiations-proposed"
-    parties: Annotated[tuple[ActorCode, ...], Field(min_length=2, max_length=50)]
+    parties: Annotated[tuple[ActorCode, ...], Field(max_length=50), AfterValidator(_at_least(2))]
     mediator: ActorCode | None = None
     subject: ShortText = ""
     proposed_by: ActorCode
@@ -586,7 +604,9 @@ class SignAgreement(NegotiationCommand):
 
     cli_name = "agreement-signed"
     title: Name
-    signatories: Annotated[tuple[ActorCode, ...], Field(min_length=2, max_length=50)]
+    signatories: Annotated[
+        tuple[ActorCode, ...], Field(max_length=50), AfterValidator(_at_least(2))
+    ]
 
 
 COMMANDS: dict[str, type[Command]] = {

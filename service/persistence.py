@@ -41,6 +41,7 @@ class EventTypeRegistry:
         self._class_by_name: dict[str, type[Any]] = {}
         self._name_by_class: dict[type[Any], str] = {}
         self._class_by_topic: dict[str, type[Any]] = {}
+        self._aggregate_by_name: dict[str, str] = {}
 
     def register(self, name: str, cls: type[Any], *, replace: bool = False) -> None:
         existing = self._class_by_name.get(name)
@@ -52,12 +53,18 @@ class EventTypeRegistry:
         self._name_by_class[cls] = name
         self._class_by_topic[get_topic(cls)] = cls
 
-    def register_aggregate(self, aggregate_class: type[Any], name: str) -> None:
+    def register_aggregate(self, aggregate_class: type[Any], name: str, collection: str) -> None:
+        """Register an aggregate and its events (the nested classes with a ``type_name``)."""
         self.register(name, aggregate_class)
         for attribute in vars(aggregate_class).values():
             type_name = isinstance(attribute, type) and getattr(attribute, "type_name", None)
             if type_name:
                 self.register(type_name, attribute)
+                self._aggregate_by_name[type_name] = collection
+
+    def collection_of(self, type_name: str) -> str:
+        """The resource collection (``incidents``, ...) whose events bear this type name."""
+        return self._aggregate_by_name.get(type_name, "resources")
 
     def name_of(self, cls: type[Any]) -> str:
         try:
@@ -84,10 +91,10 @@ class EventTypeRegistry:
 
 def default_registry() -> EventTypeRegistry:
     registry = EventTypeRegistry()
-    registry.register_aggregate(Incident, "Incident")
-    registry.register_aggregate(SanctionsRegime, "SanctionsRegime")
-    registry.register_aggregate(NegotiationTrack, "NegotiationTrack")
-    registry.register_aggregate(CommandReceipt, "CommandReceipt")
+    registry.register_aggregate(Incident, "Incident", "incidents")
+    registry.register_aggregate(SanctionsRegime, "SanctionsRegime", "sanctions")
+    registry.register_aggregate(NegotiationTrack, "NegotiationTrack", "negotiations")
+    registry.register_aggregate(CommandReceipt, "CommandReceipt", "receipts")
     return registry
 
 
@@ -132,8 +139,8 @@ class StableNameMapper(Mapper[UUID]):
                 f"{stored_event.originator_id} v{stored_event.originator_version}: {error}"
             ) from error
         originator_id = stored_event.originator_id
-        state["originator_id"] = originator_id if isinstance(originator_id, UUID) else UUID(
-            str(originator_id)
+        state["originator_id"] = (
+            originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
         )
         state["originator_version"] = stored_event.originator_version
         if "originator_topic" in state:
@@ -208,24 +215,27 @@ def redact(url: str) -> str:
     return url
 
 
-def position_of(recorder: ApplicationRecorder, originator_id: UUID, version: int) -> int | None:
-    """The log position (notification id) of one stored event, if it is stored."""
+def positions_of(recorder: ApplicationRecorder, originator_id: UUID) -> dict[int, int]:
+    """The log position (notification id) of each stored version of one aggregate.
+
+    The library's recorders answer by position or by aggregate, never both; audits need both.
+    """
     datastore: Any = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
     if type(recorder).__module__.startswith("eventsourcing.sqlite"):
         with datastore.transaction(commit=False) as cursor:
             cursor.execute(
-                f"SELECT rowid FROM {table} WHERE originator_id=? AND originator_version=?",  # noqa: S608 - table name comes from the library, not from input
-                (originator_id.hex, version),
+                f"SELECT originator_version, rowid FROM {table} WHERE originator_id=?",  # noqa: S608 - table name comes from the library, not from input
+                (originator_id.hex,),
             )
-            row = cursor.fetchone()
-            return int(row[0]) if row else None
+            return {int(row[0]): int(row[1]) for row in cursor.fetchall()}
     schema = getattr(datastore, "schema", "") or "public"
     with datastore.transaction(commit=False) as cursor:
         cursor.execute(
-            f"SELECT notification_id FROM {schema}.{table} "  # noqa: S608 - library-owned names
-            "WHERE originator_id=%s AND originator_version=%s",
-            (originator_id, version),
+            f"SELECT originator_version, notification_id FROM {schema}.{table} "  # noqa: S608 - library-owned names
+            "WHERE originator_id=%s",
+            (originator_id,),
         )
-        row = cursor.fetchone()
-        return int(row["notification_id"]) if row else None
+        return {
+            int(row["originator_version"]): int(row["notification_id"]) for row in cursor.fetchall()
+        }

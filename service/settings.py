@@ -37,6 +37,8 @@ class Settings(BaseModel):
     insecure: bool = False
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    #: Worker threads serving RPCs.
+    threads: int = Field(default=16, ge=1, le=256)
 
     @field_validator("store")
     @classmethod
@@ -46,9 +48,7 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``FLASHPOINT_*`` variables, then explicit (CLI) overrides."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -58,4 +58,3 @@ class Settings(BaseModel):
                 values[name] = raw
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(values)
-

@@ -36,7 +36,7 @@ def run_concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             results[index] = action(index)
-        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
+        except Exception as error:
             results[index] = error
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
@@ -54,6 +54,7 @@ class ProbeV1(Aggregate):
 
     def __init__(self, text: str) -> None:
         self.text = text
+
 
 class ProbeV2(Aggregate):
     class Noted(Aggregate.Created):
@@ -84,7 +85,10 @@ class ApplicationContract:
         app.close()
 
     def _log(self, app: FlashpointApplication) -> list[tuple[int, str, UUID, int]]:
-        return [(n.id, n.topic, n.originator_id, n.originator_version) for n in app.read_log()]
+        return [
+            (n.id, n.topic, UUID(str(n.originator_id)), n.originator_version)
+            for n in app.read_log()
+        ]
 
     def test_a_report_returns_its_resource_version_and_log_position(
         self, app: FlashpointApplication
@@ -105,9 +109,7 @@ class ApplicationContract:
         for command_class in c.REPORT_COMMANDS.values():
             results.append(app.execute(command(command_class)))
         incursion = results[0].id
-        exercise = next(
-            r.id for r in results if app.get_incident(r.id).kind == "military_exercise"
-        )
+        exercise = next(r.id for r in results if app.get_incident(r.id).kind == "military_exercise")
         results.append(app.execute(command(c.EndMilitaryExercise, incident_id=exercise)))
         for lifecycle in (c.CorroborateIncident, c.DisputeIncident, c.CorrectIncident,
                           c.RetractIncident):  # fmt: skip
@@ -217,9 +219,7 @@ class ApplicationContract:
         refused = [r for r in results if isinstance(r, RuleViolation)]
         assert len(refused) == 1 and refused[0].reason == "ALREADY_PAUSED"
 
-    def test_unknown_and_mistyped_resources_are_not_found(
-        self, app: FlashpointApplication
-    ) -> None:
+    def test_unknown_and_mistyped_resources_are_not_found(self, app: FlashpointApplication) -> None:
         """An unknown id, or an id of another kind of resource, is NotFound."""
         regime = app.execute(command(c.ImposeSanctions)).id
         with pytest.raises(NotFound, match="incidents/"):
@@ -238,18 +238,14 @@ class ApplicationContract:
         assert self._log(app) == before
         assert app.get_incident(incident).details["count"] == 19
 
-    def test_a_correction_is_validated_as_a_whole_report(
-        self, app: FlashpointApplication
-    ) -> None:
+    def test_a_correction_is_validated_as_a_whole_report(self, app: FlashpointApplication) -> None:
         """Correcting count below intercepted is refused, naming the field."""
         incident = app.execute(command(c.ReportIncursion)).id
         with pytest.raises(CommandValidationError) as raised:
             app.execute(command(c.CorrectIncident, incident_id=incident, changes={"count": 2}))
         assert [v.field for v in raised.value.violations] == ["changes.intercepted"]
         with pytest.raises(CommandValidationError) as raised:
-            app.execute(
-                command(c.CorrectIncident, incident_id=incident, changes={"colour": "red"})
-            )
+            app.execute(command(c.CorrectIncident, incident_id=incident, changes={"colour": "red"}))
         assert [v.field for v in raised.value.violations] == ["changes.colour"]
 
     def test_events_are_stored_under_stable_names_without_module_paths(
@@ -279,7 +275,7 @@ class ApplicationContract:
         REGISTRY.register("TestProbeNoted", ProbeV2.Noted, replace=True)
         reader = open_app(store_url)
         try:
-            probe = reader.repository.get(old.id)
+            probe: Aggregate = reader.repository.get(old.id)
             assert isinstance(probe, ProbeV2)
             assert (probe.text, probe.language) == ("stored as v1", "und")
             fresh = ProbeV2(text="stored as v2", language="en")

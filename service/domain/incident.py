@@ -15,6 +15,7 @@ from eventsourcing.domain import Aggregate
 
 from service.domain.coding import coding_for
 from service.domain.errors import RuleViolation
+from service.domain.grading import CREDIBILITY, RELIABILITY
 
 
 class Incident(Aggregate):
@@ -84,10 +85,16 @@ class Incident(Aggregate):
         def apply(self, aggregate: Incident) -> None:
             aggregate.sources = [*aggregate.sources, self.source]
             aggregate.corroborations += 1
+            # A corroboration only ever raises the grading: a weaker source confirming
+            # the report does not make it less likely.
             evidence = dict(aggregate.report["evidence"])
-            if self.reliability is not None:
+            if self.reliability is not None and (
+                RELIABILITY[self.reliability] > RELIABILITY[evidence["reliability"]]
+            ):
                 evidence["reliability"] = self.reliability
-            if self.credibility is not None:
+            if self.credibility is not None and (
+                CREDIBILITY[self.credibility] > CREDIBILITY[evidence["credibility"]]
+            ):
                 evidence["credibility"] = self.credibility
             aggregate.report = {**aggregate.report, "evidence": evidence}
 
@@ -97,6 +104,7 @@ class Incident(Aggregate):
         denial: bool
         statement: str
         sources: list[dict[str, Any]]
+        coding: dict[str, str]
 
         def apply(self, aggregate: Incident) -> None:
             aggregate.disputes = [
@@ -209,6 +217,7 @@ class Incident(Aggregate):
             denial=denial,
             statement=statement,
             sources=sources,
+            coding=coding_for("denial"),
             submitted_by=submitted_by,
         )
 

@@ -2,7 +2,7 @@
 
 Its status is a small state machine::
 
-    proposed --round--> active --pause--> paused --resume--> active
+    proposed --round--> active;  proposed/active --pause--> paused --resume--> active
     proposed/active/paused --reject--> rejected   (ended)
     proposed/active --sign--> agreed               (ended)
 """

@@ -143,14 +143,26 @@ class SanctionsRegime(Aggregate):
         submitted_by: dict[str, Any],
     ) -> None:
         self._require_in_force("extended")
-        if expires_at is not None and self.expires_at is not None:
-            current = datetime.fromisoformat(self.expires_at)
-            if expires_at <= current:
+        if expires_at is not None:
+            if self.expires_at is None:
+                raise RuleViolation(
+                    "the regime has no expiry; giving it one would shorten it, not extend it",
+                    resource=self.resource_name,
+                    reason="EXPIRY_NOT_LATER",
+                )
+            if expires_at <= datetime.fromisoformat(self.expires_at):
                 raise RuleViolation(
                     f"an extension must move the expiry later than {self.expires_at}",
                     resource=self.resource_name,
                     reason="EXPIRY_NOT_LATER",
                 )
+        already = sorted(set(entity_names_added) & set(self.entity_names))
+        if already or len(set(entity_names_added)) != len(entity_names_added):
+            raise RuleViolation(
+                f"already designated by this regime: {', '.join(already) or 'duplicate names'}",
+                resource=self.resource_name,
+                reason="ALREADY_DESIGNATED",
+            )
         self.trigger_event(
             self.Extended,
             entities_added=entities_added,

@@ -1,0 +1,143 @@
+"""Bearer tokens with roles (DESIGN.md section 8).
+
+Tokens are configured hashed: one line per principal, ``NAME ROLE[,ROLE...] sha256:HEX``.
+``flashpoint token`` makes a new token and prints its line. A presented token is hashed and
+compared with every configured hash in constant time, so neither the secret nor which
+entry matched leaks through timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.api.errors import PermissionDenied, Unauthenticated
+
+ROLES = frozenset({"reporter", "analyst", "auditor", "admin"})
+
+#: Which roles may call each service (by method prefix). ``admin`` may call everything.
+REQUIRED_ROLES: dict[str, frozenset[str]] = {
+    "/flashpoint.v1.CommandService/": frozenset({"reporter", "admin"}),
+    "/flashpoint.v1.QueryService/": frozenset({"analyst", "admin"}),
+    "/flashpoint.v1.AuditService/": frozenset({"auditor", "admin"}),
+}
+
+#: Methods anyone may call: health checks and reflection.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    roles: frozenset[str]
+
+
+#: The principal of every call when auth is off (loopback development mode).
+LOCAL_DEVELOPER = Principal("local", ROLES)
+
+
+class TokenConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    principal: Principal
+    digest: bytes
+
+
+def hash_token(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(name: str, roles: Iterable[str]) -> tuple[str, str]:
+    """A fresh random token and the configuration line that admits it."""
+    role_set = sorted(set(roles))
+    unknown = set(role_set) - ROLES
+    if unknown or not role_set:
+        raise TokenConfigError(f"roles must be among {sorted(ROLES)}, got {role_set}")
+    token = "fp_" + secrets.token_urlsafe(32)
+    return token, f"{name} {','.join(role_set)} {hash_token(token)}"
+
+
+def parse_tokens(text: str, origin: str = "tokens") -> list[TokenEntry]:
+    entries = []
+    for number, raw in enumerate(text.replace(";", "\n").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[2].startswith("sha256:"):
+            raise TokenConfigError(
+                f"{origin} line {number}: expected 'NAME ROLE[,ROLE] sha256:HEX' "
+                "(make one with `flashpoint token NAME ROLE`)"
+            )
+        name, roles_text, digest_text = parts
+        roles = frozenset(role.strip() for role in roles_text.split(","))
+        if not roles <= ROLES:
+            raise TokenConfigError(
+                f"{origin} line {number}: unknown role(s) {sorted(roles - ROLES)}"
+            )
+        try:
+            digest = bytes.fromhex(digest_text.removeprefix("sha256:"))
+        except ValueError:
+            raise TokenConfigError(f"{origin} line {number}: the hash is not hex") from None
+        if len(digest) != 32:
+            raise TokenConfigError(f"{origin} line {number}: a sha256 hash has 64 hex digits")
+        entries.append(TokenEntry(Principal(name, roles), digest))
+    return entries
+
+
+def load_tokens(tokens_file: str | None, tokens: str | None) -> list[TokenEntry]:
+    entries: list[TokenEntry] = []
+    if tokens_file:
+        entries += parse_tokens(Path(tokens_file).read_text(), tokens_file)
+    if tokens:
+        entries += parse_tokens(tokens, "FLASHPOINT_TOKENS")
+    return entries
+
+
+class Authenticator:
+    """Decides who is calling and whether they may call the method."""
+
+    def __init__(self, entries: list[TokenEntry]) -> None:
+        self._entries = entries
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._entries)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not self._entries:
+            return LOCAL_DEVELOPER
+        if not authorization:
+            raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+        presented = hashlib.sha256(token.strip().encode()).digest()
+        found: Principal | None = None
+        for entry in self._entries:
+            # No early exit: every entry is compared, whichever matches.
+            if hmac.compare_digest(presented, entry.digest):
+                found = entry.principal
+        if found is None:
+            raise Unauthenticated("the token is not valid")
+        return found
+
+    @staticmethod
+    def authorize(principal: Principal, method: str) -> None:
+        for prefix, allowed in REQUIRED_ROLES.items():
+            if method.startswith(prefix):
+                if principal.roles & allowed:
+                    return
+                raise PermissionDenied(
+                    f"{principal.name} may not call {method}: it needs one of "
+                    f"{', '.join(sorted(allowed))}",
+                    needed=",".join(sorted(allowed)),
+                )
+        raise PermissionDenied(f"{method} is not open to any role", needed="")

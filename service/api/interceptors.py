@@ -1,0 +1,184 @@
+"""What every RPC goes through: request id, authentication, deadline, error mapping, and one
+canonical log line.
+
+It wraps each method's behaviour (rather than only inspecting the call) so that the error
+table in ``service.api.errors`` is applied in exactly one place, and the log line carries
+the final status code.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_status import rpc_status
+
+from service.api.auth import LOCAL_DEVELOPER, OPEN_PREFIXES, Authenticator, Principal
+from service.api.errors import map_error
+from service.queries import DeadlineReached
+
+log = structlog.get_logger()
+
+REQUEST_ID_KEY = "x-request-id"
+CLIENT_KEY = "x-client-name"
+
+#: The authenticated caller of the RPC being served on this thread.
+current_principal: ContextVar[Principal] = ContextVar("principal", default=LOCAL_DEVELOPER)
+#: The client software that sent it (``x-client-name`` metadata, else its user agent).
+current_client: ContextVar[str | None] = ContextVar("client", default=None)
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+class _Call:
+    """One RPC in flight: its identity, clock and final log line."""
+
+    def __init__(self, method: str, metadata: dict[str, Any], context: grpc.ServicerContext):
+        self.method = method
+        self.started = time.perf_counter()
+        given = metadata.get(REQUEST_ID_KEY)
+        self.request_id: str = (
+            given if isinstance(given, str) and 0 < len(given) <= 128 else uuid.uuid4().hex
+        )
+        self.context = context
+        self.principal: Principal | None = None
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=self.request_id)
+
+    def finish(self, code: grpc.StatusCode, **extra: Any) -> None:
+        log.info(
+            "rpc",
+            method=self.method,
+            code=code.name,
+            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            peer=self.context.peer(),
+            principal=self.principal.name if self.principal else None,
+            **extra,
+        )
+
+    def fail(self, error: Exception) -> None:
+        """Log the failure and end the call with the mapped status (this raises)."""
+        current = self.context.code()  # type: ignore[attr-defined]
+        if current not in (None, grpc.StatusCode.OK):
+            # The behaviour already aborted with a status of its own.
+            self.finish(current)
+            raise error
+        mapped = map_error(error)
+        if mapped.internal:
+            log.error("rpc.unexpected_error", method=self.method, exc_info=error)
+        self.finish(mapped.code, error=mapped.message if not mapped.internal else None)
+        status = rpc_status.to_status(mapped.status)
+        self.context.abort_with_status(
+            _Status(
+                status.code,
+                status.details,
+                (*status.trailing_metadata, (REQUEST_ID_KEY, self.request_id)),
+            )
+        )
+
+    def ok(self) -> None:
+        self.context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
+        self.finish(grpc.StatusCode.OK)
+
+
+class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, metadata, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, metadata, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _enter(self, call: _Call, metadata: dict[str, Any]) -> list[Any]:
+        authorization = metadata.get("authorization")
+        principal = self._authenticator.authenticate(
+            authorization if isinstance(authorization, str) else None
+        )
+        call.principal = principal
+        self._authenticator.authorize(principal, call.method)
+        remaining = call.context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineReached
+        client = metadata.get(CLIENT_KEY) or metadata.get("user-agent")
+        structlog.contextvars.bind_contextvars(principal=principal.name)
+        return [
+            current_principal.set(principal),
+            current_client.set(str(client) if client else None),
+        ]
+
+    def _unary(
+        self, method: str, metadata: dict[str, Any], inner: Callable[[Any, Any], Any]
+    ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            call = _Call(method, metadata, context)
+            try:
+                tokens = self._enter(call, metadata)
+                try:
+                    response = inner(request, context)
+                finally:
+                    _reset(tokens)
+            except Exception as error:
+                call.fail(error)
+            call.ok()
+            return response
+
+        return behaviour
+
+    def _stream(
+        self, method: str, metadata: dict[str, Any], inner: Callable[[Any, Any], Iterator[Any]]
+    ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            call = _Call(method, metadata, context)
+            sent = 0
+            try:
+                tokens = self._enter(call, metadata)
+                try:
+                    for item in inner(request, context):
+                        yield item
+                        sent += 1
+                finally:
+                    _reset(tokens)
+            except GeneratorExit:
+                call.finish(grpc.StatusCode.CANCELLED, messages=sent)
+                raise
+            except Exception as error:
+                call.fail(error)
+            call.ok()
+
+        return behaviour
+
+
+def _reset(tokens: list[Any]) -> None:
+    current_principal.reset(tokens[0])
+    current_client.reset(tokens[1])

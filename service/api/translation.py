@@ -1,0 +1,221 @@
+"""The one place where protobuf meets Flashpoint's pydantic commands and read models.
+
+Request messages mirror the command models field for field (the round-trip tests hold
+them to it), so a request becomes a command through its JSON form: the same validation,
+and the same field names in errors, as every other way in.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
+from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
+from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
+from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+from service.application import CommandResult
+from service.commands import COMMANDS, Command, parse_command
+from service.queries import (
+    IncidentPage,
+    IncidentView,
+    LogEventView,
+    NegotiationView,
+    SanctionsRegimeView,
+)
+
+M = TypeVar("M", bound=Message)
+C = TypeVar("C", bound=Command)
+
+
+def request_class(command_class: type[Command]) -> type[Message]:
+    cls: type[Message] = getattr(command_pb, f"{command_class.command_name}Request")
+    return cls
+
+
+def response_class(command_class: type[Command]) -> type[Message]:
+    cls: type[Message] = getattr(command_pb, f"{command_class.command_name}Response")
+    return cls
+
+
+def message_to_data(message: Message) -> dict[str, Any]:
+    data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return data
+
+
+def command_from_request(command_class: type[C], request: Message) -> C:
+    """Validate a request message into its command (CommandValidationError on failure)."""
+    return parse_command(command_class, message_to_data(request))
+
+
+def request_from_command(command: Command) -> Message:
+    request = request_class(type(command))()
+    data = command.model_dump(mode="json", exclude_none=True)
+    json_format.ParseDict(data, request)
+    return request
+
+
+def command_for_request(request: Message) -> type[Command]:
+    name = request.DESCRIPTOR.name.removesuffix("Request")
+    return COMMANDS[name]
+
+
+def response_from_result(result: CommandResult, response_type: type[M]) -> M:
+    return response_type(
+        name=result.resource,
+        id=str(result.id),
+        version=result.version,
+        position=result.position,
+        replayed=result.replayed,
+    )
+
+
+def result_from_response(response: Any) -> CommandResult:
+    from uuid import UUID
+
+    return CommandResult(
+        resource=response.name,
+        id=UUID(response.id),
+        version=response.version,
+        position=response.position,
+        replayed=response.replayed,
+    )
+
+
+# ------------------------------------------------------------------ read models
+
+
+def _timestamp(value: datetime | str | None) -> Timestamp | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _struct(value: dict[str, Any]) -> Struct:
+    struct = Struct()
+    struct.update(json.loads(json.dumps(value, default=str)))
+    return struct
+
+
+def _parse(message_class: type[M], data: dict[str, Any] | None) -> M | None:
+    if data is None:
+        return None
+    message = message_class()
+    json_format.ParseDict(
+        {k: v for k, v in data.items() if v is not None}, message, ignore_unknown_fields=True
+    )
+    return message
+
+
+def _required(message: M | None) -> M:
+    if message is None:
+        raise ValueError("a required read-model part is missing")
+    return message
+
+
+def incident_to_proto(view: IncidentView) -> query_pb.Incident:
+    return query_pb.Incident(
+        name=view.name,
+        id=str(view.id),
+        version=view.version,
+        kind=view.kind,
+        actor=_parse(common_pb.Party, view.actor),
+        target=_parse(common_pb.Party, view.target),
+        location=_parse(common_pb.Location, view.location),
+        evidence=_parse(common_pb.Evidence, view.evidence),
+        details=_struct(view.details),
+        coding=common_pb.Coding(**view.coding),
+        sources=[_required(_parse(common_pb.Source, source)) for source in view.sources],
+        corroborations=view.corroborations,
+        disputes=[query_pb.Dispute(**dispute) for dispute in view.disputes],
+        corrections=view.corrections,
+        retracted=view.retracted,
+        retraction_reason=view.retraction_reason,
+        ended_at=_timestamp(view.ended_at),
+        create_time=_timestamp(view.create_time),
+        update_time=_timestamp(view.update_time),
+        confidence=view.confidence,
+        reported_by=query_pb.Submitter(
+            **{k: v or "" for k, v in view.reported_by.items() if k in _SUBMITTER_FIELDS}
+        ),
+    )
+
+
+_SUBMITTER_FIELDS = ("principal", "client", "request_id")
+
+
+def incident_page_to_proto(page: IncidentPage) -> query_pb.ListIncidentsResponse:
+    return query_pb.ListIncidentsResponse(
+        incidents=[incident_to_proto(view) for view in page.incidents],
+        next_page_token=page.next_page_token,
+    )
+
+
+def list_incidents_arguments(request: query_pb.ListIncidentsRequest) -> dict[str, Any]:
+    """The filter fields of a ListIncidents request, unset ones left out."""
+    data = message_to_data(request)
+    data.pop("page_size", None)
+    data.pop("page_token", None)
+    return data
+
+
+def sanctions_regime_to_proto(view: SanctionsRegimeView) -> query_pb.SanctionsRegime:
+    return query_pb.SanctionsRegime(
+        name=view.name,
+        id=str(view.id),
+        version=view.version,
+        authority=view.authority,
+        target=view.target,
+        programme=view.programme,
+        entities_count=view.entities_count,
+        entity_names=view.entity_names,
+        sectors=view.sectors,
+        effective_from=_timestamp(view.effective_from),
+        expires_at=_timestamp(view.expires_at),
+        lifted=view.lifted,
+        lifted_at=_timestamp(view.lifted_at),
+    )
+
+
+def negotiation_to_proto(view: NegotiationView) -> query_pb.Negotiation:
+    return query_pb.Negotiation(
+        name=view.name,
+        id=str(view.id),
+        version=view.version,
+        parties=view.parties,
+        mediator=view.mediator or "",
+        subject=view.subject,
+        proposed_by=view.proposed_by,
+        status=view.status,
+        rounds=view.rounds,
+    )
+
+
+def log_event_to_proto(view: LogEventView) -> audit_pb.LogEvent:
+    return audit_pb.LogEvent(
+        position=view.position,
+        type=view.type,
+        schema_version=view.schema_version,
+        resource=view.resource,
+        version=view.version,
+        recorded_at=_timestamp(view.recorded_at),
+        payload_json=json.dumps(view.payload, sort_keys=True, default=str),
+    )
+
+
+def message_to_json(message: Message) -> dict[str, Any]:
+    """A message as plain JSON data, for people at a terminal."""
+    data: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
+    )
+    return data

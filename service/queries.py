@@ -1,0 +1,386 @@
+"""Read models served straight from the write side, until projections take over.
+
+Each view is a pydantic model built from an aggregate or from the stored log; the API's
+translation module turns them into protobuf messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.application import COLLECTIONS, FlashpointApplication
+from service.commands import ActorCode, CommandValidationError, validating
+from service.domain.grading import confidence
+from service.domain.incident import Incident
+from service.domain.negotiation import NegotiationTrack
+from service.domain.sanctions import SanctionsRegime
+from service.errors import NotFound
+from service.persistence import REGISTRY, SCHEMA_VERSION_KEY, positions_of
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class IncidentView(View):
+    name: str
+    id: UUID
+    version: int
+    kind: str
+    actor: dict[str, Any]
+    target: dict[str, Any] | None
+    location: dict[str, Any] | None
+    evidence: dict[str, Any]
+    details: dict[str, Any]
+    coding: dict[str, str]
+    sources: list[dict[str, Any]]
+    corroborations: int
+    disputes: list[dict[str, Any]]
+    corrections: int
+    retracted: bool
+    retraction_reason: str
+    ended_at: datetime | None
+    create_time: datetime
+    update_time: datetime
+    confidence: float
+    reported_by: dict[str, Any]
+
+    @property
+    def occurred_at(self) -> datetime:
+        return datetime.fromisoformat(self.evidence["occurred_at"])
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentView:
+        evidence = incident.report["evidence"]
+        return cls(
+            name=f"incidents/{incident.id}",
+            id=incident.id,
+            version=incident.version,
+            kind=incident.kind,
+            actor=incident.report["actor"],
+            target=incident.report.get("target"),
+            location=incident.report.get("location"),
+            evidence=evidence,
+            details=incident.details,
+            coding=incident.coding,
+            sources=incident.sources,
+            corroborations=incident.corroborations,
+            disputes=incident.disputes,
+            corrections=incident.corrections,
+            retracted=incident.retracted,
+            retraction_reason=incident.retraction_reason,
+            ended_at=datetime.fromisoformat(incident.ended_at) if incident.ended_at else None,
+            create_time=incident.created_on,
+            update_time=incident.modified_on,
+            confidence=confidence(evidence["reliability"], evidence["credibility"]),
+            reported_by=incident.reported_by,
+        )
+
+
+class SanctionsRegimeView(View):
+    name: str
+    id: UUID
+    version: int
+    authority: str
+    target: str
+    programme: str
+    entities_count: int
+    entity_names: list[str]
+    sectors: list[str]
+    effective_from: datetime
+    expires_at: datetime | None
+    lifted: bool
+    lifted_at: datetime | None
+
+    @classmethod
+    def of(cls, regime: SanctionsRegime) -> SanctionsRegimeView:
+        return cls(
+            name=f"sanctions/{regime.id}",
+            id=regime.id,
+            version=regime.version,
+            authority=regime.authority,
+            target=regime.target,
+            programme=regime.programme,
+            entities_count=regime.entities_count,
+            entity_names=regime.entity_names,
+            sectors=regime.sectors,
+            effective_from=datetime.fromisoformat(regime.effective_from),
+            expires_at=datetime.fromisoformat(regime.expires_at) if regime.expires_at else None,
+            lifted=regime.lifted,
+            lifted_at=datetime.fromisoformat(regime.lifted_at) if regime.lifted_at else None,
+        )
+
+
+class NegotiationView(View):
+    name: str
+    id: UUID
+    version: int
+    parties: list[str]
+    mediator: str | None
+    subject: str
+    proposed_by: str
+    status: str
+    rounds: int
+
+    @classmethod
+    def of(cls, track: NegotiationTrack) -> NegotiationView:
+        return cls(
+            name=f"negotiations/{track.id}",
+            id=track.id,
+            version=track.version,
+            parties=track.parties,
+            mediator=track.mediator,
+            subject=track.subject,
+            proposed_by=track.proposed_by,
+            status=track.status,
+            rounds=track.rounds,
+        )
+
+
+class LogEventView(View):
+    position: int
+    type: str
+    schema_version: int
+    resource: str
+    version: int
+    recorded_at: datetime
+    payload: dict[str, Any]
+
+
+# ------------------------------------------------------------------ names
+
+
+def parse_name(name: str, collection: str, field: str = "name") -> UUID:
+    """``incidents/{uuid}`` -> the uuid, or a validation error naming ``field``."""
+    prefix, _, raw_id = name.partition("/")
+    if prefix != collection or not raw_id:
+        raise CommandValidationError.single(field, f"expected {collection}/{{id}}, got {name!r}")
+    try:
+        return UUID(raw_id)
+    except ValueError:
+        raise CommandValidationError.single(field, f"{raw_id!r} is not a UUID") from None
+
+
+def parse_any_name(name: str, field: str = "name") -> tuple[str, UUID]:
+    collection = name.partition("/")[0]
+    if collection not in {"incidents", "sanctions", "negotiations"}:
+        raise CommandValidationError.single(
+            field,
+            f"expected incidents/{{id}}, sanctions/{{id}} or negotiations/{{id}}, got {name!r}",
+        )
+    return collection, parse_name(name, collection, field)
+
+
+def get_incident(app: FlashpointApplication, name: str) -> IncidentView:
+    return IncidentView.of(app.get_incident(parse_name(name, "incidents")))
+
+
+def get_sanctions_regime(app: FlashpointApplication, name: str) -> SanctionsRegimeView:
+    return SanctionsRegimeView.of(app.get_sanctions_regime(parse_name(name, "sanctions")))
+
+
+def get_negotiation(app: FlashpointApplication, name: str) -> NegotiationView:
+    return NegotiationView.of(app.get_negotiation_track(parse_name(name, "negotiations")))
+
+
+# ------------------------------------------------------------------ incident list
+
+
+class IncidentFilter(View):
+    """What ListIncidents selects; validated like a command, fields named on error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    country: ActorCode | None = None
+    actor: ActorCode | None = None
+    target: ActorCode | None = None
+    kind: str | None = None
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    include_retracted: bool = False
+
+    def matches(self, incident: IncidentView) -> bool:
+        parties = {incident.actor["country"]}
+        if incident.target:
+            parties.add(incident.target["country"])
+        places = {incident.location["country"]} if incident.location else set()
+        return (
+            (self.country is None or self.country in parties | places)
+            and (self.actor is None or incident.actor["country"] == self.actor)
+            and (self.target is None or (incident.target or {}).get("country") == self.target)
+            and (self.kind is None or incident.kind == self.kind)
+            and (self.occurred_after is None or incident.occurred_at >= self.occurred_after)
+            and (self.occurred_before is None or incident.occurred_at < self.occurred_before)
+            and incident.confidence >= self.min_confidence
+            and (self.include_retracted or not incident.retracted)
+        )
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class IncidentPage(View):
+    incidents: list[IncidentView]
+    next_page_token: str
+
+
+def list_incidents(
+    app: FlashpointApplication,
+    incident_filter: IncidentFilter,
+    *,
+    page_size: int = 0,
+    page_token: str = "",
+    keep_going: Callable[[], bool] = lambda: True,
+) -> IncidentPage:
+    """Incidents newest first, filtered, in pages.
+
+    The page token pins the log position of the first page, so paging through never skips
+    or repeats an incident because of reports recorded in between.
+    """
+    if page_size < 0:
+        raise CommandValidationError.single("page_size", "must not be negative")
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if page_token:
+        head, offset = _decode_token(page_token, incident_filter)
+    else:
+        head, offset = app.head_position(), 0
+    matching = sorted(
+        (view for view in _incidents_as_of(app, head, keep_going) if incident_filter.matches(view)),
+        key=lambda view: (view.occurred_at, str(view.id)),
+        reverse=True,
+    )
+    page = matching[offset : offset + size]
+    more = offset + size < len(matching)
+    token = _encode_token(head, offset + size, incident_filter) if more else ""
+    return IncidentPage(incidents=page, next_page_token=token)
+
+
+def _incidents_as_of(
+    app: FlashpointApplication, head: int, keep_going: Callable[[], bool]
+) -> Iterator[IncidentView]:
+    # Each incident at the version it had at ``head``: changes recorded after the first
+    # page was served must not reshuffle the later pages.
+    versions: dict[UUID, int] = {}
+    for notification in app.read_log(1, stop=head):
+        if not keep_going():
+            raise DeadlineReached
+        originator_id = UUID(str(notification.originator_id))
+        if originator_id in versions or (
+            notification.originator_version == 1
+            and REGISTRY.collection_of(notification.topic) == COLLECTIONS[Incident]
+        ):
+            versions[originator_id] = notification.originator_version
+    for incident_id, version in versions.items():
+        incident: Incident = app.repository.get(incident_id, version=version)
+        if isinstance(incident, Incident):
+            yield IncidentView.of(incident)
+
+
+class DeadlineReached(Exception):
+    """The caller's deadline passed while a query was still reading."""
+
+
+def _encode_token(head: int, offset: int, incident_filter: IncidentFilter) -> str:
+    body = json.dumps({"h": head, "o": offset, "f": incident_filter.digest()})
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, incident_filter: IncidentFilter) -> tuple[int, int]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        body = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        head, offset, digest = int(body["h"]), int(body["o"]), str(body["f"])
+    except (ValueError, KeyError, TypeError):
+        raise CommandValidationError.single(
+            "page_token", "is not a token this API issued"
+        ) from None
+    if digest != incident_filter.digest():
+        raise CommandValidationError.single(
+            "page_token", "was issued for different filters; start again without a token"
+        )
+    if head < 0 or offset < 0:
+        raise CommandValidationError.single("page_token", "is not a token this API issued")
+    return head, offset
+
+
+def incident_filter(**raw: Any) -> IncidentFilter:
+    return validating(lambda: IncidentFilter.model_validate(raw))
+
+
+# ------------------------------------------------------------------ audit log
+
+
+def log_event(
+    app: FlashpointApplication,
+    *,
+    position: int,
+    type_name: str,
+    resource_id: UUID,
+    version: int,
+    state: bytes,
+) -> LogEventView:
+    payload: dict[str, Any] = app.mapper.transcoder.decode(state)
+    recorded_at = payload.pop("timestamp")
+    schema_version = int(payload.pop(SCHEMA_VERSION_KEY, 1))
+    payload.pop("originator_topic", None)
+    return LogEventView(
+        position=position,
+        type=type_name,
+        schema_version=schema_version,
+        resource=f"{REGISTRY.collection_of(type_name)}/{resource_id}",
+        version=version,
+        recorded_at=recorded_at,
+        payload=payload,
+    )
+
+
+def read_events(
+    app: FlashpointApplication, from_position: int = 1, limit: int = 0
+) -> Iterator[LogEventView]:
+    """The log in order from ``from_position``, up to the head as it is now."""
+    if from_position < 0:
+        raise CommandValidationError.single("from_position", "must not be negative")
+    if limit < 0:
+        raise CommandValidationError.single("limit", "must not be negative")
+    start = max(from_position, 1)
+    head = app.head_position()
+    stop = min(head, start + limit - 1) if limit else head
+    if stop < start:
+        return
+    for n in app.read_log(start, stop=stop):
+        yield log_event(
+            app, position=n.id, type_name=n.topic, resource_id=UUID(str(n.originator_id)),
+            version=n.originator_version, state=n.state,
+        )  # fmt: skip
+
+
+def history(app: FlashpointApplication, name: str) -> list[LogEventView]:
+    """Every event of one resource, oldest first, with its log position."""
+    collection, resource_id = parse_any_name(name)
+    stored = list(app.recorder.select_events(resource_id))
+    if not stored or REGISTRY.collection_of(stored[0].topic) != collection:
+        raise NotFound(name)
+    positions = positions_of(app.recorder, resource_id)
+    return [
+        log_event(
+            app,
+            position=positions[s.originator_version],
+            type_name=s.topic,
+            resource_id=resource_id,
+            version=s.originator_version,
+            state=s.state,
+        )
+        for s in stored
+    ]
