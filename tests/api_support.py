@@ -1,0 +1,57 @@
+"""A real Flashpoint gRPC server on a loopback port, for API tests."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from service.api.auth import Authenticator, TokenEntry, parse_tokens
+from service.api.server import RunningServer, create_server
+from service.application import FlashpointApplication
+from service.persistence import store_environment
+from service.settings import Settings
+
+
+@dataclass
+class ServerUnderTest:
+    app: FlashpointApplication
+    running: RunningServer
+    address: str
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+
+@contextmanager
+def running_server(
+    store_url: str,
+    *,
+    tokens: list[TokenEntry] | None = None,
+    **settings: Any,
+) -> Iterator[ServerUnderTest]:
+    """Start a server on 127.0.0.1:<free port> over ``store_url``; stop it afterwards."""
+    config = Settings(store=store_url, listen="127.0.0.1:0", **settings)
+    app = FlashpointApplication(env=store_environment(store_url))
+    running = create_server(config, app, Authenticator(tokens or []))
+    running.start()
+    try:
+        yield ServerUnderTest(app=app, running=running, address=f"127.0.0.1:{running.port}")
+    finally:
+        running.stop(grace=1.0)
+        app.close()
+
+
+def token_entries(*lines: str) -> list[TokenEntry]:
+    return parse_tokens("\n".join(lines))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
