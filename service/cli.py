@@ -64,14 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flashpoint",
         description="Flashpoint: an event-sourced ledger of geopolitical incidents.",
     )
-    parser.add_argument(
-        "--store",
-        help="event store URL: sqlite:///path/file.db (default ./flashpoint.db) or "
-        "postgresql://user@host:port/db; env FLASHPOINT_STORE",
+    _add_global_flags(parser, default=None)
+    # The same flags after the subcommand (`flashpoint serve --store ...`) as before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_flags(common, default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_parser_with(common)
     )
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["auto", "json", "console"])
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     report = commands.add_parser(
         "report", help="record a development (incident, sanctions, negotiations)"
@@ -132,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("roles", help="comma-separated: reporter, analyst, auditor, admin")
     token.set_defaults(handler=_run_token)
     return parser
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--store",
+        default=default,
+        help="event store URL: sqlite:///path/file.db (default ./flashpoint.db) or "
+        "postgresql://user@host:port/db; env FLASHPOINT_STORE",
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=default
+    )
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default=default)
+
+
+def _parser_with(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    class SubcommandParser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("parents", [common])
+            super().__init__(*args, **kwargs)
+
+    return SubcommandParser
 
 
 def _add_client_flags(parser: argparse.ArgumentParser) -> None:
