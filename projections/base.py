@@ -1,0 +1,59 @@
+"""What a projection is: a pure fold of events into per-key states, plus how to index them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any, ClassVar, Final
+
+from projections.events import RawEvent
+from projections.store import Table
+
+State = dict[str, Any]
+
+#: The stored event type names projections read (the log's stable vocabulary).
+INCIDENT_REPORTED: Final = frozenset({
+    "IncursionReported", "StrikeReported", "ClashReported", "MilitaryExerciseStarted",
+    "TroopsDeployed", "AlertRaised", "ThreatReported", "StatementRecorded",
+    "CondemnationIssued", "EnvoySummoned", "DiplomatsExpelled", "CyberAttackReported",
+})  # fmt: skip
+INCIDENT_LIFECYCLE: Final = frozenset({
+    "IncidentCorroborated", "IncidentDisputed", "IncidentCorrected", "IncidentRetracted",
+    "MilitaryExerciseEnded",
+})  # fmt: skip
+INCIDENT_EVENTS: Final = INCIDENT_REPORTED | INCIDENT_LIFECYCLE
+SANCTIONS_EVENTS: Final = frozenset(
+    {"SanctionsImposed", "SanctionsExtended", "SanctionsEased", "SanctionsLifted"}
+)
+NEGOTIATION_EVENTS: Final = frozenset({
+    "NegotiationsProposed", "NegotiationRoundHeld", "NegotiationsPaused",
+    "NegotiationsResumed", "NegotiationsRejected", "AgreementSigned",
+})  # fmt: skip
+
+
+def epoch(iso: str) -> float:
+    """Seconds since 1970 of an ISO 8601 time with offset (``Z`` included)."""
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class Projection(ABC):
+    """A read model: ``fold`` is pure; the runner stores its results with its position."""
+
+    name: ClassVar[str]
+    table: ClassVar[Table]
+
+    @abstractmethod
+    def key_of(self, event: RawEvent) -> str | None:
+        """The state this event changes, or None when the projection ignores it."""
+
+    @abstractmethod
+    def fold(self, state: State | None, event: RawEvent) -> State | None:
+        """The state after ``event`` (a new object; ``state`` is not modified)."""
+
+    @abstractmethod
+    def columns(self, state: State) -> dict[str, Any]:
+        """The indexed columns of a state."""
+
+    @abstractmethod
+    def countries(self, state: State) -> set[str]:
+        """The countries a state concerns (for queries by country)."""

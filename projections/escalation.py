@@ -1,0 +1,403 @@
+"""Escalation per country and per pair of countries (DESIGN.md section 3).
+
+The fold keeps, for each aggregate, its developments and every *known version* of each:
+a version holds the development's score contribution as it was known from one recording
+time (``known_from``) until the next change (``known_to``). A corroboration, dispute or
+correction closes the current version and opens another; a retraction closes it and opens
+none, so from then on it counts as zero. Scoring then needs no replay: the level at valid
+time ``at`` as known at ``as_of`` sums, over the versions known at ``as_of`` whose
+development had occurred by ``at``, the decayed contributions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from projections import parameters as p
+from projections.base import (
+    INCIDENT_EVENTS,
+    INCIDENT_REPORTED,
+    NEGOTIATION_EVENTS,
+    SANCTIONS_EVENTS,
+    Projection,
+    State,
+    epoch,
+)
+from projections.events import RawEvent
+from projections.store import Table
+
+DAY = 86_400.0
+
+RELIABILITY = {"A": 1.0, "B": 0.75, "C": 0.5, "D": 0.25, "E": 0.0, "F": 0.5}
+CREDIBILITY = {1: 1.0, 2: 0.75, 3: 0.5, 4: 0.25, 5: 0.0, 6: 0.5}
+
+NEGOTIATION_KINDS = {
+    "NegotiationsProposed": "negotiations_proposed",
+    "NegotiationRoundHeld": "negotiation_round_held",
+    "NegotiationsPaused": "negotiations_paused",
+    "NegotiationsResumed": "negotiations_resumed",
+    "NegotiationsRejected": "negotiations_rejected",
+    "AgreementSigned": "agreement_signed",
+}
+SANCTIONS_KINDS = {
+    "SanctionsImposed": "sanctions_imposed",
+    "SanctionsExtended": "sanctions_extended",
+    "SanctionsEased": "sanctions_eased",
+    "SanctionsLifted": "sanctions_lifted",
+}
+
+
+def graded_confidence(evidence: dict[str, Any]) -> float:
+    return RELIABILITY[evidence["reliability"]] * CREDIBILITY[int(evidence["credibility"])]
+
+
+def weight_key(kind: str, details: dict[str, Any]) -> str:
+    if kind == "condemnation" and details.get("accusation"):
+        return "accusation"
+    if kind == "threat" and details.get("threat_kind") in ("military", "ultimatum"):
+        return "military_threat"
+    return kind
+
+
+def incident_size(kind: str, details: dict[str, Any]) -> tuple[float, float]:
+    """(size, fatalities) that set an incident's magnitude."""
+    fatalities = float(details.get("fatalities", 0) or 0)
+    if kind == "airspace_incursion":
+        return float(details.get("count", 0)), 0.0
+    if kind == "strike":
+        return float(details.get("munitions_count", 0)), fatalities
+    if kind in ("military_exercise", "troop_deployment"):
+        return float(details.get("troop_count", 0)) / 1000, 0.0
+    if kind == "alert":
+        return float(details.get("aircraft_count", 0)), 0.0
+    if kind == "diplomats_expelled":
+        return float(details.get("count", 0)), 0.0
+    return 0.0, fatalities
+
+
+def contribution(weight: str, size: float, fatalities: float, confidence: float) -> float:
+    """s = -weight x magnitude x confidence: positive escalates, negative calms."""
+    return -p.WEIGHTS[weight] * p.magnitude(size, fatalities) * confidence
+
+
+def _version(
+    event: RawEvent,
+    *,
+    weight: str,
+    base: float,
+    occurred_at: str,
+    actors: Iterable[str],
+    targets: Iterable[str],
+    located: Iterable[str],
+) -> dict[str, Any]:
+    actor_set, target_set = sorted(set(actors)), sorted(set(targets))
+    involved = set(actor_set) | set(target_set)
+    return {
+        "known_from": epoch(event.recorded_at),
+        "known_from_position": event.position,
+        "known_to": None,
+        "known_to_position": None,
+        "weight": weight,
+        "base": base,
+        "occurred": epoch(occurred_at),
+        "half_life": p.HALF_LIFE_DAYS[p.CLASS_OF[weight]],
+        "actors": actor_set,
+        "targets": target_set,
+        "located": sorted(set(located) - involved),
+    }
+
+
+def _close(version: dict[str, Any], event: RawEvent) -> dict[str, Any]:
+    return {**version, "known_to": epoch(event.recorded_at), "known_to_position": event.position}
+
+
+def incident_version(facts: dict[str, Any], event: RawEvent) -> dict[str, Any]:
+    report, details, kind = facts["report"], facts["details"], facts["kind"]
+    evidence = report["evidence"]
+    graded = graded_confidence(evidence)
+    confidence = graded
+    for dispute in facts["disputes"]:
+        confidence *= p.DENIAL_FACTOR if dispute["denial"] else p.DISPUTE_FACTOR
+    confidence = max(confidence, graded * p.CONFIDENCE_FLOOR)
+    weight = weight_key(kind, details)
+    size, fatalities = incident_size(kind, details)
+    actors = [report["actor"]["country"], *details.get("participants", [])]
+    targets = [report["target"]["country"]] if report.get("target") else []
+    located = [report["location"]["country"]] if report.get("location") else []
+    located += details.get("border_with", [])
+    return _version(
+        event,
+        weight=weight,
+        base=contribution(weight, size, fatalities, confidence),
+        occurred_at=evidence["occurred_at"],
+        actors=actors,
+        targets=targets,
+        located=located,
+    )
+
+
+def _better_grading(evidence: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    # As on the write side, a corroboration only ever raises the grading.
+    evidence = dict(evidence)
+    if payload.get("reliability") and (
+        RELIABILITY[payload["reliability"]] > RELIABILITY[evidence["reliability"]]
+    ):
+        evidence["reliability"] = payload["reliability"]
+    if payload.get("credibility") and (
+        CREDIBILITY[payload["credibility"]] > CREDIBILITY[int(evidence["credibility"])]
+    ):
+        evidence["credibility"] = payload["credibility"]
+    return evidence
+
+
+def fold_incident(state: State | None, event: RawEvent) -> State | None:
+    payload = event.payload
+    if event.type in INCIDENT_REPORTED:
+        facts = {
+            "kind": payload["kind"],
+            "report": payload["report"],
+            "details": payload["details"],
+            "disputes": [],
+            "retracted": False,
+        }
+        development = {
+            "id": event.originator_id,
+            "resource": f"incidents/{event.originator_id}",
+            "kind": payload["kind"],
+            "versions": [incident_version(facts, event)],
+        }
+        return {"facts": facts, "developments": [development]}
+    if state is None or state["facts"]["retracted"]:
+        return state
+    facts = dict(state["facts"])
+    if event.type == "IncidentCorroborated":
+        facts["report"] = {
+            **facts["report"],
+            "evidence": _better_grading(facts["report"]["evidence"], payload),
+        }
+    elif event.type == "IncidentDisputed":
+        facts["disputes"] = [*facts["disputes"], {"party": payload["party"],
+                                                  "denial": payload["denial"]}]  # fmt: skip
+    elif event.type == "IncidentCorrected":
+        facts["report"], facts["details"] = payload["report"], payload["details"]
+    elif event.type == "IncidentRetracted":
+        facts["retracted"] = True
+    else:
+        return state
+    development = dict(state["developments"][0])
+    versions = list(development["versions"])
+    versions[-1] = _close(versions[-1], event)
+    if not facts["retracted"]:
+        versions.append(incident_version(facts, event))
+    development["versions"] = versions
+    return {"facts": facts, "developments": [development]}
+
+
+def fold_sanctions(state: State | None, event: RawEvent) -> State | None:
+    payload = event.payload
+    if event.type == "SanctionsImposed":
+        facts = {"authority": payload["authority"], "target": payload["target"]}
+        developments: list[dict[str, Any]] = []
+        size = payload["entities_count"] / 10
+    elif state is None:
+        return None
+    else:
+        facts, developments = state["facts"], state["developments"]
+        size = payload.get("entities_added", payload.get("entities_removed", 0)) / 10
+    weight = SANCTIONS_KINDS[event.type]
+    evidence = payload["evidence"]
+    version = _version(
+        event,
+        weight=weight,
+        base=contribution(weight, size, 0, graded_confidence(evidence)),
+        occurred_at=evidence["occurred_at"],
+        actors=[facts["authority"]],
+        targets=[facts["target"]],
+        located=[],
+    )
+    development = {
+        "id": f"{event.originator_id}:{event.version}",
+        "resource": f"sanctions/{event.originator_id}",
+        "kind": weight,
+        "versions": [version],
+    }
+    return {"facts": facts, "developments": [*developments, development]}
+
+
+def fold_negotiation(state: State | None, event: RawEvent) -> State | None:
+    payload = event.payload
+    if event.type == "NegotiationsProposed":
+        facts = {"parties": payload["parties"]}
+        developments: list[dict[str, Any]] = []
+        by = payload["proposed_by"]
+    elif state is None:
+        return None
+    else:
+        facts, developments = state["facts"], state["developments"]
+        by = payload.get("paused_by") or payload.get("resumed_by") or payload.get("rejected_by")
+    parties = facts["parties"]
+    if by in parties:
+        actors, targets = [by], [party for party in parties if party != by]
+    else:
+        # Rounds and agreements are mutual (and a mediator's proposal binds the parties).
+        actors, targets = parties, parties
+    weight = NEGOTIATION_KINDS[event.type]
+    evidence = payload["evidence"]
+    version = _version(
+        event,
+        weight=weight,
+        base=contribution(weight, 0, 0, graded_confidence(evidence)),
+        occurred_at=evidence["occurred_at"],
+        actors=actors,
+        targets=targets,
+        located=[],
+    )
+    development = {
+        "id": f"{event.originator_id}:{event.version}",
+        "resource": f"negotiations/{event.originator_id}",
+        "kind": weight,
+        "versions": [version],
+    }
+    return {"facts": facts, "developments": [*developments, development]}
+
+
+class EscalationProjection(Projection):
+    name: ClassVar[str] = "escalation"
+    table: ClassVar[Table] = Table("esc", {"occurred_max": "FLOAT"})
+
+    def key_of(self, event: RawEvent) -> str | None:
+        if (
+            event.type in INCIDENT_EVENTS
+            or event.type in SANCTIONS_EVENTS
+            or (event.type in NEGOTIATION_EVENTS)
+        ):
+            return event.originator_id
+        return None
+
+    def fold(self, state: State | None, event: RawEvent) -> State | None:
+        if event.type in INCIDENT_EVENTS:
+            return fold_incident(state, event)
+        if event.type in SANCTIONS_EVENTS:
+            return fold_sanctions(state, event)
+        return fold_negotiation(state, event)
+
+    def columns(self, state: State) -> dict[str, Any]:
+        return {
+            "occurred_max": max(v["occurred"] for d in state["developments"] for v in d["versions"])
+        }
+
+    def countries(self, state: State) -> set[str]:
+        return {
+            country
+            for development in state["developments"]
+            for version in development["versions"]
+            for country in (*version["actors"], *version["targets"], *version["located"])
+        }
+
+
+# ---------------------------------------------------------------------- scoring (pure)
+
+
+@dataclass(frozen=True)
+class Contribution:
+    resource: str
+    development: str
+    kind: str
+    occurred: float
+    value: float
+
+
+@dataclass
+class Score:
+    subject: str
+    score: float
+    contributions: list[Contribution] = field(default_factory=list)
+
+
+def version_known_at(versions: list[dict[str, Any]], as_of: float) -> dict[str, Any] | None:
+    for version in versions:
+        if version["known_from"] <= as_of and (
+            version["known_to"] is None or as_of < version["known_to"]
+        ):
+            return version
+    return None
+
+
+def share(version: dict[str, Any], country: str) -> float:
+    if country in version["actors"] or country in version["targets"]:
+        return 1.0
+    if country in version["located"]:
+        return p.LOCATION_SHARE
+    return 0.0
+
+
+def pair_share(version: dict[str, Any], actor: str, target: str, ordered: bool) -> float:
+    forward = actor in version["actors"] and target in version["targets"]
+    backward = target in version["actors"] and actor in version["targets"]
+    return 1.0 if forward or (not ordered and backward) else 0.0
+
+
+def decayed(version: dict[str, Any], at: float) -> float:
+    age_days = (at - version["occurred"]) / DAY
+    return float(version["base"] * 0.5 ** (age_days / version["half_life"]))
+
+
+def score_states(
+    states: Iterable[State],
+    *,
+    at: float,
+    as_of: float,
+    country: str | None = None,
+    pair: tuple[str, str, bool] | None = None,
+    keep: int = 5,
+) -> Score:
+    """The escalation of ``country`` (or ``pair``) at ``at`` as known at ``as_of``."""
+    total = 0.0
+    top: list[tuple[float, int, Contribution]] = []
+    counter = 0
+    horizon = at - p.HORIZON_HALF_LIVES * p.MAX_HALF_LIFE_DAYS * DAY
+    for state in states:
+        for development in state["developments"]:
+            version = version_known_at(development["versions"], as_of)
+            if version is None or version["occurred"] > at or version["occurred"] < horizon:
+                continue
+            if pair is not None:
+                factor = pair_share(version, *pair)
+            else:
+                factor = share(version, country or "")
+            if not factor:
+                continue
+            value = factor * decayed(version, at)
+            total += value
+            counter += 1
+            item = Contribution(
+                development["resource"], development["id"], development["kind"],
+                version["occurred"], value,
+            )  # fmt: skip
+            if len(top) < keep:
+                heapq.heappush(top, (abs(value), counter, item))
+            else:
+                heapq.heappushpop(top, (abs(value), counter, item))
+    subject = country if pair is None else f"{pair[0]}{'->' if pair[2] else '<->'}{pair[1]}"
+    ranked = [item for _, _, item in sorted(top, key=lambda entry: (-entry[0], entry[1]))]
+    return Score(subject=subject, score=total, contributions=ranked)
+
+
+def scores_by_country(states: Iterable[State], *, at: float, as_of: float) -> dict[str, float]:
+    """Every country's score at once (for rankings)."""
+    totals: dict[str, float] = {}
+    horizon = at - p.HORIZON_HALF_LIVES * p.MAX_HALF_LIFE_DAYS * DAY
+    for state in states:
+        for development in state["developments"]:
+            version = version_known_at(development["versions"], as_of)
+            if version is None or version["occurred"] > at or version["occurred"] < horizon:
+                continue
+            value = decayed(version, at)
+            for country in {*version["actors"], *version["targets"]}:
+                totals[country] = totals.get(country, 0.0) + value
+            for country in version["located"]:
+                totals[country] = totals.get(country, 0.0) + p.LOCATION_SHARE * value
+    return totals

@@ -1,0 +1,135 @@
+"""The escalation parameters: one versioned table, named by every figure computed from it.
+
+Weights are Goldstein-like (-10 most hostile ... +10 most cooperative), from the public CAMEO
+Goldstein table and the PLOVER manual (DESIGN.md section 2). Changing any value here means
+a new ``VERSION``: a published level must always be reproducible from the log and the table
+version it names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+VERSION: Final = "2026-11.1"
+
+#: Weight of each kind of development.
+WEIGHTS: Final[dict[str, float]] = {
+    "statement": 0.0,
+    "condemnation": -2.0,
+    "accusation": -2.5,
+    "envoy_summoned": -3.0,
+    "threat": -4.4,
+    "military_threat": -7.0,
+    "diplomats_expelled": -5.5,
+    "negotiations_paused": -6.5,
+    "negotiations_rejected": -5.0,
+    "military_exercise": -5.5,
+    "troop_deployment": -6.5,
+    "alert": -6.5,
+    "airspace_incursion": -7.5,
+    "sanctions_imposed": -7.0,
+    "sanctions_extended": -5.0,
+    "cyber_attack": -7.0,
+    "strike": -9.5,
+    "armed_clash": -10.0,
+    "negotiations_proposed": 4.0,
+    "negotiation_round_held": 4.0,
+    "negotiations_resumed": 4.0,
+    "sanctions_eased": 5.0,
+    "sanctions_lifted": 5.0,
+    "agreement_signed": 8.0,
+}
+
+#: Half-life in days by class of development: words fade fast, force lingers.
+HALF_LIFE_DAYS: Final[dict[str, float]] = {"verbal": 7.0, "posture": 14.0, "material": 21.0,
+                                           "economic": 30.0}  # fmt: skip
+
+CLASS_OF: Final[dict[str, str]] = {
+    "statement": "verbal", "condemnation": "verbal", "accusation": "verbal",
+    "envoy_summoned": "verbal", "threat": "verbal", "military_threat": "verbal",
+    "diplomats_expelled": "verbal", "negotiations_paused": "verbal",
+    "negotiations_rejected": "verbal", "negotiations_proposed": "verbal",
+    "negotiation_round_held": "verbal", "negotiations_resumed": "verbal",
+    "agreement_signed": "verbal",
+    "military_exercise": "posture", "troop_deployment": "posture", "alert": "posture",
+    "airspace_incursion": "material", "strike": "material", "armed_clash": "material",
+    "cyber_attack": "material",
+    "sanctions_imposed": "economic", "sanctions_extended": "economic",
+    "sanctions_eased": "economic", "sanctions_lifted": "economic",
+}  # fmt: skip
+
+#: Magnitude = min(CAP, 1 + SIZE_SLOPE*log10(1 + size) + FATALITY_SLOPE*log10(1 + fatalities)).
+MAGNITUDE_CAP: Final = 3.0
+SIZE_SLOPE: Final = 0.5
+FATALITY_SLOPE: Final = 0.5
+
+#: Confidence is multiplied by this for each party that disputes a report, and by
+#: DENIAL_FACTOR for each that denies it (an accused party's denial says little), never
+#: below CONFIDENCE_FLOOR times the graded confidence.
+DISPUTE_FACTOR: Final = 0.8
+DENIAL_FACTOR: Final = 0.9
+CONFIDENCE_FLOOR: Final = 0.5
+
+#: A country that is only the location (or a border of an exercise) gets this share.
+LOCATION_SHARE: Final = 0.5
+
+#: Score thresholds of levels 2..5; below the first is level 1.
+THRESHOLDS: Final[tuple[float, float, float, float]] = (5.0, 15.0, 30.0, 60.0)
+LEVEL_NAMES: Final[dict[int, str]] = {
+    1: "calm", 2: "tension", 3: "crisis", 4: "armed incidents", 5: "open conflict",
+}  # fmt: skip
+
+#: Trend: compare with the score this many days earlier; a change counts when it exceeds
+#: both TREND_MIN_CHANGE points and TREND_MIN_RATIO of the earlier score.
+TREND_DAYS: Final = 30
+TREND_MIN_CHANGE: Final = 2.0
+TREND_MIN_RATIO: Final = 0.2
+
+#: Developments older than this many of their half-lives are left out (weight < 0.1%).
+HORIZON_HALF_LIVES: Final = 10
+
+MAX_HALF_LIFE_DAYS: Final = max(HALF_LIFE_DAYS.values())
+
+
+def magnitude(size: float, fatalities: float) -> float:
+    value = (
+        1
+        + SIZE_SLOPE * math.log10(1 + max(size, 0))
+        + FATALITY_SLOPE * math.log10(1 + max(fatalities, 0))
+    )
+    return min(MAGNITUDE_CAP, value)
+
+
+def level_of(score: float) -> int:
+    level = 1
+    for threshold in THRESHOLDS:
+        if score >= threshold:
+            level += 1
+    return level
+
+
+def trend_of(score: float, earlier: float) -> str:
+    change = score - earlier
+    needed = max(TREND_MIN_CHANGE, TREND_MIN_RATIO * abs(earlier))
+    if change > needed:
+        return "deteriorated"
+    if change < -needed:
+        return "improved"
+    return "unchanged"
+
+
+def as_table() -> dict[str, object]:
+    """The whole table, for answers that explain themselves."""
+    return {
+        "version": VERSION,
+        "weights": WEIGHTS,
+        "half_life_days": HALF_LIFE_DAYS,
+        "class_of": CLASS_OF,
+        "magnitude_cap": MAGNITUDE_CAP,
+        "thresholds": THRESHOLDS,
+        "dispute_factor": DISPUTE_FACTOR,
+        "denial_factor": DENIAL_FACTOR,
+        "location_share": LOCATION_SHARE,
+        "trend_days": TREND_DAYS,
+    }

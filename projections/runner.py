@@ -1,0 +1,242 @@
+"""Keeps projections current: follows the log, folds batches, commits each with its position.
+
+The embedded store has no subscription, so the worker polls the head of the log, but
+never spins: it sleeps on an event that the in-process application sets after every append
+(``notify``), and otherwise wakes every ``poll_interval`` to catch appends made by other
+processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from projections.base import Projection, State
+from projections.events import EventSource, RawEvent
+from projections.store import ViewStore
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Progress:
+    projection: str
+    position: int
+    total: int
+    events_per_second: float
+    eta_seconds: float | None
+
+
+def apply_batch(
+    projection: Projection,
+    store: ViewStore,
+    generation: int,
+    events: Sequence[RawEvent],
+    last_position: int,
+) -> int:
+    """Fold ``events`` and commit the changed states with ``last_position`` in one transaction.
+
+    Returns how many events changed a state.
+    """
+    relevant: list[tuple[str, RawEvent]] = []
+    created: set[str] = set()
+    needed: set[str] = set()
+    for event in events:
+        key = projection.key_of(event)
+        if key is None:
+            continue
+        relevant.append((key, event))
+        if event.version == 1:
+            created.add(key)
+        elif key not in created:
+            needed.add(key)
+    states: dict[str, State | None] = {}
+    if needed:
+        states.update(store.load(projection.table, generation, sorted(needed)))
+    for key, event in relevant:
+        states[key] = projection.fold(states.get(key), event)
+    changed = {
+        key: (state, projection.columns(state), projection.countries(state))
+        for key, state in states.items()
+        if state is not None and (key in created or key in needed)
+    }
+    with store.transaction() as cursor:
+        store.write(cursor, projection.table, generation, changed)
+        store.record_position(cursor, projection.name, generation, last_position)
+    return len(relevant)
+
+
+class ProjectionWorker:
+    """Runs a set of projections over one event source, in a thread or in the foreground."""
+
+    def __init__(
+        self,
+        source: EventSource,
+        store: ViewStore,
+        projections: Iterable[Projection],
+        *,
+        batch_size: int = 2000,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.projections = {projection.name: projection for projection in projections}
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.wakeup = threading.Event()
+        self.stopping = threading.Event()
+        self.caught_up = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._rebuild_lock = threading.Lock()
+        for projection in self.projections.values():
+            if store.live_generation(projection.name) is None:
+                store.create_generation(projection.table, 1)
+                with store.transaction() as cursor:
+                    store.set_live(cursor, projection.name, 1)
+
+    # ------------------------------------------------------------------ following
+
+    def notify(self) -> None:
+        """Something was appended: process it now rather than at the next poll."""
+        self.wakeup.set()
+
+    def positions(self) -> dict[str, int]:
+        return {
+            name: self.store.position(name, self._live(name)) for name in self.projections
+        }
+
+    def position(self) -> int:
+        """The position every projection has processed."""
+        return min(self.positions().values(), default=0)
+
+    def _live(self, name: str) -> int:
+        generation = self.store.live_generation(name)
+        if generation is None:  # pragma: no cover - created in __init__
+            raise RuntimeError(f"projection {name} has no live generation")
+        return generation
+
+    def step(self) -> int:
+        """Process one batch for every projection that is behind; the events read."""
+        behind = {name: (self._live(name),) for name in self.projections}
+        starts = {
+            name: self.store.position(name, generation[0]) for name, generation in behind.items()
+        }
+        start = min(starts.values())
+        events = self.source.read(start, self.batch_size)
+        if not events:
+            return 0
+        last = events[-1].position
+        for name, projection in self.projections.items():
+            pending = [event for event in events if event.position > starts[name]]
+            if pending:
+                apply_batch(projection, self.store, behind[name][0], pending, last)
+        with self.caught_up:
+            self.caught_up.notify_all()
+        return len(events)
+
+    def catch_up(self) -> int:
+        total = 0
+        while not self.stopping.is_set():
+            count = self.step()
+            total += count
+            if count < self.batch_size:
+                return total
+        return total
+
+    def run(self) -> None:
+        """Follow the log until ``stop()``; errors are logged and retried after a pause."""
+        log.info("projections.started", projections=sorted(self.projections))
+        while not self.stopping.is_set():
+            try:
+                processed = self.catch_up()
+            except Exception:
+                log.exception("projections.batch_failed")
+                self.stopping.wait(min(5.0, self.poll_interval * 4))
+                continue
+            if processed == 0:
+                self.wakeup.wait(self.poll_interval)
+                self.wakeup.clear()
+        log.info("projections.stopped")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="projections", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until every projection has processed ``position``, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.position() >= position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.wakeup.set()
+            with self.caught_up:
+                self.caught_up.wait(min(remaining, 0.05))
+
+    # ------------------------------------------------------------------ rebuilding
+
+    def rebuild(
+        self,
+        name: str,
+        *,
+        batch_size: int = 50_000,
+        on_progress: Callable[[Progress], Any] | None = None,
+    ) -> int:
+        """Rebuild ``name`` from position 0 into a new generation, then switch to it.
+
+        Queries keep reading the live generation until the one-row switch; a rebuild that
+        is interrupted leaves only an unused generation behind, which the next one drops.
+        """
+        projection = self.projections[name]
+        with self._rebuild_lock:
+            live = self._live(name)
+            generation = live + 1
+            self.store.drop_generation(projection.table, generation)
+            self.store.create_generation(projection.table, generation)
+            started = time.monotonic()
+            position = 0
+            total = self.source.head()
+            while True:
+                events = self.source.read(position, batch_size)
+                if events:
+                    position = events[-1].position
+                    apply_batch(projection, self.store, generation, events, position)
+                    if on_progress is not None:
+                        on_progress(_progress(name, position, total, started))
+                if len(events) < batch_size:
+                    head = self.source.head()
+                    if position >= head:
+                        break
+                    total = head
+            with self.store.transaction() as cursor:
+                self.store.set_live(cursor, name, generation)
+            # The replaced generation stays one round, for queries that already chose it.
+            self.store.drop_generation(projection.table, live - 1)
+            log.info(
+                "projection.rebuilt",
+                projection=name,
+                generation=generation,
+                position=position,
+                seconds=round(time.monotonic() - started, 3),
+            )
+            return position
+
+
+def _progress(name: str, position: int, total: int, started: float) -> Progress:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    rate = position / elapsed
+    remaining = (total - position) / rate if rate > 0 and total > position else 0.0
+    return Progress(name, position, total, rate, remaining)

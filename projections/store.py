@@ -1,0 +1,231 @@
+"""Where read models live: keyed states in SQLite or PostgreSQL, committed with their position.
+
+Every projection keeps one state per key (an incident, a regime, a track) as JSON plus a
+few indexed columns, and a link table from countries to keys. A batch of changes and the
+projection's tracking position are written in ONE transaction through the ``eventsourcing``
+tracking recorder, whose single-row tracking refuses a position that is not past the
+recorded one: a batch is applied exactly once, whatever crashes in between.
+
+Tables come in generations (``esc_g1_state``, ``esc_g2_state``...). A rebuild fills the
+next generation while queries read the live one; switching is one update of the
+``fp_generations`` row, so readers never see an empty or half-built model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+
+
+class SQLiteViewRecorder(SQLiteTrackingRecorder):
+    dialect = "sqlite"
+
+
+class PostgresViewRecorder(PostgresTrackingRecorder):
+    dialect = "postgres"
+
+
+def views_environment(events_env: Mapping[str, str]) -> dict[str, str]:
+    """Read models sit beside the events: a sibling SQLite file, or the same PostgreSQL db."""
+    env = dict(events_env)
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+        events_file = env["SQLITE_DBNAME"]
+        if events_file != ":memory:" and "mode=memory" not in events_file:
+            path = Path(events_file)
+            env["SQLITE_DBNAME"] = str(path.with_name(path.stem + ".views" + path.suffix))
+    return env
+
+
+@dataclass(frozen=True)
+class Table:
+    """A projection's state table: its name stem and its indexed columns."""
+
+    stem: str
+    #: column name -> portable type: TEXT, INTEGER, FLOAT.
+    columns: Mapping[str, str]
+
+
+class ViewStore:
+    """One database connection pool for every projection's tables and tracking."""
+
+    def __init__(self, recorder: SQLiteViewRecorder | PostgresViewRecorder) -> None:
+        self.recorder = recorder
+        self.dialect = recorder.dialect
+        self._schema = getattr(recorder.datastore, "schema", "") or "public"
+        self._create_meta()
+
+    @classmethod
+    def open(cls, events_env: Mapping[str, str]) -> ViewStore:
+        env = views_environment(events_env)
+        factory = InfrastructureFactory.construct(Environment("FlashpointViews", env))
+        recorder_class: type[Any] = (
+            SQLiteViewRecorder
+            if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+            else PostgresViewRecorder
+        )
+        recorder = factory.tracking_recorder(recorder_class)
+        return cls(recorder)
+
+    def close(self) -> None:
+        self.recorder.datastore.close()
+
+    # ------------------------------------------------------------------ SQL helpers
+
+    def sql(self, statement: str) -> str:
+        """Our statements use ``?`` placeholders and ``{t}``-free names; adapt the style."""
+        return statement.replace("?", "%s") if self.dialect == "postgres" else statement
+
+    def table(self, name: str) -> str:
+        return f"{self._schema}.{name}" if self.dialect == "postgres" else name
+
+    def column_type(self, portable: str) -> str:
+        if portable == "FLOAT":
+            return "DOUBLE PRECISION" if self.dialect == "postgres" else "REAL"
+        if portable == "INTEGER" and self.dialect == "postgres":
+            return "BIGINT"
+        return portable
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Any]:
+        with self.recorder.datastore.transaction(commit=commit) as cursor:
+            yield cursor
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self.transaction(commit=False) as cursor:
+            cursor.execute(self.sql(statement), params)
+            return list(cursor.fetchall())
+
+    # ------------------------------------------------------------------ generations
+
+    def _create_meta(self) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table('fp_generations')} "
+                "(name TEXT PRIMARY KEY, live INTEGER NOT NULL)"
+            )
+
+    def live_generation(self, name: str) -> int | None:
+        rows = self.query(
+            f"SELECT live FROM {self.table('fp_generations')} WHERE name = ?", (name,)
+        )
+        return int(rows[0]["live"]) if rows else None
+
+    def state_table(self, table: Table, generation: int) -> str:
+        return self.table(f"{table.stem}_g{generation}_state")
+
+    def link_table(self, table: Table, generation: int) -> str:
+        return self.table(f"{table.stem}_g{generation}_link")
+
+    def create_generation(self, table: Table, generation: int) -> None:
+        columns = "".join(
+            f", {name} {self.column_type(kind)}" for name, kind in table.columns.items()
+        )
+        state, link = self.state_table(table, generation), self.link_table(table, generation)
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {state} (key TEXT PRIMARY KEY, data TEXT{columns})"
+            )
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {link} "
+                "(country TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (country, key))"
+            )
+            for name in table.columns:
+                index = f"{table.stem}_g{generation}_{name}_idx"
+                cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {state} ({name})")
+            cursor.execute(
+                f"CREATE INDEX IF NOT EXISTS {table.stem}_g{generation}_link_key ON {link} (key)"
+            )
+
+    def drop_generation(self, table: Table, generation: int) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.state_table(table, generation)}")
+            cursor.execute(f"DROP TABLE IF EXISTS {self.link_table(table, generation)}")
+
+    def set_live(self, cursor: Any, name: str, generation: int) -> None:
+        cursor.execute(
+            self.sql(
+                f"INSERT INTO {self.table('fp_generations')} (name, live) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET live = excluded.live"
+            ),
+            (name, generation),
+        )
+
+    # ------------------------------------------------------------------ tracking
+
+    @staticmethod
+    def tracking_name(name: str, generation: int) -> str:
+        return f"{name}:g{generation}"
+
+    def position(self, name: str, generation: int) -> int:
+        return int(self.recorder.max_tracking_id(self.tracking_name(name, generation)) or 0)
+
+    # ------------------------------------------------------------------ states
+
+    def load(self, table: Table, generation: int, keys: list[str]) -> dict[str, Any]:
+        """The stored states of ``keys`` (missing keys are absent)."""
+        found: dict[str, Any] = {}
+        state = self.state_table(table, generation)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(
+                f"SELECT key, data FROM {state} WHERE key IN ({marks})", tuple(chunk)
+            ):
+                found[row["key"]] = orjson.loads(row["data"])
+        return found
+
+    def write(
+        self,
+        cursor: Any,
+        table: Table,
+        generation: int,
+        states: Mapping[str, tuple[Any, Mapping[str, Any], set[str]]],
+    ) -> None:
+        """Upsert ``key -> (state, columns, linked countries)`` within ``cursor``'s transaction."""
+        if not states:
+            return
+        state_table, link_table = (
+            self.state_table(table, generation),
+            self.link_table(table, generation),
+        )
+        names = list(table.columns)
+        placeholders = ",".join("?" * (2 + len(names)))
+        updates = "".join(f", {name} = excluded.{name}" for name in names)
+        cursor.executemany(
+            self.sql(
+                f"INSERT INTO {state_table} (key, data{''.join(', ' + n for n in names)}) "
+                f"VALUES ({placeholders}) ON CONFLICT (key) DO UPDATE SET data = excluded.data"
+                f"{updates}"
+            ),
+            [
+                (key, orjson.dumps(state).decode(), *(columns.get(n) for n in names))
+                for key, (state, columns, _) in states.items()
+            ],
+        )
+        links = [
+            (country, key) for key, (_, _, countries) in states.items() for country in countries
+        ]
+        if links:
+            cursor.executemany(
+                self.sql(
+                    f"INSERT INTO {link_table} (country, key) VALUES (?, ?) "
+                    "ON CONFLICT (country, key) DO NOTHING"
+                ),
+                links,
+            )
+
+    def record_position(self, cursor: Any, name: str, generation: int, position: int) -> None:
+        # The library's single-row tracking: fails (rolling everything back) unless
+        # ``position`` is past the recorded one, so no batch is ever applied twice.
+        self.recorder._insert_tracking(
+            cursor, Tracking(self.tracking_name(name, generation), position)
+        )
