@@ -381,7 +381,7 @@ def score_states(
                 heapq.heappush(top, (abs(value), counter, item))
             else:
                 heapq.heappushpop(top, (abs(value), counter, item))
-    subject = country if pair is None else f"{pair[0]}{'->' if pair[2] else '<->'}{pair[1]}"
+    subject = (country or "") if pair is None else f"{pair[0]}{'->' if pair[2] else '<->'}{pair[1]}"
     ranked = [item for _, _, item in sorted(top, key=lambda entry: (-entry[0], entry[1]))]
     return Score(subject=subject, score=total, contributions=ranked)
 

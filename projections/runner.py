@@ -106,9 +106,7 @@ class ProjectionWorker:
         self.wakeup.set()
 
     def positions(self) -> dict[str, int]:
-        return {
-            name: self.store.position(name, self._live(name)) for name in self.projections
-        }
+        return {name: self.store.position(name, self._live(name)) for name in self.projections}
 
     def position(self) -> int:
         """The position every projection has processed."""

@@ -73,6 +73,8 @@ class ViewStore:
             else PostgresViewRecorder
         )
         recorder = factory.tracking_recorder(recorder_class)
+        if not isinstance(recorder, SQLiteViewRecorder | PostgresViewRecorder):
+            raise TypeError(f"unexpected tracking recorder {type(recorder).__name__}")
         return cls(recorder)
 
     def close(self) -> None:

@@ -100,6 +100,11 @@ class StoredRecord:
 class FlashpointApplication(Application[UUID]):
     name = "Flashpoint"
 
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        #: Called with the new head position after each append (projections wake on it).
+        self.append_listeners: list[Callable[[int], None]] = []
+
     def construct_mapper(self) -> Mapper[UUID]:
         return StableNameMapper(transcoder=self.construct_transcoder())
 
@@ -162,11 +167,14 @@ class FlashpointApplication(Application[UUID]):
                     log.info("command.retry_after_conflict", resource=resource_name(aggregate))
                     continue
                 raise
+            position = max(r.notification.id for r in recordings)
+            for listener in self.append_listeners:
+                listener(position)
             return CommandResult(
                 resource=resource_name(aggregate),
                 id=aggregate.id,
                 version=aggregate.version,
-                position=max(r.notification.id for r in recordings),
+                position=position,
             )
         raise StoreUnavailable(
             f"gave up after {MAX_ATTEMPTS} concurrent modifications; retry the command"
@@ -359,6 +367,12 @@ class FlashpointApplication(Application[UUID]):
             if len(page) < page_size:
                 return
             position = page[-1].id + 1
+
+    def recorded_at(self, position: int) -> float:
+        """When the event at ``position`` was recorded (epoch seconds)."""
+        for notification in self.recorder.select_notifications(position, 1, stop=position):
+            return float(self.decode(notification).timestamp.timestamp())
+        raise NotFound(f"log position {position}")
 
     def decode(self, notification: Notification) -> Any:
         return self.mapper.to_domain_event(notification)

@@ -1,9 +1,15 @@
-"""The composition root: builds the store-backed application from settings."""
+"""The composition root: builds the store, application, read models and their worker."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import structlog
 
+from projections.events import RecorderEventSource
+from projections.readmodels import ALL, ReadModels
+from projections.runner import ProjectionWorker
+from projections.store import ViewStore
 from service.application import FlashpointApplication
 from service.persistence import redact, store_environment
 from service.settings import Settings
@@ -16,3 +22,30 @@ def build_application(settings: Settings) -> FlashpointApplication:
     app = FlashpointApplication(env=store_environment(settings.store))
     log.info("store.opened", store=redact(settings.store))
     return app
+
+
+@dataclass
+class Flashpoint:
+    """Everything one process needs: the write side, the read side, and (maybe) the worker
+    that keeps the read side current."""
+
+    app: FlashpointApplication
+    views: ViewStore
+    read_models: ReadModels
+    worker: ProjectionWorker
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.views.close()
+        self.app.close()
+
+
+def build(settings: Settings, *, follow: bool) -> Flashpoint:
+    """Build the service; with ``follow`` the projections are kept current in this process."""
+    app = build_application(settings)
+    views = ViewStore.open(store_environment(settings.store))
+    worker = ProjectionWorker(RecorderEventSource(app.recorder), views, ALL)
+    if follow:
+        app.append_listeners.append(lambda _position: worker.notify())
+        worker.start()
+    return Flashpoint(app=app, views=views, read_models=ReadModels(views), worker=worker)

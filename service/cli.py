@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from service.cli_query import add_query_parser
 from service.commands import (
     COMMANDS,
     Command,
@@ -101,30 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_run_serve)
 
-    query = commands.add_parser("query", help="read incidents, sanctions, negotiations")
-    query.add_argument("--server", help="ask a running server (HOST:PORT) instead of the store")
-    _add_client_flags(query)
-    what = query.add_subparsers(title="read models", metavar="WHAT")
-    one = what.add_parser("incident", help="one incident: incidents/ID or ID")
-    one.add_argument("name")
-    one.set_defaults(handler=_run_query, query="incident")
-    many = what.add_parser("incidents", help="incidents, newest first")
-    for flag in ("country", "actor", "target", "kind", "occurred-after", "occurred-before"):
-        many.add_argument(f"--{flag}")
-    many.add_argument("--min-confidence", type=float)
-    many.add_argument("--include-retracted", action="store_true", default=None)
-    many.add_argument("--page-size", type=int, default=0)
-    many.add_argument("--page-token", default="")
-    many.set_defaults(handler=_run_query, query="incidents")
-    sanctions = what.add_parser("sanctions-regime", help="one regime: sanctions/ID or ID")
-    sanctions.add_argument("name")
-    sanctions.set_defaults(handler=_run_query, query="sanctions-regime")
-    negotiation = what.add_parser("negotiation", help="one track: negotiations/ID or ID")
-    negotiation.add_argument("name")
-    negotiation.set_defaults(handler=_run_query, query="negotiation")
-    history = what.add_parser("history", help="every event of one resource")
-    history.add_argument("name", help="incidents/ID, sanctions/ID or negotiations/ID")
-    history.set_defaults(handler=_run_query, query="history")
+    add_query_parser(commands, _add_client_flags)
+
+    project = commands.add_parser(
+        "project", help="run the projection worker: keep the read models current"
+    )
+    project.add_argument("--once", action="store_true", help="catch up with the log, then exit")
+    project.set_defaults(handler=_run_project)
+
+    demo = commands.add_parser(
+        "demo", help="load the sample scenario (drones over Poland, Zapad, sanctions, talks)"
+    )
+    demo.add_argument("--server", help="load it through a running server (HOST:PORT)")
+    _add_client_flags(demo)
+    demo.set_defaults(handler=_run_demo)
 
     token = commands.add_parser("token", help="make a bearer token and its tokens-file line")
     token.add_argument("name", help="the principal, e.g. osint-pipeline")
@@ -332,7 +323,7 @@ def _write_result(result: Any) -> None:
     )
 
 
-def _client(args: argparse.Namespace) -> Any:
+def make_client(args: argparse.Namespace) -> Any:
     import os
 
     from service.client import FlashpointClient
@@ -351,7 +342,7 @@ def _client(args: argparse.Namespace) -> Any:
 def _report_remote(args: argparse.Namespace, settings: Any, command: Command) -> int:
     from service.client import ApiError, InvalidArgument
 
-    with _client(args) as client:
+    with make_client(args) as client:
         try:
             result = client.execute(command)
         except InvalidArgument as error:
@@ -387,97 +378,37 @@ def _run_serve(args: argparse.Namespace, settings: Any) -> int:
         return EXIT_USAGE
 
 
-def _qualified(collection: str, name: str) -> str:
-    return name if "/" in name else f"{collection}/{name}"
+def _run_project(args: argparse.Namespace, settings: Any) -> int:
+    import signal
 
+    from service.bootstrap import build
 
-def _run_query(args: argparse.Namespace, settings: Any) -> int:
-    if args.server:
-        return _query_remote(args)
-    return _query_local(args, settings)
-
-
-def _incident_filter_args(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("country", "actor", "target", "kind", "occurred_after", "occurred_before",
-             "min_confidence", "include_retracted")  # fmt: skip
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-
-
-def _query_local(args: argparse.Namespace, settings: Any) -> int:
-    from service import queries
-    from service.bootstrap import build_application
-    from service.errors import NotFound
-
-    app = build_application(settings)
-    try:
-        value: Any
-        if args.query == "incident":
-            value = queries.get_incident(app, _qualified("incidents", args.name))
-        elif args.query == "incidents":
-            value = queries.list_incidents(
-                app,
-                queries.incident_filter(**_incident_filter_args(args)),
-                page_size=args.page_size,
-                page_token=args.page_token,
-            )
-        elif args.query == "sanctions-regime":
-            value = queries.get_sanctions_regime(app, _qualified("sanctions", args.name))
-        elif args.query == "negotiation":
-            value = queries.get_negotiation(app, _qualified("negotiations", args.name))
-        else:
-            value = queries.history(app, args.name)
-    except CommandValidationError as error:
-        _write_violations(error)
-        return EXIT_USAGE
-    except NotFound as error:
-        sys.stderr.write(f"flashpoint: {error}\n")
-        return EXIT_FAILED
-    finally:
-        app.close()
-    if isinstance(value, list):
-        _write_json([item.model_dump(mode="json") for item in value])
-    else:
-        _write_json(value.model_dump(mode="json"))
-    return EXIT_OK
-
-
-def _query_remote(args: argparse.Namespace) -> int:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    from service.api.translation import message_to_json
-    from service.client import ApiError, InvalidArgument
-
-    with _client(args) as client:
+    service = build(settings, follow=False)
+    if args.once:
         try:
-            if args.query == "incident":
-                value: Any = client.get_incident(_qualified("incidents", args.name))
-            elif args.query == "incidents":
-                fields = _incident_filter_args(args)
-                for key in ("occurred_after", "occurred_before"):
-                    if key in fields:
-                        stamp = Timestamp()
-                        stamp.FromJsonString(fields[key])
-                        fields[key] = stamp
-                value = client.list_incidents(
-                    page_size=args.page_size, page_token=args.page_token, **fields
-                )
-            elif args.query == "sanctions-regime":
-                value = client.get_sanctions_regime(_qualified("sanctions", args.name))
-            elif args.query == "negotiation":
-                value = client.get_negotiation(_qualified("negotiations", args.name))
-            else:
-                value = client.history(args.name)
-        except InvalidArgument as error:
-            _write_violations(CommandValidationError(error.violations))
-            return EXIT_USAGE
-        except (ApiError, ValueError) as error:
-            sys.stderr.write(f"flashpoint: {error}\n")
-            return EXIT_FAILED
-    if isinstance(value, list):
-        _write_json([message_to_json(item) for item in value])
-    else:
-        _write_json(message_to_json(value))
+            processed = service.worker.catch_up()
+            _write_json({"processed": processed, "positions": service.worker.positions()})
+        finally:
+            service.close()
+        return EXIT_OK
+
+    def stop(signum: int, frame: Any) -> None:
+        service.worker.stopping.set()
+        service.worker.wakeup.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        service.worker.run()
+    finally:
+        service.close()
     return EXIT_OK
+
+
+def _run_demo(args: argparse.Namespace, settings: Any) -> int:
+    from service.demo import load_demo
+
+    return load_demo(args, settings)
 
 
 def _run_token(args: argparse.Namespace, settings: Any) -> int:

@@ -162,7 +162,8 @@ class FlashpointClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, call: Callable[..., T], request: Message, *, retry: bool) -> T:
+    def call(self, call: Callable[..., T], request: Message, *, retry: bool = True) -> T:
+        """Make one unary call with the deadline, metadata and (if ``retry``) retries."""
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -191,25 +192,25 @@ class FlashpointClient:
             command = command.model_copy(update={"request_id": uuid.uuid4().hex})
         request = tr.request_from_command(command)
         method = getattr(self.commands, command.command_name)
-        return tr.result_from_response(self._call(method, request, retry=True))
+        return tr.result_from_response(self.call(method, request, retry=True))
 
     # ------------------------------------------------------------------ queries
 
     def get_incident(self, name: str) -> query_pb.Incident:
         request = query_pb.GetIncidentRequest(name=name)
-        return self._call(self.queries.GetIncident, request, retry=True).incident
+        return self.call(self.queries.GetIncident, request, retry=True).incident
 
     def list_incidents(self, **fields: Any) -> query_pb.ListIncidentsResponse:
         request = query_pb.ListIncidentsRequest(**fields)
-        return self._call(self.queries.ListIncidents, request, retry=True)
+        return self.call(self.queries.ListIncidents, request, retry=True)
 
     def get_sanctions_regime(self, name: str) -> query_pb.SanctionsRegime:
         request = query_pb.GetSanctionsRegimeRequest(name=name)
-        return self._call(self.queries.GetSanctionsRegime, request, retry=True).regime
+        return self.call(self.queries.GetSanctionsRegime, request, retry=True).regime
 
     def get_negotiation(self, name: str) -> query_pb.Negotiation:
         request = query_pb.GetNegotiationRequest(name=name)
-        return self._call(self.queries.GetNegotiation, request, retry=True).negotiation
+        return self.call(self.queries.GetNegotiation, request, retry=True).negotiation
 
     # ------------------------------------------------------------------ audit
 
@@ -225,4 +226,4 @@ class FlashpointClient:
 
     def history(self, name: str) -> list[audit_pb.LogEvent]:
         request = audit_pb.GetHistoryRequest(name=name)
-        return list(self._call(self.audit.GetHistory, request, retry=True).events)
+        return list(self.call(self.audit.GetHistory, request, retry=True).events)

@@ -103,7 +103,7 @@ def _country_code(value: str) -> str:
     return code
 
 
-def _country_or_organisation(value: str) -> str:
+def country_or_organisation(value: str) -> str:
     code = value.upper()
     if code in ORGANISATIONS or code in _iso_alpha3():
         return code
@@ -143,7 +143,7 @@ CountryCode = Annotated[
 ActorCode = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=2, max_length=6),
-    AfterValidator(_country_or_organisation),
+    AfterValidator(country_or_organisation),
 ]
 PastTime = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
 UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]

@@ -10,6 +10,7 @@ from service.domain.errors import DomainError, RuleViolation
 
 __all__ = [
     "CommandValidationError",
+    "DeadlineReached",
     "DomainError",
     "FieldViolation",
     "NotFound",
@@ -46,6 +47,10 @@ class RequestIdReused(Exception):
         )
         self.request_id = request_id
         self.original_command = original_command
+
+
+class DeadlineReached(Exception):
+    """The caller's deadline passed while a query was still working."""
 
 
 class StoreUnavailable(Exception):

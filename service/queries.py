@@ -6,18 +6,20 @@ translation module turns them into protobuf messages.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.application import COLLECTIONS, FlashpointApplication
-from service.commands import ActorCode, CommandValidationError, validating
+from service.application import FlashpointApplication
+from service.commands import (
+    ActorCode,
+    CommandValidationError,
+    country_or_organisation,
+    validating,
+)
 from service.domain.grading import confidence
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack
@@ -59,6 +61,34 @@ class IncidentView(View):
     @property
     def occurred_at(self) -> datetime:
         return datetime.fromisoformat(self.evidence["occurred_at"])
+
+    @classmethod
+    def from_timeline(cls, state: dict[str, Any]) -> IncidentView:
+        """From the timeline projection's state of an incident."""
+        report, evidence = state["report"], state["report"]["evidence"]
+        return cls(
+            name=state["name"],
+            id=state["id"],
+            version=state["version"],
+            kind=state["kind"],
+            actor=report["actor"],
+            target=report.get("target"),
+            location=report.get("location"),
+            evidence=evidence,
+            details=state["details"],
+            coding=state["coding"],
+            sources=state["sources"],
+            corroborations=state["corroborations"],
+            disputes=state["disputes"],
+            corrections=state["corrections"],
+            retracted=state["retracted"],
+            retraction_reason=state["retraction_reason"],
+            ended_at=state["ended_at"],
+            create_time=state["create_time"],
+            update_time=state["update_time"],
+            confidence=confidence(evidence["reliability"], evidence["credibility"]),
+            reported_by=state["reported_by"],
+        )
 
     @classmethod
     def of(cls, incident: Incident) -> IncidentView:
@@ -211,112 +241,25 @@ class IncidentFilter(View):
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     include_retracted: bool = False
 
-    def matches(self, incident: IncidentView) -> bool:
-        parties = {incident.actor["country"]}
-        if incident.target:
-            parties.add(incident.target["country"])
-        places = {incident.location["country"]} if incident.location else set()
-        return (
-            (self.country is None or self.country in parties | places)
-            and (self.actor is None or incident.actor["country"] == self.actor)
-            and (self.target is None or (incident.target or {}).get("country") == self.target)
-            and (self.kind is None or incident.kind == self.kind)
-            and (self.occurred_after is None or incident.occurred_at >= self.occurred_after)
-            and (self.occurred_before is None or incident.occurred_at < self.occurred_before)
-            and incident.confidence >= self.min_confidence
-            and (self.include_retracted or not incident.retracted)
-        )
-
-    def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
-
-
-class IncidentPage(View):
-    incidents: list[IncidentView]
-    next_page_token: str
-
-
-def list_incidents(
-    app: FlashpointApplication,
-    incident_filter: IncidentFilter,
-    *,
-    page_size: int = 0,
-    page_token: str = "",
-    keep_going: Callable[[], bool] = lambda: True,
-) -> IncidentPage:
-    """Incidents newest first, filtered, in pages.
-
-    The page token pins the log position of the first page, so paging through never skips
-    or repeats an incident because of reports recorded in between.
-    """
-    if page_size < 0:
-        raise CommandValidationError.single("page_size", "must not be negative")
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    if page_token:
-        head, offset = _decode_token(page_token, incident_filter)
-    else:
-        head, offset = app.head_position(), 0
-    matching = sorted(
-        (view for view in _incidents_as_of(app, head, keep_going) if incident_filter.matches(view)),
-        key=lambda view: (view.occurred_at, str(view.id)),
-        reverse=True,
-    )
-    page = matching[offset : offset + size]
-    more = offset + size < len(matching)
-    token = _encode_token(head, offset + size, incident_filter) if more else ""
-    return IncidentPage(incidents=page, next_page_token=token)
-
-
-def _incidents_as_of(
-    app: FlashpointApplication, head: int, keep_going: Callable[[], bool]
-) -> Iterator[IncidentView]:
-    # Each incident at the version it had at ``head``: changes recorded after the first
-    # page was served must not reshuffle the later pages.
-    versions: dict[UUID, int] = {}
-    for notification in app.read_log(1, stop=head):
-        if not keep_going():
-            raise DeadlineReached
-        originator_id = UUID(str(notification.originator_id))
-        if originator_id in versions or (
-            notification.originator_version == 1
-            and REGISTRY.collection_of(notification.topic) == COLLECTIONS[Incident]
-        ):
-            versions[originator_id] = notification.originator_version
-    for incident_id, version in versions.items():
-        incident: Incident = app.repository.get(incident_id, version=version)
-        if isinstance(incident, Incident):
-            yield IncidentView.of(incident)
-
-
-class DeadlineReached(Exception):
-    """The caller's deadline passed while a query was still reading."""
-
-
-def _encode_token(head: int, offset: int, incident_filter: IncidentFilter) -> str:
-    body = json.dumps({"h": head, "o": offset, "f": incident_filter.digest()})
-    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, incident_filter: IncidentFilter) -> tuple[int, int]:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        body = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        head, offset, digest = int(body["h"]), int(body["o"]), str(body["f"])
-    except (ValueError, KeyError, TypeError):
-        raise CommandValidationError.single(
-            "page_token", "is not a token this API issued"
-        ) from None
-    if digest != incident_filter.digest():
-        raise CommandValidationError.single(
-            "page_token", "was issued for different filters; start again without a token"
-        )
-    if head < 0 or offset < 0:
-        raise CommandValidationError.single("page_token", "is not a token this API issued")
-    return head, offset
+    def arguments(self) -> dict[str, Any]:
+        """As keyword arguments of ``ReadModels.incidents``."""
+        return {
+            **self.model_dump(exclude={"occurred_after", "occurred_before"}),
+            "occurred_after": self.occurred_after.timestamp() if self.occurred_after else None,
+            "occurred_before": self.occurred_before.timestamp() if self.occurred_before else None,
+        }
 
 
 def incident_filter(**raw: Any) -> IncidentFilter:
     return validating(lambda: IncidentFilter.model_validate(raw))
+
+
+def country(value: str, field: str) -> str:
+    """A country code (or organisation) from a query, or a validation error naming ``field``."""
+    try:
+        return country_or_organisation(value.strip())
+    except ValueError as error:
+        raise CommandValidationError.single(field, str(error)) from None
 
 
 # ------------------------------------------------------------------ audit log

@@ -37,6 +37,9 @@ class Settings(BaseModel):
     insecure: bool = False
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    #: ``embedded``: this process keeps the read models current; ``external``: separate
+    #: ``flashpoint project`` workers do.
+    projections: Literal["embedded", "external"] = "embedded"
     #: Worker threads serving RPCs.
     threads: int = Field(default=16, ge=1, le=256)
 

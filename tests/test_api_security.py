@@ -38,9 +38,9 @@ from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_gr
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.server import ServeRefused, check_exposure, create_server
-from service.application import CommandResult, FlashpointApplication
+from service.application import CommandResult
+from service.bootstrap import build
 from service.client import ApiError, FlashpointClient, error_from_rpc
-from service.persistence import store_environment
 from service.settings import Settings
 from tests.api_support import ServerUnderTest, running_server, token_entries
 from tests.factories import command
@@ -376,12 +376,13 @@ class TestExposure:
 
     def test_create_server_refuses_too(self, sqlite_url: str) -> None:
         """create_server itself will not bind a public address without tokens."""
-        app = FlashpointApplication(env=store_environment(sqlite_url))
+        settings = Settings(store=sqlite_url, listen="0.0.0.0:0")
+        service = build(settings, follow=False)
         try:
             with pytest.raises(ServeRefused, match="--insecure"):
-                create_server(Settings(listen="0.0.0.0:0"), app, Authenticator([]))
+                create_server(settings, service, Authenticator([]))
         finally:
-            app.close()
+            service.close()
 
 
 # ------------------------------------------------------------------ TLS
@@ -617,13 +618,12 @@ class TestMutualTls:
 
     def test_a_client_ca_without_a_server_certificate_is_refused(self, sqlite_url: str) -> None:
         """tls_client_ca alone (no server cert and key) is an impossible setup: refused."""
-        app = FlashpointApplication(env=store_environment(sqlite_url))
+        settings = Settings(
+            store=sqlite_url, listen="127.0.0.1:0", tls_client_ca="/nonexistent/ca.pem"
+        )
+        service = build(settings, follow=False)
         try:
             with pytest.raises(ServeRefused, match="--tls-client-ca needs"):
-                create_server(
-                    Settings(listen="127.0.0.1:0", tls_client_ca="/nonexistent/ca.pem"),
-                    app,
-                    Authenticator([]),
-                )
+                create_server(settings, service, Authenticator([]))
         finally:
-            app.close()
+            service.close()

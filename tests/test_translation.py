@@ -512,14 +512,6 @@ class TestReadModels:
         assert report["details"]["count"] == 19
         assert report["report"]["actor"] == {"country": "RUS", "organisation": "military"}
 
-    def test_an_incident_page_keeps_its_order_and_token(self, app: FlashpointApplication) -> None:
-        """A page of views becomes a response with the incidents in order and the token."""
-        ids = [app.execute(command(c.ReportIncursion, evidence=evidence(d))).id for d in (3, 1, 2)]
-        page = queries.list_incidents(app, queries.incident_filter(), page_size=2)
-        message = tr.incident_page_to_proto(page)
-        assert [incident.id for incident in message.incidents] == [str(ids[1]), str(ids[2])]
-        assert message.next_page_token == page.next_page_token != ""
-
     def test_list_filters_leave_unset_fields_out(self) -> None:
         """Only the filters a request sets reach the query; paging fields never do."""
         after = Timestamp()

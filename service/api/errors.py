@@ -3,6 +3,7 @@
 | error                         | status              | rich details                         |
 |-------------------------------|---------------------|--------------------------------------|
 | CommandValidationError        | INVALID_ARGUMENT    | google.rpc.BadRequest field violations |
+| InvalidQuery (read models)    | INVALID_ARGUMENT    | google.rpc.BadRequest field violation  |
 | NotFound                      | NOT_FOUND           | google.rpc.ResourceInfo              |
 | VersionConflict               | ABORTED             | google.rpc.ErrorInfo expected/actual |
 | RequestIdReused               | ALREADY_EXISTS      | google.rpc.ErrorInfo                 |
@@ -28,15 +29,16 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from projections.readmodels import InvalidQuery
 from service.errors import (
     CommandValidationError,
+    DeadlineReached,
     NotFound,
     RequestIdReused,
     RuleViolation,
     StoreUnavailable,
     VersionConflict,
 )
-from service.queries import DeadlineReached
 
 DOMAIN = "flashpoint.v1"
 
@@ -166,6 +168,18 @@ def map_error(error: BaseException) -> MappedError:
             grpc.StatusCode.UNAVAILABLE,
             str(error),
             _info("NOT_CAUGHT_UP", wanted_position=error.wanted, current_position=error.current),
+        )
+    if isinstance(error, InvalidQuery):
+        return _status(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            str(error),
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=error.field, description=error.message
+                    )
+                ]
+            ),
         )
     if isinstance(error, DeadlineReached):
         return _status(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed")

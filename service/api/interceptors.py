@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from service.api.auth import LOCAL_DEVELOPER, OPEN_PREFIXES, Authenticator, Principal
 from service.api.errors import map_error
-from service.queries import DeadlineReached
+from service.errors import DeadlineReached
 
 log = structlog.get_logger()
 

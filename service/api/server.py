@@ -24,8 +24,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import CallInterceptor
 from service.api.servicers import AuditServicer, CommandServicer, QueryServicer
-from service.application import FlashpointApplication
-from service.bootstrap import build_application
+from service.bootstrap import Flashpoint, build
 from service.settings import Settings
 
 log = structlog.get_logger()
@@ -91,7 +90,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def create_server(
-    settings: Settings, app: FlashpointApplication, authenticator: Authenticator
+    settings: Settings, service: Flashpoint, authenticator: Authenticator
 ) -> RunningServer:
     """A configured, bound, not yet started server (``listen`` may use port 0)."""
     check_exposure(settings, authenticator)
@@ -105,8 +104,11 @@ def create_server(
         ],
         maximum_concurrent_rpcs=settings.threads * 8,
     )
+    app = service.app
     command_grpc.add_CommandServiceServicer_to_server(CommandServicer(app), server)
-    query_grpc.add_QueryServiceServicer_to_server(QueryServicer(app), server)
+    query_grpc.add_QueryServiceServicer_to_server(
+        QueryServicer(app, service.read_models, service.worker.notify), server
+    )
     audit_grpc.add_AuditServiceServicer_to_server(AuditServicer(app), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -130,8 +132,8 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain in-flight calls and exit."""
     authenticator = Authenticator(load_tokens(settings.tokens_file, settings.tokens))
     check_exposure(settings, authenticator)
-    app = build_application(settings)
-    running = create_server(settings, app, authenticator)
+    service = build(settings, follow=settings.projections == "embedded")
+    running = create_server(settings, service, authenticator)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -148,9 +150,10 @@ def serve(settings: Settings) -> int:
         tls=bool(settings.tls_cert),
         mutual_tls=bool(settings.tls_client_ca),
         auth=authenticator.enabled,
+        projections=settings.projections,
     )
     stopping.wait()
     running.stop(settings.grace_seconds)
-    app.close()
+    service.close()
     log.info("server.stopped")
     return 0

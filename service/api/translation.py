@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from projections.readmodels import EscalationView, HistoryView
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
@@ -23,7 +24,6 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.application import CommandResult
 from service.commands import COMMANDS, Command, parse_command
 from service.queries import (
-    IncidentPage,
     IncidentView,
     LogEventView,
     NegotiationView,
@@ -91,6 +91,12 @@ def result_from_response(response: Any) -> CommandResult:
 # ------------------------------------------------------------------ read models
 
 
+def timestamp_of(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
 def _timestamp(value: datetime | str | None) -> Timestamp | None:
     if value is None:
         return None
@@ -154,18 +160,11 @@ def incident_to_proto(view: IncidentView) -> query_pb.Incident:
 _SUBMITTER_FIELDS = ("principal", "client", "request_id")
 
 
-def incident_page_to_proto(page: IncidentPage) -> query_pb.ListIncidentsResponse:
-    return query_pb.ListIncidentsResponse(
-        incidents=[incident_to_proto(view) for view in page.incidents],
-        next_page_token=page.next_page_token,
-    )
-
-
 def list_incidents_arguments(request: query_pb.ListIncidentsRequest) -> dict[str, Any]:
     """The filter fields of a ListIncidents request, unset ones left out."""
     data = message_to_data(request)
-    data.pop("page_size", None)
-    data.pop("page_token", None)
+    for paging in ("page_size", "page_token", "min_position"):
+        data.pop(paging, None)
     return data
 
 
@@ -184,6 +183,106 @@ def sanctions_regime_to_proto(view: SanctionsRegimeView) -> query_pb.SanctionsRe
         expires_at=_timestamp(view.expires_at),
         lifted=view.lifted,
         lifted_at=_timestamp(view.lifted_at),
+    )
+
+
+def negotiation_state_to_proto(state: dict[str, Any]) -> query_pb.Negotiation:
+    """From the negotiations projection's state of a track (with its history)."""
+    return query_pb.Negotiation(
+        name=state["name"],
+        id=state["id"],
+        version=state["version"],
+        parties=state["parties"],
+        mediator=state["mediator"] or "",
+        subject=state["subject"],
+        proposed_by=state["proposed_by"],
+        status=state["status"],
+        rounds=state["rounds"],
+        history=[
+            query_pb.NegotiationStep(
+                event=step["event"],
+                status=step["status"],
+                by=step["by"] or "",
+                reason=step["reason"] or "",
+                occurred_at=_timestamp(step["occurred_at"]),
+                recorded_at=_timestamp(step["recorded_at"]),
+                position=step["position"],
+            )
+            for step in state["history"]
+        ],
+    )
+
+
+def sanctions_state_to_proto(state: dict[str, Any]) -> query_pb.SanctionsRegime:
+    return query_pb.SanctionsRegime(
+        name=state["name"],
+        id=state["id"],
+        version=state["version"],
+        authority=state["authority"],
+        target=state["target"],
+        programme=state["programme"],
+        entities_count=state["entities_count"],
+        entity_names=state["entity_names"],
+        sectors=state["sectors"],
+        effective_from=_timestamp(state["effective_from"]),
+        expires_at=_timestamp(state["expires_at"]),
+        lifted=state["lifted_at"] is not None,
+        lifted_at=_timestamp(state["lifted_at"]),
+    )
+
+
+def posture_state_to_proto(state: dict[str, Any]) -> query_pb.ForceDeployment:
+    ends = state["ended_at"] or state["planned_end_at"]
+    return query_pb.ForceDeployment(
+        incident=state["name"],
+        kind=state["kind"],
+        actor=state["actor"],
+        participants=state["participants"],
+        title=state["name_of_exercise"],
+        troop_count=state["troop_count"],
+        starts_at=_timestamp(state["starts_at"]),
+        ends_at=_timestamp(ends),
+        ended=state["ended_at"] is not None,
+        border_with=state["border_with"],
+        distance_to_border_km=state["distance_to_border_km"] or 0.0,
+        region=state["region"],
+    )
+
+
+def escalation_to_proto(view: EscalationView) -> query_pb.Escalation:
+    return query_pb.Escalation(
+        subject=view.subject,
+        score=view.score,
+        level=view.level,
+        level_name=view.level_name,
+        trend=view.trend,
+        earlier_score=view.earlier_score,
+        at=_timestamp(view.at),
+        as_of=_timestamp(view.as_of),
+        parameters_version=view.parameters_version,
+        contributions=[
+            query_pb.Contribution(
+                resource=c.resource,
+                development=c.development,
+                kind=c.kind,
+                occurred_at=_timestamp(c.occurred_at),
+                contribution=c.contribution,
+            )
+            for c in view.contributions
+        ],
+    )
+
+
+def history_to_proto(view: HistoryView, position: int) -> query_pb.GetEscalationHistoryResponse:
+    return query_pb.GetEscalationHistoryResponse(
+        subject=view.subject,
+        points=[
+            query_pb.EscalationPoint(at=_timestamp(point.at), score=point.score, level=point.level)
+            for point in view.points
+        ],
+        parameters_version=view.parameters_version,
+        as_of=_timestamp(view.as_of),
+        position=position,
     )
 
 

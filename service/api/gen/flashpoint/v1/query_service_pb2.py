@@ -23,43 +23,86 @@ _sym_db = _symbol_database.Default()
 
 
 from service.api.gen.flashpoint.v1 import common_pb2 as flashpoint_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flashpoint/v1/query_service.proto\x12\rflashpoint.v1\x1a\x1a\x66lashpoint/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\tSubmitter\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x07\x44ispute\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65nial\x18\x02 \x01(\x08\x12\x11\n\tstatement\x18\x03 \x01(\t\"\xb5\x05\n\x08Incident\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12#\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x14.flashpoint.v1.Party\x12$\n\x06target\x18\x06 \x01(\x0b\x32\x14.flashpoint.v1.Party\x12)\n\x08location\x18\x07 \x01(\x0b\x32\x17.flashpoint.v1.Location\x12)\n\x08\x65vidence\x18\x08 \x01(\x0b\x32\x17.flashpoint.v1.Evidence\x12(\n\x07\x64\x65tails\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x06\x63oding\x18\n \x01(\x0b\x32\x15.flashpoint.v1.Coding\x12&\n\x07sources\x18\x0b \x03(\x0b\x32\x15.flashpoint.v1.Source\x12\x16\n\x0e\x63orroborations\x18\x0c \x01(\x05\x12(\n\x08\x64isputes\x18\r \x03(\x0b\x32\x16.flashpoint.v1.Dispute\x12\x13\n\x0b\x63orrections\x18\x0e \x01(\x05\x12\x11\n\tretracted\x18\x0f \x01(\x08\x12\x19\n\x11retraction_reason\x18\x10 \x01(\t\x12,\n\x08\x65nded_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nconfidence\x18\x14 \x01(\x01\x12-\n\x0breported_by\x18\x15 \x01(\x0b\x32\x18.flashpoint.v1.Submitter\"\"\n\x12GetIncidentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x13GetIncidentResponse\x12)\n\x08incident\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.Incident\"\x97\x02\n\x14ListIncidentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x32\n\x0eoccurred_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0emin_confidence\x18\t \x01(\x01\x12\x19\n\x11include_retracted\x18\n \x01(\x08\"\\\n\x15ListIncidentsResponse\x12*\n\tincidents\x18\x01 \x03(\x0b\x32\x17.flashpoint.v1.Incident\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd4\x02\n\x0fSanctionsRegime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x11\n\tprogramme\x18\x06 \x01(\t\x12\x16\n\x0e\x65ntities_count\x18\x07 \x01(\x05\x12\x14\n\x0c\x65ntity_names\x18\x08 \x03(\t\x12\x0f\n\x07sectors\x18\t \x03(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06lifted\x18\x0c \x01(\x08\x12-\n\tlifted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x19GetSanctionsRegimeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x1aGetSanctionsRegimeResponse\x12.\n\x06regime\x18\x01 \x01(\x0b\x32\x1e.flashpoint.v1.SanctionsRegime\"\xa1\x01\n\x0bNegotiation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0f\n\x07parties\x18\x04 \x03(\t\x12\x10\n\x08mediator\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x13\n\x0bproposed_by\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x0e\n\x06rounds\x18\t \x01(\x05\"%\n\x15GetNegotiationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x16GetNegotiationResponse\x12/\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x1a.flashpoint.v1.Negotiation2\x8a\x03\n\x0cQueryService\x12T\n\x0bGetIncident\x12!.flashpoint.v1.GetIncidentRequest\x1a\".flashpoint.v1.GetIncidentResponse\x12Z\n\rListIncidents\x12#.flashpoint.v1.ListIncidentsRequest\x1a$.flashpoint.v1.ListIncidentsResponse\x12i\n\x12GetSanctionsRegime\x12(.flashpoint.v1.GetSanctionsRegimeRequest\x1a).flashpoint.v1.GetSanctionsRegimeResponse\x12]\n\x0eGetNegotiation\x12$.flashpoint.v1.GetNegotiationRequest\x1a%.flashpoint.v1.GetNegotiationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flashpoint/v1/query_service.proto\x12\rflashpoint.v1\x1a\x1a\x66lashpoint/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\tSubmitter\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x07\x44ispute\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65nial\x18\x02 \x01(\x08\x12\x11\n\tstatement\x18\x03 \x01(\t\"\xb5\x05\n\x08Incident\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12#\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x14.flashpoint.v1.Party\x12$\n\x06target\x18\x06 \x01(\x0b\x32\x14.flashpoint.v1.Party\x12)\n\x08location\x18\x07 \x01(\x0b\x32\x17.flashpoint.v1.Location\x12)\n\x08\x65vidence\x18\x08 \x01(\x0b\x32\x17.flashpoint.v1.Evidence\x12(\n\x07\x64\x65tails\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x06\x63oding\x18\n \x01(\x0b\x32\x15.flashpoint.v1.Coding\x12&\n\x07sources\x18\x0b \x03(\x0b\x32\x15.flashpoint.v1.Source\x12\x16\n\x0e\x63orroborations\x18\x0c \x01(\x05\x12(\n\x08\x64isputes\x18\r \x03(\x0b\x32\x16.flashpoint.v1.Dispute\x12\x13\n\x0b\x63orrections\x18\x0e \x01(\x05\x12\x11\n\tretracted\x18\x0f \x01(\x08\x12\x19\n\x11retraction_reason\x18\x10 \x01(\t\x12,\n\x08\x65nded_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nconfidence\x18\x14 \x01(\x01\x12-\n\x0breported_by\x18\x15 \x01(\x0b\x32\x18.flashpoint.v1.Submitter\"8\n\x12GetIncidentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmin_position\x18\x02 \x01(\x03\"@\n\x13GetIncidentResponse\x12)\n\x08incident\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.Incident\"\xad\x02\n\x14ListIncidentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x32\n\x0eoccurred_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0emin_confidence\x18\t \x01(\x01\x12\x19\n\x11include_retracted\x18\n \x01(\x08\x12\x14\n\x0cmin_position\x18\x0b \x01(\x03\"n\n\x15ListIncidentsResponse\x12*\n\tincidents\x18\x01 \x03(\x0b\x32\x17.flashpoint.v1.Incident\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\x03\"\xd4\x02\n\x0fSanctionsRegime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x11\n\tauthority\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x11\n\tprogramme\x18\x06 \x01(\t\x12\x16\n\x0e\x65ntities_count\x18\x07 \x01(\x05\x12\x14\n\x0c\x65ntity_names\x18\x08 \x03(\t\x12\x0f\n\x07sectors\x18\t \x03(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06lifted\x18\x0c \x01(\x08\x12-\n\tlifted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x19GetSanctionsRegimeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmin_position\x18\x02 \x01(\x03\"L\n\x1aGetSanctionsRegimeResponse\x12.\n\x06regime\x18\x01 \x01(\x0b\x32\x1e.flashpoint.v1.SanctionsRegime\"\xd2\x01\n\x0bNegotiation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0f\n\x07parties\x18\x04 \x03(\t\x12\x10\n\x08mediator\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x13\n\x0bproposed_by\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x0e\n\x06rounds\x18\t \x01(\x05\x12/\n\x07history\x18\n \x03(\x0b\x32\x1e.flashpoint.v1.NegotiationStep\"\xc0\x01\n\x0fNegotiationStep\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08position\x18\x07 \x01(\x03\";\n\x15GetNegotiationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmin_position\x18\x02 \x01(\x03\"[\n\x16GetNegotiationResponse\x12/\n\x0bnegotiation\x18\x01 \x01(\x0b\x32\x1a.flashpoint.v1.Negotiation\x12\x10\n\x08position\x18\x02 \x01(\x03\"N\n\x17ListNegotiationsRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"^\n\x18ListNegotiationsResponse\x12\x30\n\x0cnegotiations\x18\x01 \x03(\x0b\x32\x1a.flashpoint.v1.Negotiation\x12\x10\n\x08position\x18\x02 \x01(\x03\"\x98\x01\n\x14ListSanctionsRequest\x12\x11\n\tauthority\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12/\n\x0bin_force_on\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0einclude_lifted\x18\x04 \x01(\x08\x12\x14\n\x0cmin_position\x18\x05 \x01(\x03\"Z\n\x15ListSanctionsResponse\x12/\n\x07regimes\x18\x01 \x03(\x0b\x32\x1e.flashpoint.v1.SanctionsRegime\x12\x10\n\x08position\x18\x02 \x01(\x03\"\xa9\x02\n\x0f\x46orceDeployment\x12\x10\n\x08incident\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x13\n\x0btroop_count\x18\x06 \x01(\x05\x12-\n\tstarts_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65nded\x18\t \x01(\x08\x12\x13\n\x0b\x62order_with\x18\n \x03(\t\x12\x1d\n\x15\x64istance_to_border_km\x18\x0b \x01(\x01\x12\x0e\n\x06region\x18\x0c \x01(\t\"g\n\x16GetForcePostureRequest\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"`\n\x17GetForcePostureResponse\x12\x33\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x1e.flashpoint.v1.ForceDeployment\x12\x10\n\x08position\x18\x02 \x01(\x03\"\x8a\x01\n\x0c\x43ontribution\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65velopment\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontribution\x18\x05 \x01(\x01\"\x98\x02\n\nEscalation\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05level\x18\x03 \x01(\x05\x12\x12\n\nlevel_name\x18\x04 \x01(\t\x12\r\n\x05trend\x18\x05 \x01(\t\x12\x15\n\rearlier_score\x18\x06 \x01(\x01\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61s_of\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12parameters_version\x18\t \x01(\t\x12\x32\n\rcontributions\x18\n \x03(\x0b\x32\x1b.flashpoint.v1.Contribution\"\x90\x01\n\x14GetEscalationRequest\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"X\n\x15GetEscalationResponse\x12-\n\nescalation\x18\x01 \x01(\x0b\x32\x19.flashpoint.v1.Escalation\x12\x10\n\x08position\x18\x02 \x01(\x03\"\xb6\x01\n\x16ListEscalationsRequest\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmin_level\x18\x03 \x01(\x05\x12\x11\n\tcountries\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x14\n\x0cmin_position\x18\x06 \x01(\x03\"w\n\x17ListEscalationsResponse\x12.\n\x0b\x65scalations\x18\x01 \x03(\x0b\x32\x19.flashpoint.v1.Escalation\x12\x1a\n\x12parameters_version\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\x03\"\xb5\x01\n\x18GetPairEscalationRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x11\n\tunordered\x18\x03 \x01(\x08\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmin_position\x18\x06 \x01(\x03\"\\\n\x19GetPairEscalationResponse\x12-\n\nescalation\x18\x01 \x01(\x0b\x32\x19.flashpoint.v1.Escalation\x12\x10\n\x08position\x18\x02 \x01(\x03\"\xf6\x01\n\x1bGetEscalationHistoryRequest\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04step\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmin_position\x18\x06 \x01(\x03\"W\n\x0f\x45scalationPoint\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05level\x18\x03 \x01(\x05\"\xb8\x01\n\x1cGetEscalationHistoryResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12.\n\x06points\x18\x02 \x03(\x0b\x32\x1e.flashpoint.v1.EscalationPoint\x12\x1a\n\x12parameters_version\x18\x03 \x01(\t\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08position\x18\x05 \x01(\x03\"B\n\x16WatchEscalationRequest\x12\x11\n\tcountries\x18\x01 \x03(\t\x12\x15\n\rfrom_position\x18\x02 \x01(\x03\"\xbd\x01\n\x17WatchEscalationResponse\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x16\n\x0eprevious_level\x18\x03 \x01(\x05\x12\x12\n\nlevel_name\x18\x04 \x01(\t\x12\r\n\x05trend\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x01\x12\x10\n\x08position\x18\x07 \x01(\x03\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa8\t\n\x0cQueryService\x12T\n\x0bGetIncident\x12!.flashpoint.v1.GetIncidentRequest\x1a\".flashpoint.v1.GetIncidentResponse\x12Z\n\rListIncidents\x12#.flashpoint.v1.ListIncidentsRequest\x1a$.flashpoint.v1.ListIncidentsResponse\x12i\n\x12GetSanctionsRegime\x12(.flashpoint.v1.GetSanctionsRegimeRequest\x1a).flashpoint.v1.GetSanctionsRegimeResponse\x12]\n\x0eGetNegotiation\x12$.flashpoint.v1.GetNegotiationRequest\x1a%.flashpoint.v1.GetNegotiationResponse\x12\x63\n\x10ListNegotiations\x12&.flashpoint.v1.ListNegotiationsRequest\x1a\'.flashpoint.v1.ListNegotiationsResponse\x12Z\n\rListSanctions\x12#.flashpoint.v1.ListSanctionsRequest\x1a$.flashpoint.v1.ListSanctionsResponse\x12`\n\x0fGetForcePosture\x12%.flashpoint.v1.GetForcePostureRequest\x1a&.flashpoint.v1.GetForcePostureResponse\x12Z\n\rGetEscalation\x12#.flashpoint.v1.GetEscalationRequest\x1a$.flashpoint.v1.GetEscalationResponse\x12`\n\x0fListEscalations\x12%.flashpoint.v1.ListEscalationsRequest\x1a&.flashpoint.v1.ListEscalationsResponse\x12\x66\n\x11GetPairEscalation\x12\'.flashpoint.v1.GetPairEscalationRequest\x1a(.flashpoint.v1.GetPairEscalationResponse\x12o\n\x14GetEscalationHistory\x12*.flashpoint.v1.GetEscalationHistoryRequest\x1a+.flashpoint.v1.GetEscalationHistoryResponse\x12\x62\n\x0fWatchEscalation\x12%.flashpoint.v1.WatchEscalationRequest\x1a&.flashpoint.v1.WatchEscalationResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flashpoint.v1.query_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITTER']._serialized_start=143
-  _globals['_SUBMITTER']._serialized_end=209
-  _globals['_DISPUTE']._serialized_start=211
-  _globals['_DISPUTE']._serialized_end=270
-  _globals['_INCIDENT']._serialized_start=273
-  _globals['_INCIDENT']._serialized_end=966
-  _globals['_GETINCIDENTREQUEST']._serialized_start=968
-  _globals['_GETINCIDENTREQUEST']._serialized_end=1002
-  _globals['_GETINCIDENTRESPONSE']._serialized_start=1004
-  _globals['_GETINCIDENTRESPONSE']._serialized_end=1068
-  _globals['_LISTINCIDENTSREQUEST']._serialized_start=1071
-  _globals['_LISTINCIDENTSREQUEST']._serialized_end=1350
-  _globals['_LISTINCIDENTSRESPONSE']._serialized_start=1352
-  _globals['_LISTINCIDENTSRESPONSE']._serialized_end=1444
-  _globals['_SANCTIONSREGIME']._serialized_start=1447
-  _globals['_SANCTIONSREGIME']._serialized_end=1787
-  _globals['_GETSANCTIONSREGIMEREQUEST']._serialized_start=1789
-  _globals['_GETSANCTIONSREGIMEREQUEST']._serialized_end=1830
-  _globals['_GETSANCTIONSREGIMERESPONSE']._serialized_start=1832
-  _globals['_GETSANCTIONSREGIMERESPONSE']._serialized_end=1908
-  _globals['_NEGOTIATION']._serialized_start=1911
-  _globals['_NEGOTIATION']._serialized_end=2072
-  _globals['_GETNEGOTIATIONREQUEST']._serialized_start=2074
-  _globals['_GETNEGOTIATIONREQUEST']._serialized_end=2111
-  _globals['_GETNEGOTIATIONRESPONSE']._serialized_start=2113
-  _globals['_GETNEGOTIATIONRESPONSE']._serialized_end=2186
-  _globals['_QUERYSERVICE']._serialized_start=2189
-  _globals['_QUERYSERVICE']._serialized_end=2583
+  _globals['_SUBMITTER']._serialized_start=175
+  _globals['_SUBMITTER']._serialized_end=241
+  _globals['_DISPUTE']._serialized_start=243
+  _globals['_DISPUTE']._serialized_end=302
+  _globals['_INCIDENT']._serialized_start=305
+  _globals['_INCIDENT']._serialized_end=998
+  _globals['_GETINCIDENTREQUEST']._serialized_start=1000
+  _globals['_GETINCIDENTREQUEST']._serialized_end=1056
+  _globals['_GETINCIDENTRESPONSE']._serialized_start=1058
+  _globals['_GETINCIDENTRESPONSE']._serialized_end=1122
+  _globals['_LISTINCIDENTSREQUEST']._serialized_start=1125
+  _globals['_LISTINCIDENTSREQUEST']._serialized_end=1426
+  _globals['_LISTINCIDENTSRESPONSE']._serialized_start=1428
+  _globals['_LISTINCIDENTSRESPONSE']._serialized_end=1538
+  _globals['_SANCTIONSREGIME']._serialized_start=1541
+  _globals['_SANCTIONSREGIME']._serialized_end=1881
+  _globals['_GETSANCTIONSREGIMEREQUEST']._serialized_start=1883
+  _globals['_GETSANCTIONSREGIMEREQUEST']._serialized_end=1946
+  _globals['_GETSANCTIONSREGIMERESPONSE']._serialized_start=1948
+  _globals['_GETSANCTIONSREGIMERESPONSE']._serialized_end=2024
+  _globals['_NEGOTIATION']._serialized_start=2027
+  _globals['_NEGOTIATION']._serialized_end=2237
+  _globals['_NEGOTIATIONSTEP']._serialized_start=2240
+  _globals['_NEGOTIATIONSTEP']._serialized_end=2432
+  _globals['_GETNEGOTIATIONREQUEST']._serialized_start=2434
+  _globals['_GETNEGOTIATIONREQUEST']._serialized_end=2493
+  _globals['_GETNEGOTIATIONRESPONSE']._serialized_start=2495
+  _globals['_GETNEGOTIATIONRESPONSE']._serialized_end=2586
+  _globals['_LISTNEGOTIATIONSREQUEST']._serialized_start=2588
+  _globals['_LISTNEGOTIATIONSREQUEST']._serialized_end=2666
+  _globals['_LISTNEGOTIATIONSRESPONSE']._serialized_start=2668
+  _globals['_LISTNEGOTIATIONSRESPONSE']._serialized_end=2762
+  _globals['_LISTSANCTIONSREQUEST']._serialized_start=2765
+  _globals['_LISTSANCTIONSREQUEST']._serialized_end=2917
+  _globals['_LISTSANCTIONSRESPONSE']._serialized_start=2919
+  _globals['_LISTSANCTIONSRESPONSE']._serialized_end=3009
+  _globals['_FORCEDEPLOYMENT']._serialized_start=3012
+  _globals['_FORCEDEPLOYMENT']._serialized_end=3309
+  _globals['_GETFORCEPOSTUREREQUEST']._serialized_start=3311
+  _globals['_GETFORCEPOSTUREREQUEST']._serialized_end=3414
+  _globals['_GETFORCEPOSTURERESPONSE']._serialized_start=3416
+  _globals['_GETFORCEPOSTURERESPONSE']._serialized_end=3512
+  _globals['_CONTRIBUTION']._serialized_start=3515
+  _globals['_CONTRIBUTION']._serialized_end=3653
+  _globals['_ESCALATION']._serialized_start=3656
+  _globals['_ESCALATION']._serialized_end=3936
+  _globals['_GETESCALATIONREQUEST']._serialized_start=3939
+  _globals['_GETESCALATIONREQUEST']._serialized_end=4083
+  _globals['_GETESCALATIONRESPONSE']._serialized_start=4085
+  _globals['_GETESCALATIONRESPONSE']._serialized_end=4173
+  _globals['_LISTESCALATIONSREQUEST']._serialized_start=4176
+  _globals['_LISTESCALATIONSREQUEST']._serialized_end=4358
+  _globals['_LISTESCALATIONSRESPONSE']._serialized_start=4360
+  _globals['_LISTESCALATIONSRESPONSE']._serialized_end=4479
+  _globals['_GETPAIRESCALATIONREQUEST']._serialized_start=4482
+  _globals['_GETPAIRESCALATIONREQUEST']._serialized_end=4663
+  _globals['_GETPAIRESCALATIONRESPONSE']._serialized_start=4665
+  _globals['_GETPAIRESCALATIONRESPONSE']._serialized_end=4757
+  _globals['_GETESCALATIONHISTORYREQUEST']._serialized_start=4760
+  _globals['_GETESCALATIONHISTORYREQUEST']._serialized_end=5006
+  _globals['_ESCALATIONPOINT']._serialized_start=5008
+  _globals['_ESCALATIONPOINT']._serialized_end=5095
+  _globals['_GETESCALATIONHISTORYRESPONSE']._serialized_start=5098
+  _globals['_GETESCALATIONHISTORYRESPONSE']._serialized_end=5282
+  _globals['_WATCHESCALATIONREQUEST']._serialized_start=5284
+  _globals['_WATCHESCALATIONREQUEST']._serialized_end=5350
+  _globals['_WATCHESCALATIONRESPONSE']._serialized_start=5353
+  _globals['_WATCHESCALATIONRESPONSE']._serialized_end=5542
+  _globals['_QUERYSERVICE']._serialized_start=5545
+  _globals['_QUERYSERVICE']._serialized_end=6737
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from service.api.gen.flashpoint.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -188,16 +189,20 @@ class GetIncidentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"incidents/{id}"."""
+    min_position: _builtins.int
+    """Incidents are read from the log itself, so any committed position is already visible."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        min_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,6 +242,7 @@ class ListIncidentsRequest(_message.Message):
     OCCURRED_BEFORE_FIELD_NUMBER: _builtins.int
     MIN_CONFIDENCE_FIELD_NUMBER: _builtins.int
     INCLUDE_RETRACTED_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 500; default 50."""
     page_token: _builtins.str
@@ -248,6 +254,7 @@ class ListIncidentsRequest(_message.Message):
     min_confidence: _builtins.float
     """0..1."""
     include_retracted: _builtins.bool
+    min_position: _builtins.int
     @_builtins.property
     def occurred_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -265,10 +272,11 @@ class ListIncidentsRequest(_message.Message):
         occurred_before: _timestamp_pb2.Timestamp | None = ...,
         min_confidence: _builtins.float = ...,
         include_retracted: _builtins.bool = ...,
+        min_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_after", b"occurred_after", "occurred_before", b"occurred_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "country", b"country", "include_retracted", b"include_retracted", "kind", b"kind", "min_confidence", b"min_confidence", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "page_size", b"page_size", "page_token", b"page_token", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "country", b"country", "include_retracted", b"include_retracted", "kind", b"kind", "min_confidence", b"min_confidence", "min_position", b"min_position", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "page_size", b"page_size", "page_token", b"page_token", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,8 +288,10 @@ class ListIncidentsResponse(_message.Message):
 
     INCIDENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Empty on the last page."""
+    position: _builtins.int
     @_builtins.property
     def incidents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Incident]: ...
     def __init__(
@@ -289,10 +299,11 @@ class ListIncidentsResponse(_message.Message):
         *,
         incidents: _abc.Iterable[Global___Incident] | None = ...,
         next_page_token: _builtins.str = ...,
+        position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["incidents", b"incidents", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incidents", b"incidents", "next_page_token", b"next_page_token", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -366,16 +377,19 @@ class GetSanctionsRegimeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"sanctions/{id}"."""
+    min_position: _builtins.int
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        min_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +430,7 @@ class Negotiation(_message.Message):
     PROPOSED_BY_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ROUNDS_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"negotiations/{id}"."""
     id: _builtins.str
@@ -428,6 +443,8 @@ class Negotiation(_message.Message):
     rounds: _builtins.int
     @_builtins.property
     def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___NegotiationStep]: ...
     def __init__(
         self,
         *,
@@ -440,30 +457,78 @@ class Negotiation(_message.Message):
         proposed_by: _builtins.str = ...,
         status: _builtins.str = ...,
         rounds: _builtins.int = ...,
+        history: _abc.Iterable[Global___NegotiationStep] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "mediator", b"mediator", "name", b"name", "parties", b"parties", "proposed_by", b"proposed_by", "rounds", b"rounds", "status", b"status", "subject", b"subject", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "id", b"id", "mediator", b"mediator", "name", b"name", "parties", b"parties", "proposed_by", b"proposed_by", "rounds", b"rounds", "status", b"status", "subject", b"subject", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Negotiation: _TypeAlias = Negotiation  # noqa: Y015
 
 @_typing.final
+class NegotiationStep(_message.Message):
+    """One step of a negotiation track."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event type, e.g. "NegotiationsPaused"."""
+    status: _builtins.str
+    """The status after it."""
+    by: _builtins.str
+    """The party that took the step, when one did."""
+    reason: _builtins.str
+    position: _builtins.int
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        status: _builtins.str = ...,
+        by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "event", b"event", "occurred_at", b"occurred_at", "position", b"position", "reason", b"reason", "recorded_at", b"recorded_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NegotiationStep: _TypeAlias = NegotiationStep  # noqa: Y015
+
+@_typing.final
 class GetNegotiationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"negotiations/{id}"."""
+    min_position: _builtins.int
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        min_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -474,17 +539,692 @@ class GetNegotiationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NEGOTIATION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
     @_builtins.property
     def negotiation(self) -> Global___Negotiation: ...
     def __init__(
         self,
         *,
         negotiation: Global___Negotiation | None = ...,
+        position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["negotiation", b"negotiation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["negotiation", b"negotiation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["negotiation", b"negotiation", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetNegotiationResponse: _TypeAlias = GetNegotiationResponse  # noqa: Y015
+
+@_typing.final
+class ListNegotiationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    """Tracks this country is a party to (or mediates)."""
+    status: _builtins.str
+    """proposed, active, paused, rejected, agreed."""
+    min_position: _builtins.int
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        status: _builtins.str = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "party", b"party", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNegotiationsRequest: _TypeAlias = ListNegotiationsRequest  # noqa: Y015
+
+@_typing.final
+class ListNegotiationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    @_builtins.property
+    def negotiations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Negotiation]: ...
+    def __init__(
+        self,
+        *,
+        negotiations: _abc.Iterable[Global___Negotiation] | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["negotiations", b"negotiations", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNegotiationsResponse: _TypeAlias = ListNegotiationsResponse  # noqa: Y015
+
+@_typing.final
+class ListSanctionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    IN_FORCE_ON_FIELD_NUMBER: _builtins.int
+    INCLUDE_LIFTED_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    target: _builtins.str
+    include_lifted: _builtins.bool
+    """Without in_force_on: include lifted regimes too."""
+    min_position: _builtins.int
+    @_builtins.property
+    def in_force_on(self) -> _timestamp_pb2.Timestamp:
+        """Only regimes in force on this date (effective, not expired, not lifted)."""
+
+    def __init__(
+        self,
+        *,
+        authority: _builtins.str = ...,
+        target: _builtins.str = ...,
+        in_force_on: _timestamp_pb2.Timestamp | None = ...,
+        include_lifted: _builtins.bool = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["in_force_on", b"in_force_on"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "in_force_on", b"in_force_on", "include_lifted", b"include_lifted", "min_position", b"min_position", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSanctionsRequest: _TypeAlias = ListSanctionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSanctionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGIMES_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    @_builtins.property
+    def regimes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SanctionsRegime]: ...
+    def __init__(
+        self,
+        *,
+        regimes: _abc.Iterable[Global___SanctionsRegime] | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "regimes", b"regimes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSanctionsResponse: _TypeAlias = ListSanctionsResponse  # noqa: Y015
+
+@_typing.final
+class ForceDeployment(_message.Message):
+    """A military exercise or troop deployment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    TROOP_COUNT_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    BORDER_WITH_FIELD_NUMBER: _builtins.int
+    DISTANCE_TO_BORDER_KM_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    incident: _builtins.str
+    """"incidents/{id}"."""
+    kind: _builtins.str
+    """military_exercise or troop_deployment."""
+    actor: _builtins.str
+    title: _builtins.str
+    """The exercise's name, if it has one."""
+    troop_count: _builtins.int
+    ended: _builtins.bool
+    distance_to_border_km: _builtins.float
+    region: _builtins.str
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp:
+        """Actual end, else planned end; unset when open-ended."""
+
+    @_builtins.property
+    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        incident: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        participants: _abc.Iterable[_builtins.str] | None = ...,
+        title: _builtins.str = ...,
+        troop_count: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        ended: _builtins.bool = ...,
+        border_with: _abc.Iterable[_builtins.str] | None = ...,
+        distance_to_border_km: _builtins.float = ...,
+        region: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "border_with", b"border_with", "distance_to_border_km", b"distance_to_border_km", "ended", b"ended", "ends_at", b"ends_at", "incident", b"incident", "kind", b"kind", "participants", b"participants", "region", b"region", "starts_at", b"starts_at", "title", b"title", "troop_count", b"troop_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForceDeployment: _TypeAlias = ForceDeployment  # noqa: Y015
+
+@_typing.final
+class GetForcePostureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    country: _builtins.str
+    """Involving or bordering this country; empty for all."""
+    min_position: _builtins.int
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Default now."""
+
+    def __init__(
+        self,
+        *,
+        country: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "country", b"country", "min_position", b"min_position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetForcePostureRequest: _TypeAlias = GetForcePostureRequest  # noqa: Y015
+
+@_typing.final
+class GetForcePostureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    @_builtins.property
+    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ForceDeployment]: ...
+    def __init__(
+        self,
+        *,
+        deployments: _abc.Iterable[Global___ForceDeployment] | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetForcePostureResponse: _TypeAlias = GetForcePostureResponse  # noqa: Y015
+
+@_typing.final
+class Contribution(_message.Message):
+    """A development's share of an escalation score."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    DEVELOPMENT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """The resource it comes from, e.g. "incidents/{id}"."""
+    development: _builtins.str
+    """The development within it (a regime or track has several)."""
+    kind: _builtins.str
+    contribution: _builtins.float
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        development: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        contribution: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contribution", b"contribution", "development", b"development", "kind", b"kind", "occurred_at", b"occurred_at", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contribution: _TypeAlias = Contribution  # noqa: Y015
+
+@_typing.final
+class Escalation(_message.Message):
+    """An escalation figure and its explanation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    LEVEL_NAME_FIELD_NUMBER: _builtins.int
+    TREND_FIELD_NUMBER: _builtins.int
+    EARLIER_SCORE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    PARAMETERS_VERSION_FIELD_NUMBER: _builtins.int
+    CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """A country ("POL"), or a pair ("RUS->POL" ordered, "RUS<->POL" both ways)."""
+    score: _builtins.float
+    level: _builtins.int
+    """1 calm, 2 tension, 3 crisis, 4 armed incidents, 5 open conflict."""
+    level_name: _builtins.str
+    trend: _builtins.str
+    """deteriorated, improved or unchanged over 30 days."""
+    earlier_score: _builtins.float
+    """The score 30 days before `at`, as known at `as_of`."""
+    parameters_version: _builtins.str
+    """The version of the weights/half-lives/thresholds table used."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contribution]:
+        """The top contributing developments, largest first."""
+
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        score: _builtins.float = ...,
+        level: _builtins.int = ...,
+        level_name: _builtins.str = ...,
+        trend: _builtins.str = ...,
+        earlier_score: _builtins.float = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        parameters_version: _builtins.str = ...,
+        contributions: _abc.Iterable[Global___Contribution] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at", "contributions", b"contributions", "earlier_score", b"earlier_score", "level", b"level", "level_name", b"level_name", "parameters_version", b"parameters_version", "score", b"score", "subject", b"subject", "trend", b"trend"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
+
+@_typing.final
+class GetEscalationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    country: _builtins.str
+    min_position: _builtins.int
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Valid time: default now."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time: default now."""
+
+    def __init__(
+        self,
+        *,
+        country: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at", "country", b"country", "min_position", b"min_position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscalationRequest: _TypeAlias = GetEscalationRequest  # noqa: Y015
+
+@_typing.final
+class GetEscalationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    @_builtins.property
+    def escalation(self) -> Global___Escalation: ...
+    def __init__(
+        self,
+        *,
+        escalation: Global___Escalation | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscalationResponse: _TypeAlias = GetEscalationResponse  # noqa: Y015
+
+@_typing.final
+class ListEscalationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    MIN_LEVEL_FIELD_NUMBER: _builtins.int
+    COUNTRIES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    min_level: _builtins.int
+    """Only countries at this level or above."""
+    limit: _builtins.int
+    """At most this many, highest first; 0 for all."""
+    min_position: _builtins.int
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def countries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these countries."""
+
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        min_level: _builtins.int = ...,
+        countries: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at", "countries", b"countries", "limit", b"limit", "min_level", b"min_level", "min_position", b"min_position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEscalationsRequest: _TypeAlias = ListEscalationsRequest  # noqa: Y015
+
+@_typing.final
+class ListEscalationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATIONS_FIELD_NUMBER: _builtins.int
+    PARAMETERS_VERSION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    parameters_version: _builtins.str
+    position: _builtins.int
+    @_builtins.property
+    def escalations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Escalation]: ...
+    def __init__(
+        self,
+        *,
+        escalations: _abc.Iterable[Global___Escalation] | None = ...,
+        parameters_version: _builtins.str = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalations", b"escalations", "parameters_version", b"parameters_version", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEscalationsResponse: _TypeAlias = ListEscalationsResponse  # noqa: Y015
+
+@_typing.final
+class GetPairEscalationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    UNORDERED_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    actor: _builtins.str
+    target: _builtins.str
+    unordered: _builtins.bool
+    """Count developments both ways (actor -> target and target -> actor)."""
+    min_position: _builtins.int
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        actor: _builtins.str = ...,
+        target: _builtins.str = ...,
+        unordered: _builtins.bool = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "as_of", b"as_of", "at", b"at", "min_position", b"min_position", "target", b"target", "unordered", b"unordered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPairEscalationRequest: _TypeAlias = GetPairEscalationRequest  # noqa: Y015
+
+@_typing.final
+class GetPairEscalationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    @_builtins.property
+    def escalation(self) -> Global___Escalation: ...
+    def __init__(
+        self,
+        *,
+        escalation: Global___Escalation | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPairEscalationResponse: _TypeAlias = GetPairEscalationResponse  # noqa: Y015
+
+@_typing.final
+class GetEscalationHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    country: _builtins.str
+    min_position: _builtins.int
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Default now."""
+
+    @_builtins.property
+    def step(self) -> _duration_pb2.Duration:
+        """Default one day."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        country: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        step: _duration_pb2.Duration | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "end_time", b"end_time", "start_time", b"start_time", "step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "country", b"country", "end_time", b"end_time", "min_position", b"min_position", "start_time", b"start_time", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscalationHistoryRequest: _TypeAlias = GetEscalationHistoryRequest  # noqa: Y015
+
+@_typing.final
+class EscalationPoint(_message.Message):
+    """One point of an escalation series."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    score: _builtins.float
+    level: _builtins.int
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        score: _builtins.float = ...,
+        level: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "level", b"level", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalationPoint: _TypeAlias = EscalationPoint  # noqa: Y015
+
+@_typing.final
+class GetEscalationHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    PARAMETERS_VERSION_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    parameters_version: _builtins.str
+    position: _builtins.int
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___EscalationPoint]: ...
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        points: _abc.Iterable[Global___EscalationPoint] | None = ...,
+        parameters_version: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "parameters_version", b"parameters_version", "points", b"points", "position", b"position", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscalationHistoryResponse: _TypeAlias = GetEscalationHistoryResponse  # noqa: Y015
+
+@_typing.final
+class WatchEscalationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRIES_FIELD_NUMBER: _builtins.int
+    FROM_POSITION_FIELD_NUMBER: _builtins.int
+    from_position: _builtins.int
+    """Resume after this position (the last `position` received); 0 sends every current level."""
+    @_builtins.property
+    def countries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these countries; empty for all."""
+
+    def __init__(
+        self,
+        *,
+        countries: _abc.Iterable[_builtins.str] | None = ...,
+        from_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["countries", b"countries", "from_position", b"from_position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEscalationRequest: _TypeAlias = WatchEscalationRequest  # noqa: Y015
+
+@_typing.final
+class WatchEscalationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    PREVIOUS_LEVEL_FIELD_NUMBER: _builtins.int
+    LEVEL_NAME_FIELD_NUMBER: _builtins.int
+    TREND_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    country: _builtins.str
+    level: _builtins.int
+    previous_level: _builtins.int
+    level_name: _builtins.str
+    trend: _builtins.str
+    score: _builtins.float
+    position: _builtins.int
+    """The log position this change reflects."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        country: _builtins.str = ...,
+        level: _builtins.int = ...,
+        previous_level: _builtins.int = ...,
+        level_name: _builtins.str = ...,
+        trend: _builtins.str = ...,
+        score: _builtins.float = ...,
+        position: _builtins.int = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "country", b"country", "level", b"level", "level_name", b"level_name", "position", b"position", "previous_level", b"previous_level", "score", b"score", "trend", b"trend"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEscalationResponse: _TypeAlias = WatchEscalationResponse  # noqa: Y015

@@ -27,6 +27,11 @@ if _version_not_supported:
 
 class QueryServiceStub:
     """Reads Flashpoint's read models.
+
+    Every query takes `min_position` (read-your-writes): the server waits, within the call's
+    deadline, until the read models have processed that log position, else answers
+    UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
+    `position` they reflect. Escalation figures name the `parameters_version` they used.
     """
 
     def __init__(self, channel):
@@ -55,10 +60,55 @@ class QueryServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetNegotiationRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetNegotiationResponse.FromString,
                 _registered_method=True)
+        self.ListNegotiations = channel.unary_unary(
+                '/flashpoint.v1.QueryService/ListNegotiations',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListNegotiationsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListNegotiationsResponse.FromString,
+                _registered_method=True)
+        self.ListSanctions = channel.unary_unary(
+                '/flashpoint.v1.QueryService/ListSanctions',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListSanctionsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListSanctionsResponse.FromString,
+                _registered_method=True)
+        self.GetForcePosture = channel.unary_unary(
+                '/flashpoint.v1.QueryService/GetForcePosture',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetForcePostureRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetForcePostureResponse.FromString,
+                _registered_method=True)
+        self.GetEscalation = channel.unary_unary(
+                '/flashpoint.v1.QueryService/GetEscalation',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationResponse.FromString,
+                _registered_method=True)
+        self.ListEscalations = channel.unary_unary(
+                '/flashpoint.v1.QueryService/ListEscalations',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListEscalationsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListEscalationsResponse.FromString,
+                _registered_method=True)
+        self.GetPairEscalation = channel.unary_unary(
+                '/flashpoint.v1.QueryService/GetPairEscalation',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetPairEscalationRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetPairEscalationResponse.FromString,
+                _registered_method=True)
+        self.GetEscalationHistory = channel.unary_unary(
+                '/flashpoint.v1.QueryService/GetEscalationHistory',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationHistoryRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationHistoryResponse.FromString,
+                _registered_method=True)
+        self.WatchEscalation = channel.unary_stream(
+                '/flashpoint.v1.QueryService/WatchEscalation',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
     """Reads Flashpoint's read models.
+
+    Every query takes `min_position` (read-your-writes): the server waits, within the call's
+    deadline, until the read models have processed that log position, else answers
+    UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
+    `position` they reflect. Escalation figures name the `parameters_version` they used.
     """
 
     def GetIncident(self, request, context):
@@ -83,7 +133,63 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetNegotiation(self, request, context):
-        """One negotiation track as it stands now.
+        """One negotiation track: status and history (who paused, when, why).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNegotiations(self, request, context):
+        """Negotiation tracks, by party and status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSanctions(self, request, context):
+        """The sanctions register: regimes by authority and target, or in force on a date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetForcePosture(self, request, context):
+        """Exercises and deployments in progress involving or bordering a country.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEscalation(self, request, context):
+        """A country's escalation level at valid time `at` as known at knowledge time `as_of`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEscalations(self, request, context):
+        """Countries ranked by escalation, filterable by level.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPairEscalation(self, request, context):
+        """Escalation between two countries: actor -> target, or both ways.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEscalationHistory(self, request, context):
+        """A country's escalation as a series over a time range, for charts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEscalation(self, request, context):
+        """A message whenever a country's level or trend changes; resumable from a position.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +218,46 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetNegotiationRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetNegotiationResponse.SerializeToString,
             ),
+            'ListNegotiations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNegotiations,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListNegotiationsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListNegotiationsResponse.SerializeToString,
+            ),
+            'ListSanctions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSanctions,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListSanctionsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListSanctionsResponse.SerializeToString,
+            ),
+            'GetForcePosture': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetForcePosture,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetForcePostureRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetForcePostureResponse.SerializeToString,
+            ),
+            'GetEscalation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEscalation,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationResponse.SerializeToString,
+            ),
+            'ListEscalations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEscalations,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListEscalationsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListEscalationsResponse.SerializeToString,
+            ),
+            'GetPairEscalation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPairEscalation,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetPairEscalationRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetPairEscalationResponse.SerializeToString,
+            ),
+            'GetEscalationHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEscalationHistory,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationHistoryRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.GetEscalationHistoryResponse.SerializeToString,
+            ),
+            'WatchEscalation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEscalation,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'flashpoint.v1.QueryService', rpc_method_handlers)
@@ -122,6 +268,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class QueryService:
     """Reads Flashpoint's read models.
+
+    Every query takes `min_position` (read-your-writes): the server waits, within the call's
+    deadline, until the read models have processed that log position, else answers
+    UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
+    `position` they reflect. Escalation figures name the `parameters_version` they used.
     """
 
     @staticmethod
@@ -222,6 +373,222 @@ class QueryService:
             '/flashpoint.v1.QueryService/GetNegotiation',
             flashpoint_dot_v1_dot_query__service__pb2.GetNegotiationRequest.SerializeToString,
             flashpoint_dot_v1_dot_query__service__pb2.GetNegotiationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNegotiations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/ListNegotiations',
+            flashpoint_dot_v1_dot_query__service__pb2.ListNegotiationsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.ListNegotiationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSanctions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/ListSanctions',
+            flashpoint_dot_v1_dot_query__service__pb2.ListSanctionsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.ListSanctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetForcePosture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/GetForcePosture',
+            flashpoint_dot_v1_dot_query__service__pb2.GetForcePostureRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.GetForcePostureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEscalation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/GetEscalation',
+            flashpoint_dot_v1_dot_query__service__pb2.GetEscalationRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.GetEscalationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEscalations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/ListEscalations',
+            flashpoint_dot_v1_dot_query__service__pb2.ListEscalationsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.ListEscalationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPairEscalation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/GetPairEscalation',
+            flashpoint_dot_v1_dot_query__service__pb2.GetPairEscalationRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.GetPairEscalationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEscalationHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/GetEscalationHistory',
+            flashpoint_dot_v1_dot_query__service__pb2.GetEscalationHistoryRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.GetEscalationHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEscalation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/WatchEscalation',
+            flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationResponse.FromString,
             options,
             channel_credentials,
             insecure,

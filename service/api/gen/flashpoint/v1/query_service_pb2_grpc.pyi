@@ -27,7 +27,13 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class QueryServiceStub:
-    """Reads Flashpoint's read models."""
+    """Reads Flashpoint's read models.
+
+    Every query takes `min_position` (read-your-writes): the server waits, within the call's
+    deadline, until the read models have processed that log position, else answers
+    UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
+    `position` they reflect. Escalation figures name the `parameters_version` they used.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -40,11 +46,33 @@ class QueryServiceStub:
     GetSanctionsRegime: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetSanctionsRegimeRequest, _query_service_pb2.GetSanctionsRegimeResponse]
     """One sanctions regime as it stands now."""
     GetNegotiation: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetNegotiationRequest, _query_service_pb2.GetNegotiationResponse]
-    """One negotiation track as it stands now."""
+    """One negotiation track: status and history (who paused, when, why)."""
+    ListNegotiations: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListNegotiationsRequest, _query_service_pb2.ListNegotiationsResponse]
+    """Negotiation tracks, by party and status."""
+    ListSanctions: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListSanctionsRequest, _query_service_pb2.ListSanctionsResponse]
+    """The sanctions register: regimes by authority and target, or in force on a date."""
+    GetForcePosture: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetForcePostureRequest, _query_service_pb2.GetForcePostureResponse]
+    """Exercises and deployments in progress involving or bordering a country."""
+    GetEscalation: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetEscalationRequest, _query_service_pb2.GetEscalationResponse]
+    """A country's escalation level at valid time `at` as known at knowledge time `as_of`."""
+    ListEscalations: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListEscalationsRequest, _query_service_pb2.ListEscalationsResponse]
+    """Countries ranked by escalation, filterable by level."""
+    GetPairEscalation: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetPairEscalationRequest, _query_service_pb2.GetPairEscalationResponse]
+    """Escalation between two countries: actor -> target, or both ways."""
+    GetEscalationHistory: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetEscalationHistoryRequest, _query_service_pb2.GetEscalationHistoryResponse]
+    """A country's escalation as a series over a time range, for charts."""
+    WatchEscalation: _grpc.UnaryStreamMultiCallable[_query_service_pb2.WatchEscalationRequest, _query_service_pb2.WatchEscalationResponse]
+    """A message whenever a country's level or trend changes; resumable from a position."""
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
-    """Reads Flashpoint's read models."""
+    """Reads Flashpoint's read models.
+
+    Every query takes `min_position` (read-your-writes): the server waits, within the call's
+    deadline, until the read models have processed that log position, else answers
+    UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
+    `position` they reflect. Escalation figures name the `parameters_version` they used.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetIncident: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetIncidentRequest, _query_service_pb2.GetIncidentResponse]  # type: ignore[assignment]
@@ -54,10 +82,32 @@ class QueryServiceAsyncStub(QueryServiceStub):
     GetSanctionsRegime: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetSanctionsRegimeRequest, _query_service_pb2.GetSanctionsRegimeResponse]  # type: ignore[assignment]
     """One sanctions regime as it stands now."""
     GetNegotiation: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetNegotiationRequest, _query_service_pb2.GetNegotiationResponse]  # type: ignore[assignment]
-    """One negotiation track as it stands now."""
+    """One negotiation track: status and history (who paused, when, why)."""
+    ListNegotiations: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListNegotiationsRequest, _query_service_pb2.ListNegotiationsResponse]  # type: ignore[assignment]
+    """Negotiation tracks, by party and status."""
+    ListSanctions: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListSanctionsRequest, _query_service_pb2.ListSanctionsResponse]  # type: ignore[assignment]
+    """The sanctions register: regimes by authority and target, or in force on a date."""
+    GetForcePosture: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetForcePostureRequest, _query_service_pb2.GetForcePostureResponse]  # type: ignore[assignment]
+    """Exercises and deployments in progress involving or bordering a country."""
+    GetEscalation: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetEscalationRequest, _query_service_pb2.GetEscalationResponse]  # type: ignore[assignment]
+    """A country's escalation level at valid time `at` as known at knowledge time `as_of`."""
+    ListEscalations: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListEscalationsRequest, _query_service_pb2.ListEscalationsResponse]  # type: ignore[assignment]
+    """Countries ranked by escalation, filterable by level."""
+    GetPairEscalation: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetPairEscalationRequest, _query_service_pb2.GetPairEscalationResponse]  # type: ignore[assignment]
+    """Escalation between two countries: actor -> target, or both ways."""
+    GetEscalationHistory: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetEscalationHistoryRequest, _query_service_pb2.GetEscalationHistoryResponse]  # type: ignore[assignment]
+    """A country's escalation as a series over a time range, for charts."""
+    WatchEscalation: _aio.UnaryStreamMultiCallable[_query_service_pb2.WatchEscalationRequest, _query_service_pb2.WatchEscalationResponse]  # type: ignore[assignment]
+    """A message whenever a country's level or trend changes; resumable from a position."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Reads Flashpoint's read models."""
+    """Reads Flashpoint's read models.
+
+    Every query takes `min_position` (read-your-writes): the server waits, within the call's
+    deadline, until the read models have processed that log position, else answers
+    UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
+    `position` they reflect. Escalation figures name the `parameters_version` they used.
+    """
 
     @_abc_1.abstractmethod
     def GetIncident(
@@ -89,6 +139,70 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.GetNegotiationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.GetNegotiationResponse, _abc.Awaitable[_query_service_pb2.GetNegotiationResponse]]:
-        """One negotiation track as it stands now."""
+        """One negotiation track: status and history (who paused, when, why)."""
+
+    @_abc_1.abstractmethod
+    def ListNegotiations(
+        self,
+        request: _query_service_pb2.ListNegotiationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListNegotiationsResponse, _abc.Awaitable[_query_service_pb2.ListNegotiationsResponse]]:
+        """Negotiation tracks, by party and status."""
+
+    @_abc_1.abstractmethod
+    def ListSanctions(
+        self,
+        request: _query_service_pb2.ListSanctionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListSanctionsResponse, _abc.Awaitable[_query_service_pb2.ListSanctionsResponse]]:
+        """The sanctions register: regimes by authority and target, or in force on a date."""
+
+    @_abc_1.abstractmethod
+    def GetForcePosture(
+        self,
+        request: _query_service_pb2.GetForcePostureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.GetForcePostureResponse, _abc.Awaitable[_query_service_pb2.GetForcePostureResponse]]:
+        """Exercises and deployments in progress involving or bordering a country."""
+
+    @_abc_1.abstractmethod
+    def GetEscalation(
+        self,
+        request: _query_service_pb2.GetEscalationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.GetEscalationResponse, _abc.Awaitable[_query_service_pb2.GetEscalationResponse]]:
+        """A country's escalation level at valid time `at` as known at knowledge time `as_of`."""
+
+    @_abc_1.abstractmethod
+    def ListEscalations(
+        self,
+        request: _query_service_pb2.ListEscalationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListEscalationsResponse, _abc.Awaitable[_query_service_pb2.ListEscalationsResponse]]:
+        """Countries ranked by escalation, filterable by level."""
+
+    @_abc_1.abstractmethod
+    def GetPairEscalation(
+        self,
+        request: _query_service_pb2.GetPairEscalationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.GetPairEscalationResponse, _abc.Awaitable[_query_service_pb2.GetPairEscalationResponse]]:
+        """Escalation between two countries: actor -> target, or both ways."""
+
+    @_abc_1.abstractmethod
+    def GetEscalationHistory(
+        self,
+        request: _query_service_pb2.GetEscalationHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.GetEscalationHistoryResponse, _abc.Awaitable[_query_service_pb2.GetEscalationHistoryResponse]]:
+        """A country's escalation as a series over a time range, for charts."""
+
+    @_abc_1.abstractmethod
+    def WatchEscalation(
+        self,
+        request: _query_service_pb2.WatchEscalationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_query_service_pb2.WatchEscalationResponse], _abc.AsyncIterator[_query_service_pb2.WatchEscalationResponse]]:
+        """A message whenever a country's level or trend changes; resumable from a position."""
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
