@@ -114,32 +114,45 @@ def _close(version: dict[str, Any], event: RawEvent) -> dict[str, Any]:
     return {**version, "known_to": epoch(event.recorded_at), "known_to_position": event.position}
 
 
-def incident_version(facts: dict[str, Any], event: RawEvent) -> dict[str, Any]:
-    report, details, kind = facts["report"], facts["details"], facts["kind"]
+def incident_facts(kind: str, report: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """What an incident's score depends on (kept small: it is stored with every state)."""
     evidence = report["evidence"]
-    graded = graded_confidence(evidence)
-    confidence = graded
-    for dispute in facts["disputes"]:
-        confidence *= p.DENIAL_FACTOR if dispute["denial"] else p.DISPUTE_FACTOR
-    confidence = max(confidence, graded * p.CONFIDENCE_FLOOR)
-    weight = weight_key(kind, details)
     size, fatalities = incident_size(kind, details)
-    actors = [report["actor"]["country"], *details.get("participants", [])]
-    targets = [report["target"]["country"]] if report.get("target") else []
     located = [report["location"]["country"]] if report.get("location") else []
-    located += details.get("border_with", [])
+    return {
+        "weight": weight_key(kind, details),
+        "size": size,
+        "fatalities": fatalities,
+        "reliability": evidence["reliability"],
+        "credibility": int(evidence["credibility"]),
+        "occurred_at": evidence["occurred_at"],
+        "actors": [report["actor"]["country"], *details.get("participants", [])],
+        "targets": [report["target"]["country"]] if report.get("target") else [],
+        "located": [*located, *details.get("border_with", [])],
+        "disputes": [],
+        "retracted": False,
+    }
+
+
+def incident_version(facts: dict[str, Any], event: RawEvent) -> dict[str, Any]:
+    graded = RELIABILITY[facts["reliability"]] * CREDIBILITY[facts["credibility"]]
+    confidence = graded
+    for denial in facts["disputes"]:
+        confidence *= p.DENIAL_FACTOR if denial else p.DISPUTE_FACTOR
+    confidence = max(confidence, graded * p.CONFIDENCE_FLOOR)
+    weight = facts["weight"]
     return _version(
         event,
         weight=weight,
-        base=contribution(weight, size, fatalities, confidence),
-        occurred_at=evidence["occurred_at"],
-        actors=actors,
-        targets=targets,
-        located=located,
+        base=contribution(weight, facts["size"], facts["fatalities"], confidence),
+        occurred_at=facts["occurred_at"],
+        actors=facts["actors"],
+        targets=facts["targets"],
+        located=facts["located"],
     )
 
 
-def _better_grading(evidence: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+def better_grading(evidence: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     # As on the write side, a corroboration only ever raises the grading.
     evidence = dict(evidence)
     if payload.get("reliability") and (
@@ -156,13 +169,7 @@ def _better_grading(evidence: dict[str, Any], payload: dict[str, Any]) -> dict[s
 def fold_incident(state: State | None, event: RawEvent) -> State | None:
     payload = event.payload
     if event.type in INCIDENT_REPORTED:
-        facts = {
-            "kind": payload["kind"],
-            "report": payload["report"],
-            "details": payload["details"],
-            "disputes": [],
-            "retracted": False,
-        }
+        facts = incident_facts(payload["kind"], payload["report"], payload["details"])
         development = {
             "id": event.originator_id,
             "resource": f"incidents/{event.originator_id}",
@@ -174,15 +181,15 @@ def fold_incident(state: State | None, event: RawEvent) -> State | None:
         return state
     facts = dict(state["facts"])
     if event.type == "IncidentCorroborated":
-        facts["report"] = {
-            **facts["report"],
-            "evidence": _better_grading(facts["report"]["evidence"], payload),
-        }
+        facts.update(better_grading(facts, payload))
     elif event.type == "IncidentDisputed":
-        facts["disputes"] = [*facts["disputes"], {"party": payload["party"],
-                                                  "denial": payload["denial"]}]  # fmt: skip
+        facts["disputes"] = [*facts["disputes"], bool(payload["denial"])]
     elif event.type == "IncidentCorrected":
-        facts["report"], facts["details"] = payload["report"], payload["details"]
+        kind = state["developments"][0]["kind"]
+        facts = {
+            **incident_facts(kind, payload["report"], payload["details"]),
+            "disputes": facts["disputes"],
+        }
     elif event.type == "IncidentRetracted":
         facts["retracted"] = True
     else:

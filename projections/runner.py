@@ -8,9 +8,11 @@ processes.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,23 @@ class Progress:
     total: int
     events_per_second: float
     eta_seconds: float | None
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is decoded and folded.
+
+    A batch allocates hundreds of thousands of small dicts; each allocation burst triggers
+    generation scans that revisit every live object, which made folding 4x slower. Batches
+    hold no reference cycles, so reference counting frees them all the same.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def apply_batch(
@@ -125,14 +144,15 @@ class ProjectionWorker:
             name: self.store.position(name, generation[0]) for name, generation in behind.items()
         }
         start = min(starts.values())
-        events = self.source.read(start, self.batch_size)
-        if not events:
-            return 0
-        last = events[-1].position
-        for name, projection in self.projections.items():
-            pending = [event for event in events if event.position > starts[name]]
-            if pending:
-                apply_batch(projection, self.store, behind[name][0], pending, last)
+        with gc_paused():
+            events = self.source.read(start, self.batch_size)
+            if not events:
+                return 0
+            last = events[-1].position
+            for name, projection in self.projections.items():
+                pending = [event for event in events if event.position > starts[name]]
+                if pending:
+                    apply_batch(projection, self.store, behind[name][0], pending, last)
         with self.caught_up:
             self.caught_up.notify_all()
         return len(events)
@@ -190,7 +210,7 @@ class ProjectionWorker:
         self,
         name: str,
         *,
-        batch_size: int = 50_000,
+        batch_size: int = 10_000,
         on_progress: Callable[[Progress], Any] | None = None,
     ) -> int:
         """Rebuild ``name`` from position 0 into a new generation, then switch to it.
@@ -203,15 +223,16 @@ class ProjectionWorker:
             live = self._live(name)
             generation = live + 1
             self.store.drop_generation(projection.table, generation)
-            self.store.create_generation(projection.table, generation)
+            self.store.create_generation(projection.table, generation, indexes=False)
             started = time.monotonic()
             position = 0
             total = self.source.head()
             while True:
-                events = self.source.read(position, batch_size)
-                if events:
-                    position = events[-1].position
-                    apply_batch(projection, self.store, generation, events, position)
+                with gc_paused():
+                    events = self.source.read(position, batch_size)
+                    if events:
+                        position = events[-1].position
+                        apply_batch(projection, self.store, generation, events, position)
                     if on_progress is not None:
                         on_progress(_progress(name, position, total, started))
                 if len(events) < batch_size:
@@ -219,6 +240,7 @@ class ProjectionWorker:
                     if position >= head:
                         break
                     total = head
+            self.store.create_indexes(projection.table, generation)
             with self.store.transaction() as cursor:
                 self.store.set_live(cursor, name, generation)
             # The replaced generation stays one round, for queries that already chose it.

@@ -127,7 +127,8 @@ class ViewStore:
     def link_table(self, table: Table, generation: int) -> str:
         return self.table(f"{table.stem}_g{generation}_link")
 
-    def create_generation(self, table: Table, generation: int) -> None:
+    def create_generation(self, table: Table, generation: int, *, indexes: bool = True) -> None:
+        """Create a generation's tables; a rebuild adds the indexes after its bulk load."""
         columns = "".join(
             f", {name} {self.column_type(kind)}" for name, kind in table.columns.items()
         )
@@ -140,6 +141,12 @@ class ViewStore:
                 f"CREATE TABLE IF NOT EXISTS {link} "
                 "(country TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (country, key))"
             )
+        if indexes:
+            self.create_indexes(table, generation)
+
+    def create_indexes(self, table: Table, generation: int) -> None:
+        state, link = self.state_table(table, generation), self.link_table(table, generation)
+        with self.transaction() as cursor:
             for name in table.columns:
                 index = f"{table.stem}_g{generation}_{name}_idx"
                 cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {state} ({name})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from projections.base import INCIDENT_EVENTS, INCIDENT_REPORTED, Projection, State, epoch
-from projections.escalation import CREDIBILITY, RELIABILITY, _better_grading
+from projections.escalation import CREDIBILITY, RELIABILITY, better_grading
 from projections.events import RawEvent
 from projections.store import Table
 
@@ -60,7 +60,7 @@ class TimelineProjection(Projection):
         if event.type == "IncidentCorroborated":
             new["sources"] = [*state["sources"], payload["source"]]
             new["corroborations"] = state["corroborations"] + 1
-            evidence = _better_grading(state["report"]["evidence"], payload)
+            evidence = better_grading(state["report"]["evidence"], payload)
             new["report"] = {**state["report"], "evidence": evidence}
         elif event.type == "IncidentDisputed":
             new["disputes"] = [

@@ -13,15 +13,19 @@ import grpc
 from service.api.auth import Authenticator, TokenEntry, parse_tokens
 from service.api.server import RunningServer, create_server
 from service.application import FlashpointApplication
-from service.persistence import store_environment
+from service.bootstrap import Flashpoint, build
 from service.settings import Settings
 
 
 @dataclass
 class ServerUnderTest:
-    app: FlashpointApplication
+    service: Flashpoint
     running: RunningServer
     address: str
+
+    @property
+    def app(self) -> FlashpointApplication:
+        return self.service.app
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
@@ -36,14 +40,14 @@ def running_server(
 ) -> Iterator[ServerUnderTest]:
     """Start a server on 127.0.0.1:<free port> over ``store_url``; stop it afterwards."""
     config = Settings(store=store_url, listen="127.0.0.1:0", **settings)
-    app = FlashpointApplication(env=store_environment(store_url))
-    running = create_server(config, app, Authenticator(tokens or []))
+    service = build(config, follow=True)
+    running = create_server(config, service, Authenticator(tokens or []))
     running.start()
     try:
-        yield ServerUnderTest(app=app, running=running, address=f"127.0.0.1:{running.port}")
+        yield ServerUnderTest(service=service, running=running, address=f"127.0.0.1:{running.port}")
     finally:
         running.stop(grace=1.0)
-        app.close()
+        service.close()
 
 
 def token_entries(*lines: str) -> list[TokenEntry]:

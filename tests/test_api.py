@@ -25,6 +25,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from service import commands as c
+from service import queries
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
@@ -148,13 +149,28 @@ class Api:
             for n in self.server.app.read_log()
         ]
 
+    def fresh(self, request_class: Any, **fields: Any) -> Any:
+        """A query request that sees every write committed so far: where the API offers
+        ``min_position`` (read-your-writes), it asks for the head of the log."""
+        if "min_position" in request_class.DESCRIPTOR.fields_by_name:
+            fields.setdefault("min_position", self.server.app.head_position())
+        return request_class(**fields)
+
     def incident(self, name: str) -> Any:
-        request = query_pb.GetIncidentRequest(name=name)
+        request = self.fresh(query_pb.GetIncidentRequest, name=name)
         return self.queries.GetIncident(request, timeout=TIMEOUT).incident
 
     def list_incidents(self, **fields: Any) -> Any:
-        request = query_pb.ListIncidentsRequest(**fields)
+        request = self.fresh(query_pb.ListIncidentsRequest, **fields)
         return self.queries.ListIncidents(request, timeout=TIMEOUT)
+
+    def regime(self, name: str) -> Any:
+        request = self.fresh(query_pb.GetSanctionsRegimeRequest, name=name)
+        return self.queries.GetSanctionsRegime(request, timeout=TIMEOUT).regime
+
+    def negotiation(self, name: str) -> Any:
+        request = self.fresh(query_pb.GetNegotiationRequest, name=name)
+        return self.queries.GetNegotiation(request, timeout=TIMEOUT).negotiation
 
     def read_events(self, **fields: Any) -> list[Any]:
         request = audit_pb.ReadEventsRequest(**fields)
@@ -991,6 +1007,9 @@ class QueryContract(ServerContract):
         assert field_violations(error) == ["page_token"]
 
     @pytest.mark.xfail(
+        # Only while service.queries decodes the tokens: the read-model rewrite of
+        # ListIncidents (projections.readmodels) parses them with float() and is not affected.
+        hasattr(queries, "_decode_token"),
         strict=True,
         reason=(
             "BUG: queries._decode_token converts the token's numbers with int() and catches "
@@ -1036,11 +1055,7 @@ class QueryContract(ServerContract):
         )
         name = f"sanctions/{regime_id}"
 
-        def regime() -> Any:
-            request = query_pb.GetSanctionsRegimeRequest(name=name)
-            return api.queries.GetSanctionsRegime(request, timeout=TIMEOUT).regime
-
-        imposed = regime()
+        imposed = api.regime(name)
         assert (imposed.name, imposed.id, imposed.version) == (name, str(regime_id), 1)
         assert (imposed.authority, imposed.target, imposed.programme) == (
             "GBR",
@@ -1065,7 +1080,7 @@ class QueryContract(ServerContract):
                 expires_at=iso(-730),
             )
         )
-        extended = regime()
+        extended = api.regime(name)
         assert extended.version == 2
         assert extended.entities_count == 110
         assert list(extended.entity_names) == ["Sovcomflot", "Rosneft"]
@@ -1080,12 +1095,12 @@ class QueryContract(ServerContract):
                 entity_names_removed=["Sovcomflot"],
             )
         )
-        eased = regime()
+        eased = api.regime(name)
         assert (eased.version, eased.entities_count) == (3, 105)
         assert list(eased.entity_names) == ["Rosneft"]
 
         api.record(command(c.LiftSanctions, regime_id=regime_id, evidence=evidence(0.5)))
-        lifted = regime()
+        lifted = api.regime(name)
         assert (lifted.version, lifted.lifted) == (4, True)
         assert lifted.lifted_at.ToDatetime(tzinfo=UTC) == datetime.fromisoformat(iso(0.5))
 
@@ -1094,11 +1109,7 @@ class QueryContract(ServerContract):
         track_id = api.record(command(c.ProposeNegotiations))
         name = f"negotiations/{track_id}"
 
-        def track() -> Any:
-            request = query_pb.GetNegotiationRequest(name=name)
-            return api.queries.GetNegotiation(request, timeout=TIMEOUT).negotiation
-
-        proposed = track()
+        proposed = api.negotiation(name)
         assert (proposed.name, proposed.id, proposed.version) == (name, str(track_id), 1)
         assert list(proposed.parties) == ["RUS", "UKR"]
         assert (proposed.mediator, proposed.subject, proposed.proposed_by) == (
@@ -1116,7 +1127,7 @@ class QueryContract(ServerContract):
         ]
         for version, (step, status, rounds) in enumerate(steps, start=2):
             api.record(command(step, track_id=track_id))
-            current = track()
+            current = api.negotiation(name)
             assert (current.version, current.status, current.rounds) == (version, status, rounds)
 
     @pytest.mark.parametrize(
@@ -1144,9 +1155,8 @@ class QueryContract(ServerContract):
     ) -> None:
         other = "negotiations" if collection == "incidents" else "incidents"
         name = bad_name.format(collection=collection, other=other, uuid=uuid4())
-        error = failure(
-            lambda: getattr(api.queries, rpc)(request_class(name=name), timeout=TIMEOUT)
-        )
+        request = api.fresh(request_class, name=name)
+        error = failure(lambda: getattr(api.queries, rpc)(request, timeout=TIMEOUT))
         assert field_violations(error) == ["name"]
 
     @pytest.mark.parametrize(
@@ -1169,9 +1179,8 @@ class QueryContract(ServerContract):
         else:
             resource_id = regime if collection == "incidents" else incident
         name = f"{collection}/{resource_id}"
-        error = failure(
-            lambda: getattr(api.queries, rpc)(request_class(name=name), timeout=TIMEOUT)
-        )
+        request = api.fresh(request_class, name=name)
+        error = failure(lambda: getattr(api.queries, rpc)(request, timeout=TIMEOUT))
         info = detail(rich_status(error, grpc.StatusCode.NOT_FOUND), error_details_pb2.ResourceInfo)
         assert (info.resource_type, info.resource_name) == (collection, name)
 

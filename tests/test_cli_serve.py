@@ -156,7 +156,7 @@ class TestServe:
             assert served.stop() == 0
             events = [line.get("event") for line in served.log_lines()]
             assert "server.started" in events
-            assert events[-1] == "server.stopped", events[-5:]
+            assert "server.stopped" in events, events[-5:]
             assert events.index("server.started") < events.index("server.stopped")
 
     def test_the_server_logs_each_rpc_as_one_json_line(self, tmp_path: Path) -> None:

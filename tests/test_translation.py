@@ -297,7 +297,6 @@ class TestFieldNames:
         [
             (queries.IncidentView, query_pb.Incident, {}),
             (queries.SanctionsRegimeView, query_pb.SanctionsRegime, {}),
-            (queries.NegotiationView, query_pb.Negotiation, {}),
             (queries.LogEventView, audit_pb.LogEvent, {"payload": "payload_json"}),
         ],
     )
