@@ -181,8 +181,9 @@ def measure_rebuild(path: str) -> dict[str, float]:
     started = time.perf_counter()
     position = worker.rebuild("escalation")
     seconds = time.perf_counter() - started
-    generation = store.live_generation("escalation")
-    states = store.query(f"SELECT COUNT(*) AS n FROM esc_g{generation}_state")[0]["n"]
+    generation = store.live_generation("escalation") or 0
+    table = store.state_table(EscalationProjection.table, generation)
+    states = store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]  # noqa: S608 - our table
     store.close()
     app.close()
     return {"events": position, "seconds": seconds, "states": states}
