@@ -310,7 +310,7 @@ class StartMilitaryExercise(ReportDevelopment):
     troop_count: Count = 0
     starts_at: UtcTime
     planned_end_at: UtcTime | None = None
-    border_with: tuple[CountryCode, ...] = ()
+    border_with: Annotated[tuple[CountryCode, ...], Field(max_length=20)] = ()
     distance_to_border_km: Annotated[float, Field(ge=0, le=20_000)] | None = None
 
     @model_validator(mode="after")
@@ -327,7 +327,7 @@ class DeployTroops(ReportDevelopment):
     cli_name = "troops"
     troop_count: Annotated[int, Field(ge=1, le=10_000_000)]
     region: Annotated[str, StringConstraints(max_length=200)] = ""
-    border_with: tuple[CountryCode, ...] = ()
+    border_with: Annotated[tuple[CountryCode, ...], Field(max_length=20)] = ()
     distance_to_border_km: Annotated[float, Field(ge=0, le=20_000)] | None = None
 
 

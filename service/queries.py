@@ -195,11 +195,13 @@ def parse_name(name: str, collection: str, field: str = "name") -> UUID:
     """``incidents/{uuid}`` -> the uuid, or a validation error naming ``field``."""
     prefix, _, raw_id = name.partition("/")
     if prefix != collection or not raw_id:
-        raise CommandValidationError.single(field, f"expected {collection}/{{id}}, got {name!r}")
+        raise CommandValidationError.single(
+            field, f"expected {collection}/{{id}}, got {name[:80]!r}"
+        )
     try:
         return UUID(raw_id)
     except ValueError:
-        raise CommandValidationError.single(field, f"{raw_id!r} is not a UUID") from None
+        raise CommandValidationError.single(field, f"{raw_id[:80]!r} is not a UUID") from None
 
 
 def parse_any_name(name: str, field: str = "name") -> tuple[str, UUID]:

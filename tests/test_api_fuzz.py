@@ -460,13 +460,6 @@ def _send_invalid(target: FuzzTarget, rpc: str, request: Any) -> grpc.StatusCode
 
 
 class TestKnownBugs:
-    @pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="BUG: a Timestamp outside 0001..9999 (or with nanos outside 0..999999999) "
-        "makes json_format.MessageToDict raise in translation.message_to_data; the "
-        "ValueError is not mapped, so the client gets INTERNAL instead of INVALID_ARGUMENT",
-    )
     @pytest.mark.parametrize(
         ("seconds", "nanos"),
         [
@@ -487,13 +480,6 @@ class TestKnownBugs:
             grpc.StatusCode.INVALID_ARGUMENT
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="BUG: CorrectIncident.changes (a Struct) holding NaN or Infinity makes "
-        "json_format.MessageToDict raise SerializeToJsonError, answered as INTERNAL "
-        "instead of INVALID_ARGUMENT",
-    )
     @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
     def test_a_non_finite_number_in_changes_is_invalid_argument(
         self, target: FuzzTarget, value: float
@@ -507,14 +493,6 @@ class TestKnownBugs:
             grpc.StatusCode.INVALID_ARGUMENT
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="BUG: an undecodable request body is answered INTERNAL ('Exception "
-        "deserializing request!', gRPC Python's default): the interceptor passes the "
-        "generated deserializer through unwrapped, so a client's malformed bytes look like "
-        "a server fault instead of INVALID_ARGUMENT",
-    )
     @pytest.mark.parametrize(
         "body",
         [
@@ -530,14 +508,6 @@ class TestKnownBugs:
             command_pb.ReportIncursionRequest.FromString(body)
         assert _send_invalid(target, "ReportIncursion", body) == grpc.StatusCode.INVALID_ARGUMENT
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="BUG: every field violation (and the offending field path) goes into the "
-        "grpc-message and grpc-status-details-bin trailers unbounded; past ~8-16 KB the "
-        "client's metadata limit drops the answer and it sees RESOURCE_EXHAUSTED 'Stream "
-        "removed' instead of INVALID_ARGUMENT (border_with has no max_length either)",
-    )
     @pytest.mark.parametrize("case", ["many-invalid-items", "long-field-path"])
     def test_a_request_with_many_or_long_violations_is_invalid_argument(
         self, target: FuzzTarget, case: str

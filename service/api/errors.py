@@ -79,7 +79,20 @@ def _pack(*details: object) -> list[any_pb2.Any]:
     return packed
 
 
+#: Error text and details travel in trailers, which clients cap (8-16 kB by default): past
+#: that the client sees RESOURCE_EXHAUSTED instead of our status. So errors stay small.
+MAX_MESSAGE_CHARS = 1000
+MAX_VIOLATIONS = 20
+MAX_FIELD_CHARS = 200
+MAX_DESCRIPTION_CHARS = 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _status(code: grpc.StatusCode, message: str, *details: object) -> MappedError:
+    message = _clip(message, MAX_MESSAGE_CHARS)
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name), message=message, details=_pack(*details)
     )
@@ -101,9 +114,10 @@ def map_error(error: BaseException) -> MappedError:
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=_clip(v.field, MAX_FIELD_CHARS),
+                        description=_clip(v.description, MAX_DESCRIPTION_CHARS),
                     )
-                    for v in error.violations
+                    for v in error.violations[:MAX_VIOLATIONS]
                 ]
             ),
         )

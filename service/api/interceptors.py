@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from service.api.auth import LOCAL_DEVELOPER, OPEN_PREFIXES, Authenticator, Principal
 from service.api.errors import map_error
-from service.errors import DeadlineReached
+from service.errors import CommandValidationError, DeadlineReached
 
 log = structlog.get_logger()
 
@@ -106,27 +106,35 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, metadata, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, metadata, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        # No client-streaming RPC is defined; one added later must not skip authentication.
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(_refuse_unwrapped)
+        return grpc.stream_stream_rpc_method_handler(_refuse_unwrapped)
 
-    def _enter(self, call: _Call, metadata: dict[str, Any]) -> list[Any]:
+    def _enter(self, call: _Call, metadata: dict[str, Any], request: Any) -> list[Any]:
         authorization = metadata.get("authorization")
         principal = self._authenticator.authenticate(
             authorization if isinstance(authorization, str) else None
         )
         call.principal = principal
         self._authenticator.authorize(principal, call.method)
+        if isinstance(request, _Undecodable):
+            raise CommandValidationError.single(
+                "(request)", f"the request is not a valid message ({request.reason})"
+            )
         remaining = call.context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineReached
@@ -143,7 +151,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
             call = _Call(method, metadata, context)
             try:
-                tokens = self._enter(call, metadata)
+                tokens = self._enter(call, metadata, request)
                 try:
                     response = inner(request, context)
                 finally:
@@ -162,7 +170,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             call = _Call(method, metadata, context)
             sent = 0
             try:
-                tokens = self._enter(call, metadata)
+                tokens = self._enter(call, metadata, request)
                 try:
                     for item in inner(request, context):
                         yield item
@@ -177,6 +185,33 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             call.ok()
 
         return behaviour
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    reason: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands undecodable bytes to the behaviour instead of failing.
+
+    gRPC answers a deserializer's exception with INTERNAL, as if the server were at fault;
+    the behaviour turns ``_Undecodable`` into INVALID_ARGUMENT through the error table.
+    """
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # noqa: BLE001 - any decoding failure is the client's
+            return _Undecodable(type(error).__name__)
+
+    return deserialize
+
+
+def _refuse_unwrapped(requests: Any, context: grpc.ServicerContext) -> Any:
+    context.abort(grpc.StatusCode.UNIMPLEMENTED, "client-streaming methods are not served")
 
 
 def _reset(tokens: list[Any]) -> None:

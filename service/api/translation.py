@@ -8,6 +8,7 @@ and the same field names in errors, as every other way in.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.application import CommandResult
-from service.commands import COMMANDS, Command, parse_command
+from service.commands import COMMANDS, Command, CommandValidationError, parse_command
 from service.queries import (
     IncidentView,
     LogEventView,
@@ -44,8 +45,58 @@ def response_class(command_class: type[Command]) -> type[Message]:
     return cls
 
 
+#: The range google.protobuf.Timestamp can express (0001-01-01 .. 9999-12-31).
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def _check_wire_values(message: Message, prefix: str = "") -> None:
+    """Refuse values the wire format carries but JSON cannot (bad timestamps, NaN numbers).
+
+    Without this, converting them fails deep inside protobuf and the client sees INTERNAL for
+    what is its own mistake.
+    """
+    for field, value in message.ListFields():
+        path = f"{prefix}.{field.name}" if prefix else field.name
+        if field.message_type is None:
+            continue
+        items = value if field.is_repeated else [value]
+        full_name = field.message_type.full_name
+        for index, item in enumerate(items):
+            where = f"{path}[{index}]" if field.is_repeated else path
+            if isinstance(item, Timestamp):
+                if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS) or not (
+                    0 <= item.nanos < 1_000_000_000
+                ):
+                    raise CommandValidationError.single(where, "timestamp out of range")
+            elif full_name == "google.protobuf.Struct":
+                _check_struct(item, where)
+            elif isinstance(item, Message):
+                _check_wire_values(item, where)
+
+
+def _check_struct(struct: Any, path: str) -> None:
+    for key, value in struct.fields.items():
+        _check_value(value, f"{path}.{key[:64]}")
+
+
+def _check_value(value: Any, path: str) -> None:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value" and not math.isfinite(value.number_value):
+        raise CommandValidationError.single(path, "must be a finite number")
+    if kind == "struct_value":
+        _check_struct(value.struct_value, path)
+    elif kind == "list_value":
+        for index, item in enumerate(value.list_value.values):
+            _check_value(item, f"{path}[{index}]")
+
+
 def message_to_data(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """A request as JSON-shaped data (the input of command validation)."""
+    _check_wire_values(message)
+    try:
+        data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    except (ValueError, TypeError, json_format.Error) as error:
+        raise CommandValidationError.single("(request)", f"malformed value: {error}") from None
     return data
 
 
