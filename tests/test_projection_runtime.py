@@ -199,7 +199,7 @@ class RuntimeContract:
                 process.kill()
                 process.wait(timeout=30)
         at_kill = positions(views)
-        assert 0 < max(at_kill.values()), f"the worker made no progress: {seen}"
+        assert max(at_kill.values()) > 0, f"the worker made no progress: {seen}"
         assert min(at_kill.values()) < head, (
             f"the worker had caught up (head {head}) before it was killed: {at_kill}"
         )

@@ -204,7 +204,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     def deserialize(data: bytes) -> Any:
         try:
             return deserializer(data)
-        except Exception as error:  # noqa: BLE001 - any decoding failure is the client's
+        except Exception as error:
             return _Undecodable(type(error).__name__)
 
     return deserialize
