@@ -129,7 +129,8 @@ def incident_facts(kind: str, report: dict[str, Any], details: dict[str, Any]) -
         "actors": [report["actor"]["country"], *details.get("participants", [])],
         "targets": [report["target"]["country"]] if report.get("target") else [],
         "located": [*located, *details.get("border_with", [])],
-        "disputes": [],
+        # party -> whether its latest word was a denial (each party counts once).
+        "disputes": {},
         "retracted": False,
     }
 
@@ -137,7 +138,7 @@ def incident_facts(kind: str, report: dict[str, Any], details: dict[str, Any]) -
 def incident_version(facts: dict[str, Any], event: RawEvent) -> dict[str, Any]:
     graded = RELIABILITY[facts["reliability"]] * CREDIBILITY[facts["credibility"]]
     confidence = graded
-    for denial in facts["disputes"]:
+    for denial in facts["disputes"].values():
         confidence *= p.DENIAL_FACTOR if denial else p.DISPUTE_FACTOR
     confidence = max(confidence, graded * p.CONFIDENCE_FLOOR)
     weight = facts["weight"]
@@ -183,7 +184,7 @@ def fold_incident(state: State | None, event: RawEvent) -> State | None:
     if event.type == "IncidentCorroborated":
         facts.update(better_grading(facts, payload))
     elif event.type == "IncidentDisputed":
-        facts["disputes"] = [*facts["disputes"], bool(payload["denial"])]
+        facts["disputes"] = {**facts["disputes"], payload["party"]: bool(payload["denial"])}
     elif event.type == "IncidentCorrected":
         kind = state["developments"][0]["kind"]
         facts = {
@@ -347,6 +348,12 @@ def pair_share(version: dict[str, Any], actor: str, target: str, ordered: bool) 
     return 1.0 if forward or (not ordered and backward) else 0.0
 
 
+def in_window(version: dict[str, Any], at: float) -> bool:
+    """Occurred by ``at``, and not more than HORIZON_HALF_LIVES of its half-lives before."""
+    age_days = (at - version["occurred"]) / DAY
+    return 0 <= age_days <= p.HORIZON_HALF_LIVES * version["half_life"]
+
+
 def decayed(version: dict[str, Any], at: float) -> float:
     age_days = (at - version["occurred"]) / DAY
     return float(version["base"] * 0.5 ** (age_days / version["half_life"]))
@@ -365,11 +372,10 @@ def score_states(
     total = 0.0
     top: list[tuple[float, int, Contribution]] = []
     counter = 0
-    horizon = at - p.HORIZON_HALF_LIVES * p.MAX_HALF_LIFE_DAYS * DAY
     for state in states:
         for development in state["developments"]:
             version = version_known_at(development["versions"], as_of)
-            if version is None or version["occurred"] > at or version["occurred"] < horizon:
+            if version is None or not in_window(version, at):
                 continue
             if pair is not None:
                 factor = pair_share(version, *pair)
@@ -396,11 +402,10 @@ def score_states(
 def scores_by_country(states: Iterable[State], *, at: float, as_of: float) -> dict[str, float]:
     """Every country's score at once (for rankings)."""
     totals: dict[str, float] = {}
-    horizon = at - p.HORIZON_HALF_LIVES * p.MAX_HALF_LIFE_DAYS * DAY
     for state in states:
         for development in state["developments"]:
             version = version_known_at(development["versions"], as_of)
-            if version is None or version["occurred"] > at or version["occurred"] < horizon:
+            if version is None or not in_window(version, at):
                 continue
             value = decayed(version, at)
             for country in {*version["actors"], *version["targets"]}:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-VERSION: Final = "2026-11.1"
+VERSION: Final = "2026-11.2"
 
 #: Weight of each kind of development.
 WEIGHTS: Final[dict[str, float]] = {
@@ -65,8 +65,9 @@ SIZE_SLOPE: Final = 0.5
 FATALITY_SLOPE: Final = 0.5
 
 #: Confidence is multiplied by this for each party that disputes a report, and by
-#: DENIAL_FACTOR for each that denies it (an accused party's denial says little), never
-#: below CONFIDENCE_FLOOR times the graded confidence.
+#: DENIAL_FACTOR for each that denies it (an accused party's denial says little); a party
+#: counts once, by its latest word, and confidence never falls below CONFIDENCE_FLOOR times
+#: the graded confidence.
 DISPUTE_FACTOR: Final = 0.8
 DENIAL_FACTOR: Final = 0.9
 CONFIDENCE_FLOOR: Final = 0.5

@@ -141,7 +141,8 @@ class ReadModels:
         for country in countries:
             statement += f" AND s.key IN (SELECT key FROM {link} WHERE country = ?)"
             params.append(country)
-        return self._states(statement, tuple(params))
+        # A fixed order keeps the float sums, and so the figures, identical on every run.
+        return self._states(statement + " ORDER BY s.key", tuple(params))
 
     @staticmethod
     def _times(at: float | None, as_of: float | None) -> tuple[float, float]:

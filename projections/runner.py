@@ -75,8 +75,11 @@ def apply_batch(
         elif key not in created:
             needed.add(key)
     states: dict[str, State | None] = {}
+    stored: set[str] = set()
     if needed:
-        states.update(store.load(projection.table, generation, sorted(needed)))
+        loaded = store.load(projection.table, generation, sorted(needed))
+        states.update(loaded)
+        stored = set(loaded)
     for key, event in relevant:
         states[key] = projection.fold(states.get(key), event)
     changed = {
@@ -85,7 +88,7 @@ def apply_batch(
         if state is not None and (key in created or key in needed)
     }
     with store.transaction() as cursor:
-        store.write(cursor, projection.table, generation, changed)
+        store.write(cursor, projection.table, generation, changed, existing=stored)
         store.record_position(cursor, projection.name, generation, last_position)
     return len(relevant)
 

@@ -198,10 +198,25 @@ class ViewStore:
         table: Table,
         generation: int,
         states: Mapping[str, tuple[Any, Mapping[str, Any], set[str]]],
+        existing: set[str] | frozenset[str] = frozenset(),
     ) -> None:
-        """Upsert ``key -> (state, columns, linked countries)`` within ``cursor``'s transaction."""
+        """Upsert ``key -> (state, columns, linked countries)`` within ``cursor``'s transaction.
+
+        ``existing`` names keys stored before: their country links are replaced, since a
+        correction can move an incident to other countries.
+        """
         if not states:
             return
+        stale = sorted(existing & states.keys())
+        for start in range(0, len(stale), 500):
+            chunk = stale[start : start + 500]
+            cursor.execute(
+                self.sql(
+                    f"DELETE FROM {self.link_table(table, generation)} "
+                    f"WHERE key IN ({','.join('?' * len(chunk))})"
+                ),
+                chunk,
+            )
         state_table, link_table = (
             self.state_table(table, generation),
             self.link_table(table, generation),

@@ -217,9 +217,21 @@ class Command(Model):
 
     def fingerprint(self) -> str:
         """A digest of what the command asks, so a reused request id can be told apart."""
-        body = self.model_dump(mode="json", exclude={"request_id"})
+        body = _canonical_numbers(self.model_dump(mode="json", exclude={"request_id"}))
         canonical = json.dumps([self.command_name, body], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical_numbers(value: Any) -> Any:
+    # JSON-shaped fields (``changes``) cross protobuf as Struct, where every number is a
+    # double: 21 arrives as 21.0. The same request must fingerprint the same either way.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _canonical_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical_numbers(item) for item in value]
+    return value
 
 
 class ExistingResourceCommand(Command):

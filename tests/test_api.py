@@ -25,7 +25,6 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from service import commands as c
-from service import queries
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
@@ -289,8 +288,7 @@ class CommandContract(ServerContract):
 
     @pytest.mark.parametrize("name", COMMAND_NAMES)
     def test_every_rpc_records_its_event_and_says_where(self, api: Api, name: str) -> None:
-        """The answer names the resource, its new version and the position of the one event
-        the call appended, which is in the log."""
+        """The answer gives name, id, version and the position of the one event appended."""
         command_class = c.COMMANDS[name]
         ids = prerequisites(api, command_class)
         before = api.log()
@@ -310,8 +308,7 @@ class CommandContract(ServerContract):
         ]
 
     def test_the_typed_client_records_a_command_with_its_receipt(self, api: Api) -> None:
-        """Through the client a command always carries a request id: the event and its
-        receipt are appended, and the answer's position is the last of them."""
+        """Via the client an event and its receipt are appended; position is the receipt's."""
         result = api.client.execute(command(c.ReportIncursion))
         log = api.log()
         assert [entry.type for entry in log] == ["IncursionReported", "CommandAccepted"]
@@ -320,8 +317,7 @@ class CommandContract(ServerContract):
         assert (result.version, result.position, result.replayed) == (1, log[1].position, False)
 
     def test_a_retry_with_the_same_request_id_returns_the_first_answer(self, api: Api) -> None:
-        """Resending a request with its request_id answers the same, replayed, appending
-        nothing."""
+        """A retry under one request_id answers the same, replayed, and appends nothing."""
         report = command(c.ReportIncursion, request_id="retry-1")
         first = api.send(report)
         before = api.log()
@@ -368,15 +364,6 @@ class CommandContract(ServerContract):
         assert again.replayed and not first.replayed
         assert api.log() == before
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: protobuf Struct turns a CorrectIncident's integer changes into doubles, so "
-            "the command's fingerprint over the API differs from the in-process one and a "
-            "retry of a correction first recorded in-process (CLI local mode, same 'local' "
-            "principal) is refused as ALREADY_EXISTS instead of replayed"
-        ),
-    )
     def test_a_correction_recorded_in_process_is_replayed_over_the_api(self, api: Api) -> None:
         """A request id is one request whichever way it came in first."""
         incident = api.record(command(c.ReportIncursion))
@@ -642,6 +629,7 @@ class ErrorContract(ServerContract):
         assert api.log() == before
 
     def test_extending_a_lifted_regime_fails_its_precondition(self, api: Api) -> None:
+        """FAILED_PRECONDITION with a PreconditionFailure of type LIFTED."""
         regime = api.record(command(c.ImposeSanctions))
         api.send(command(c.LiftSanctions, regime_id=regime))
         before = api.log()
@@ -675,6 +663,7 @@ class ErrorContract(ServerContract):
     def test_the_server_keeps_serving_after_an_unexpected_error(
         self, api: Api, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """An INTERNAL failure does not take the server down."""
         real_execute = api.server.app.execute
 
         def explode(*args: object, **kwargs: object) -> None:
@@ -722,6 +711,7 @@ class RequestIdContract(ServerContract):
     """x-request-id: echoed when the client sends one, generated otherwise."""
 
     def test_a_sent_request_id_is_echoed_on_success(self, api: Api) -> None:
+        """A client's x-request-id comes back in the trailing metadata."""
         request = tr.request_from_command(command(c.ReportIncursion))
         _, call = api.commands.ReportIncursion.with_call(
             request, timeout=TIMEOUT, metadata=(("x-request-id", "trace-123"),)
@@ -733,6 +723,7 @@ class RequestIdContract(ServerContract):
         assert trailing(query_call.trailing_metadata())["x-request-id"] == "q-9"
 
     def test_a_sent_request_id_is_echoed_on_failure(self, api: Api) -> None:
+        """An error's trailing metadata carries the client's x-request-id too."""
         request = command_pb.CorroborateIncidentRequest(incident_id="nope")
         error = failure(
             lambda: api.commands.CorroborateIncident(
@@ -743,6 +734,7 @@ class RequestIdContract(ServerContract):
         assert trailing(error.trailing_metadata())["x-request-id"] == "trace-err"
 
     def test_a_sent_request_id_is_echoed_after_a_stream(self, api: Api) -> None:
+        """A streaming call ends with the client's x-request-id."""
         api.send(command(c.ReportIncursion))
         stream = api.audit.ReadEvents(
             audit_pb.ReadEventsRequest(), timeout=TIMEOUT, metadata=(("x-request-id", "s-1"),)
@@ -769,6 +761,7 @@ class RequestIdContract(ServerContract):
         assert len(set(generated)) == 3
 
     def test_an_overlong_request_id_is_replaced(self, api: Api) -> None:
+        """An x-request-id over 128 characters is not echoed; one is generated."""
         overlong = "x" * 129
         _, call = api.queries.ListIncidents.with_call(
             query_pb.ListIncidentsRequest(), timeout=TIMEOUT, metadata=(("x-request-id", overlong),)
@@ -781,6 +774,13 @@ class TestRequestIdsOnSQLite(RequestIdContract):
     @pytest.fixture
     def store_url(self, sqlite_url: str) -> str:
         return sqlite_url
+
+
+@pytest.mark.postgres
+class TestRequestIdsOnPostgres(RequestIdContract):
+    @pytest.fixture
+    def store_url(self, postgres_url: str) -> str:
+        return postgres_url
 
 
 # ---------------------------------------------------------------------------- queries
@@ -906,6 +906,7 @@ class QueryContract(ServerContract):
         assert len(retracted.disputes) == 1
 
     def test_get_incident_shows_when_an_exercise_ended(self, api: Api) -> None:
+        """An ended exercise has ended_at; a running one has none."""
         exercise = api.record(command(c.StartMilitaryExercise))
         assert not api.incident(f"incidents/{exercise}").HasField("ended_at")
         api.record(command(c.EndMilitaryExercise, incident_id=exercise, ended_at=iso(0.5)))
@@ -933,6 +934,7 @@ class QueryContract(ServerContract):
         assert listed == [str(ids[d]) for d in sorted(days)]
 
     def test_an_empty_ledger_lists_nothing(self, api: Api) -> None:
+        """ListIncidents on an empty log: no incidents, no token."""
         page = api.list_incidents()
         assert list(page.incidents) == []
         assert page.next_page_token == ""
@@ -953,8 +955,7 @@ class QueryContract(ServerContract):
         assert [i for p in pages for i in p] == [str(i) for i in ids]
 
     def test_reports_recorded_while_paging_neither_repeat_nor_skip(self, api: Api) -> None:
-        """A newer and an older report recorded between pages: every incident listed from
-        the start still comes exactly once, in order, and nothing repeats."""
+        """Reports recorded between pages make no incident repeat or go missing."""
         ids = [api.record(command(c.ReportIncursion, evidence=evidence(d))) for d in range(1, 5)]
         first = api.list_incidents(page_size=2)
         assert [i.id for i in first.incidents] == [str(ids[0]), str(ids[1])]
@@ -973,6 +974,7 @@ class QueryContract(ServerContract):
         assert len(api.list_incidents().incidents) == 6
 
     def test_the_page_size_may_change_between_pages(self, api: Api) -> None:
+        """A token stays valid with another page_size (AIP-132)."""
         ids = [api.record(command(c.ReportIncursion, evidence=evidence(d))) for d in range(1, 6)]
         first = api.list_incidents(page_size=1)
         rest = api.list_incidents(page_size=10, page_token=first.next_page_token)
@@ -1002,28 +1004,20 @@ class QueryContract(ServerContract):
         ],
     )
     def test_a_garbage_page_token_is_invalid_argument(self, api: Api, token: str) -> None:
+        """A token the API never issued is INVALID_ARGUMENT naming page_token."""
         api.record(command(c.ReportIncursion))
         error = failure(lambda: api.list_incidents(page_token=token))
         assert field_violations(error) == ["page_token"]
 
-    @pytest.mark.xfail(
-        # Only while service.queries decodes the tokens: the read-model rewrite of
-        # ListIncidents (projections.readmodels) parses them with float() and is not affected.
-        hasattr(queries, "_decode_token"),
-        strict=True,
-        reason=(
-            "BUG: queries._decode_token converts the token's numbers with int() and catches "
-            "ValueError/KeyError/TypeError only; a token holding 1e400 (infinity) raises "
-            "OverflowError, which the API answers as INTERNAL instead of INVALID_ARGUMENT"
-        ),
-    )
     def test_a_token_with_an_enormous_number_is_invalid_argument(self, api: Api) -> None:
+        """A token holding an out-of-range number is INVALID_ARGUMENT, not INTERNAL."""
         api.record(command(c.ReportIncursion))
         token = page_token('{"h": 1e400, "o": 0, "f": "y"}')
         error = failure(lambda: api.list_incidents(page_token=token))
         assert field_violations(error) == ["page_token"]
 
     def test_a_negative_page_size_is_invalid_argument(self, api: Api) -> None:
+        """page_size -1 is INVALID_ARGUMENT naming page_size."""
         error = failure(lambda: api.list_incidents(page_size=-1))
         assert field_violations(error) == ["page_size"]
 
@@ -1040,6 +1034,7 @@ class QueryContract(ServerContract):
     def test_a_malformed_filter_is_invalid_argument_naming_it(
         self, api: Api, filters: dict[str, Any], field: str
     ) -> None:
+        """A bad country code or confidence names its filter field."""
         error = failure(lambda: api.list_incidents(**filters))
         assert field_violations(error) == [field]
 
@@ -1153,6 +1148,7 @@ class QueryContract(ServerContract):
     def test_a_malformed_name_is_invalid_argument_naming_name(
         self, api: Api, rpc: str, request_class: Any, collection: str, bad_name: str
     ) -> None:
+        """A name not of the form {collection}/{uuid} is INVALID_ARGUMENT naming name."""
         other = "negotiations" if collection == "incidents" else "incidents"
         name = bad_name.format(collection=collection, other=other, uuid=uuid4())
         request = api.fresh(request_class, name=name)
@@ -1268,12 +1264,14 @@ class AuditContract(ServerContract):
     def test_read_events_respects_from_position_and_limit(
         self, api: Api, from_position: int, limit: int, positions: list[int]
     ) -> None:
+        """from_position is the first position returned; limit caps the count."""
         self.record_mixed_log(api)
         events = api.read_events(from_position=from_position, limit=limit)
         assert [e.position for e in events] == positions
 
     @pytest.mark.parametrize("field", ["from_position", "limit"])
     def test_read_events_refuses_negative_bounds(self, api: Api, field: str) -> None:
+        """A negative from_position or limit is INVALID_ARGUMENT naming it."""
         error = failure(lambda: api.read_events(**{field: -1}))
         assert field_violations(error) == [field]
 
@@ -1291,6 +1289,7 @@ class AuditContract(ServerContract):
             assert event.recorded_at == streamed[event.position].recorded_at
 
     def test_get_history_covers_every_collection(self, api: Api) -> None:
+        """Incidents, sanctions regimes and negotiation tracks all have a history."""
         log = self.record_mixed_log(api)
         for collection in ("incidents", "sanctions", "negotiations"):
             name = next(entry[2] for entry in log if entry[2].startswith(f"{collection}/"))
@@ -1317,6 +1316,7 @@ class AuditContract(ServerContract):
         "name", ["", "incidents", "incidents/not-a-uuid", "receipts/{uuid}", "{uuid}"]
     )
     def test_get_history_of_a_malformed_name_is_invalid_argument(self, api: Api, name: str) -> None:
+        """GetHistory of a malformed name is INVALID_ARGUMENT naming name."""
         error = failure(lambda: api.history(name.format(uuid=uuid4())))
         assert field_violations(error) == ["name"]
 
@@ -1324,6 +1324,7 @@ class AuditContract(ServerContract):
     def test_get_history_of_an_unknown_or_mistyped_resource_is_not_found(
         self, api: Api, name: str
     ) -> None:
+        """An unknown id, or one under the wrong collection, is NOT_FOUND."""
         incident = api.record(command(c.ReportIncursion))
         resource = name.format(unknown=uuid4(), incident=incident)
         error = failure(lambda: api.history(resource))

@@ -171,26 +171,7 @@ class TestCommandRoundTrip:
         assert back == original
         assert back.model_dump(mode="json") == original.model_dump(mode="json")
 
-    @pytest.mark.parametrize(
-        "name",
-        [
-            pytest.param(
-                name,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason=(
-                        "BUG: google.protobuf.Struct carries numbers as doubles, so a "
-                        "CorrectIncident's integer changes ({'count': 21}) come back as 21.0 "
-                        "and the command's fingerprint changes; a request id first used "
-                        "in-process (CLI local mode) is then refused over the API as reused"
-                    ),
-                ),
-            )
-            if name == "CorrectIncident"
-            else name
-            for name in COMMAND_NAMES
-        ],
-    )
+    @pytest.mark.parametrize("name", COMMAND_NAMES)
     def test_the_round_trip_keeps_the_fingerprint(self, name: str) -> None:
         """The idempotency fingerprint of a command does not depend on the way it came in."""
         original = full_command(c.COMMANDS[name])
@@ -268,8 +249,7 @@ class TestFieldNames:
     def test_scalars_without_presence_have_no_default_to_lose(
         self, message_class: type[Message], model_class: type[BaseModel]
     ) -> None:
-        """A proto3 scalar without ``optional`` cannot carry its zero value, so its model
-        field is required or defaults to None, never to a value the wire would lose."""
+        """A proto3 scalar without presence maps to a required or None-default field."""
         lossy = [
             field.name
             for field in message_class.DESCRIPTOR.fields
@@ -420,6 +400,7 @@ class TestReadModels:
         assert message.reported_by.request_id == ""
 
     def test_a_retracted_incident_says_so_and_why(self, app: FlashpointApplication) -> None:
+        """retracted and retraction_reason reach the message."""
         incident_id = app.execute(command(c.ReportIncursion)).id
         app.execute(command(c.RetractIncident, incident_id=incident_id, reason="hoax"))
         message = tr.incident_to_proto(queries.get_incident(app, f"incidents/{incident_id}"))
@@ -454,6 +435,7 @@ class TestReadModels:
     def test_a_regime_without_expiry_or_lifting_leaves_them_unset(
         self, app: FlashpointApplication
     ) -> None:
+        """No expiry, not lifted: expires_at and lifted_at are absent."""
         regime_id = app.execute(command(c.ImposeSanctions)).id
         message = tr.sanctions_regime_to_proto(
             queries.get_sanctions_regime(app, f"sanctions/{regime_id}")
@@ -464,6 +446,7 @@ class TestReadModels:
         assert timestamp(message.effective_from) == datetime.fromisoformat(iso(1))
 
     def test_a_negotiation_keeps_its_values(self, app: FlashpointApplication) -> None:
+        """Parties, mediator, subject, proposer, status and rounds reach the message."""
         track_id = app.execute(command(c.ProposeNegotiations)).id
         app.execute(command(c.HoldNegotiationRound, track_id=track_id))
         app.execute(command(c.HoldNegotiationRound, track_id=track_id))
@@ -481,6 +464,7 @@ class TestReadModels:
     def test_a_negotiation_without_mediator_has_an_empty_one(
         self, app: FlashpointApplication
     ) -> None:
+        """A track without mediator has mediator ""."""
         track_id = app.execute(command(c.ProposeNegotiations, mediator=None, proposed_by="UKR")).id
         message = tr.negotiation_to_proto(queries.get_negotiation(app, f"negotiations/{track_id}"))
         assert message.mediator == ""
