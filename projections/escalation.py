@@ -350,8 +350,9 @@ def pair_share(version: dict[str, Any], actor: str, target: str, ordered: bool) 
 
 def in_window(version: dict[str, Any], at: float) -> bool:
     """Occurred by ``at``, and not more than HORIZON_HALF_LIVES of its half-lives before."""
-    age_days = (at - version["occurred"]) / DAY
-    return 0 <= age_days <= p.HORIZON_HALF_LIVES * version["half_life"]
+    age_days: float = (at - version["occurred"]) / DAY
+    limit: float = p.HORIZON_HALF_LIVES * version["half_life"]
+    return 0 <= age_days <= limit
 
 
 def decayed(version: dict[str, Any], at: float) -> float:
