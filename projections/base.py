@@ -41,6 +41,9 @@ class Projection(ABC):
 
     name: ClassVar[str]
     table: ClassVar[Table]
+    #: Bumped whenever the fold or the state's shape changes: stored models built by an
+    #: older version are rebuilt before they are served.
+    version: ClassVar[int] = 1
 
     @abstractmethod
     def key_of(self, event: RawEvent) -> str | None:

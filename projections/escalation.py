@@ -275,6 +275,7 @@ def fold_negotiation(state: State | None, event: RawEvent) -> State | None:
 class EscalationProjection(Projection):
     name: ClassVar[str] = "escalation"
     table: ClassVar[Table] = Table("esc", {"occurred_max": "FLOAT"})
+    version: ClassVar[int] = 2
 
     def key_of(self, event: RawEvent) -> str | None:
         if (

@@ -119,7 +119,20 @@ class ProjectionWorker:
             if store.live_generation(projection.name) is None:
                 store.create_generation(projection.table, 1)
                 with store.transaction() as cursor:
-                    store.set_live(cursor, projection.name, 1)
+                    store.set_live(cursor, projection.name, 1, projection.version)
+        self._outdated_checked = False
+
+    def ensure_current(self) -> None:
+        """Rebuild every projection whose stored model an older fold version built."""
+        for name, projection in self.projections.items():
+            stored = self.store.live_version(name)
+            if stored != projection.version:
+                log.warning(
+                    "projection.outdated", projection=name, stored=stored,
+                    current=projection.version,
+                )  # fmt: skip
+                self.rebuild(name)
+        self._outdated_checked = True
 
     # ------------------------------------------------------------------ following
 
@@ -161,6 +174,8 @@ class ProjectionWorker:
         return len(events)
 
     def catch_up(self) -> int:
+        if not self._outdated_checked:
+            self.ensure_current()
         total = 0
         while not self.stopping.is_set():
             count = self.step()
@@ -245,7 +260,7 @@ class ProjectionWorker:
                     total = head
             self.store.create_indexes(projection.table, generation)
             with self.store.transaction() as cursor:
-                self.store.set_live(cursor, name, generation)
+                self.store.set_live(cursor, name, generation, projection.version)
             # The replaced generation stays one round, for queries that already chose it.
             self.store.drop_generation(projection.table, live - 1)
             log.info(

@@ -112,7 +112,7 @@ class ViewStore:
         with self.transaction() as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table('fp_generations')} "
-                "(name TEXT PRIMARY KEY, live INTEGER NOT NULL)"
+                "(name TEXT PRIMARY KEY, live INTEGER NOT NULL, version INTEGER NOT NULL)"
             )
 
     def live_generation(self, name: str) -> int | None:
@@ -120,6 +120,13 @@ class ViewStore:
             f"SELECT live FROM {self.table('fp_generations')} WHERE name = ?", (name,)
         )
         return int(rows[0]["live"]) if rows else None
+
+    def live_version(self, name: str) -> int | None:
+        """The fold version the live generation was built with."""
+        rows = self.query(
+            f"SELECT version FROM {self.table('fp_generations')} WHERE name = ?", (name,)
+        )
+        return int(rows[0]["version"]) if rows else None
 
     def state_table(self, table: Table, generation: int) -> str:
         return self.table(f"{table.stem}_g{generation}_state")
@@ -159,13 +166,14 @@ class ViewStore:
             cursor.execute(f"DROP TABLE IF EXISTS {self.state_table(table, generation)}")
             cursor.execute(f"DROP TABLE IF EXISTS {self.link_table(table, generation)}")
 
-    def set_live(self, cursor: Any, name: str, generation: int) -> None:
+    def set_live(self, cursor: Any, name: str, generation: int, version: int) -> None:
         cursor.execute(
             self.sql(
-                f"INSERT INTO {self.table('fp_generations')} (name, live) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET live = excluded.live"
+                f"INSERT INTO {self.table('fp_generations')} (name, live, version) "
+                "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET live = excluded.live, version = excluded.version"
             ),
-            (name, generation),
+            (name, generation, version),
         )
 
     # ------------------------------------------------------------------ tracking
