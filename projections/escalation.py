@@ -100,7 +100,6 @@ def _version(
         "known_from_position": event.position,
         "known_to": None,
         "known_to_position": None,
-        "weight": weight,
         "base": base,
         "occurred": epoch(occurred_at),
         "half_life": p.HALF_LIFE_DAYS[p.CLASS_OF[weight]],
