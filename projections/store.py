@@ -107,7 +107,8 @@ class ViewStore:
             with self.recorder.datastore.transaction(commit=commit) as cursor:
                 yield cursor
             return
-        with self.recorder.datastore.get_connection(commit=commit) as connection:
+        datastore: Any = self.recorder.datastore
+        with datastore.get_connection(commit=commit) as connection:
             self._tune(connection)
             with connection.transaction(commit=commit) as cursor:
                 yield cursor
