@@ -115,6 +115,9 @@ class ProjectionWorker:
         self.caught_up = threading.Condition()
         self._thread: threading.Thread | None = None
         self._rebuild_lock = threading.Lock()
+        #: Other log followers run after each round (the audit chainer): each returns the
+        #: number of events it handled.
+        self.followers: list[Callable[[], int]] = []
         for projection in self.projections.values():
             if store.live_generation(projection.name) is None:
                 store.create_generation(projection.table, 1)
@@ -181,7 +184,10 @@ class ProjectionWorker:
             count = self.step()
             total += count
             if count < self.batch_size:
-                return total
+                break
+        for follower in self.followers:
+            while not self.stopping.is_set() and follower() > 0:
+                pass
         return total
 
     def run(self) -> None:

@@ -25,7 +25,6 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
-
 #: Page cache of each read-model connection, in KiB.
 SQLITE_CACHE_KIB = 65_536
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from service.cli_audit import add_audit_parsers
 from service.cli_query import add_query_parser
 from service.commands import (
     COMMANDS,
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command_settings(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("listen", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure")
+    names = ("listen", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure",
+             "projections")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -100,9 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow serving a non-loopback address without authentication",
     )
+    serve.add_argument(
+        "--projections",
+        choices=["embedded", "external"],
+        help="keep read models current in this process (default) or leave it to "
+        "`flashpoint project` workers",
+    )
     serve.set_defaults(handler=_run_serve)
 
     add_query_parser(commands, _add_client_flags)
+    add_audit_parsers(commands)
 
     project = commands.add_parser(
         "project", help="run the projection worker: keep the read models current"

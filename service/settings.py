@@ -35,6 +35,8 @@ class Settings(BaseModel):
     #: CA bundle that client certificates must chain to (mutual TLS) when set.
     tls_client_ca: str | None = None
     insecure: bool = False
+    #: Ed25519 private key (PEM) that signs the audit chain's seals; unsigned without it.
+    seal_key: str | None = None
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     grace_seconds: float = Field(default=10.0, ge=0, le=300)
     #: ``embedded``: this process keeps the read models current; ``external``: separate

@@ -26,6 +26,12 @@ REQUIRED_ROLES: dict[str, frozenset[str]] = {
     "/flashpoint.v1.AuditService/": frozenset({"auditor", "admin"}),
 }
 
+#: Methods that need more than their service's roles (checked before REQUIRED_ROLES).
+EXACT_ROLES: dict[str, frozenset[str]] = {
+    "/flashpoint.v1.AuditService/RebuildProjection": frozenset({"admin"}),
+    "/flashpoint.v1.AuditService/SealLog": frozenset({"admin"}),
+}
+
 #: Methods anyone may call: health checks and reflection.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -131,7 +137,8 @@ class Authenticator:
 
     @staticmethod
     def authorize(principal: Principal, method: str) -> None:
-        for prefix, allowed in REQUIRED_ROLES.items():
+        rules = [(method, EXACT_ROLES[method])] if method in EXACT_ROLES else []
+        for prefix, allowed in [*rules, *REQUIRED_ROLES.items()]:
             if method.startswith(prefix):
                 if principal.roles & allowed:
                     return

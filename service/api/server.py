@@ -107,9 +107,10 @@ def create_server(
     app = service.app
     command_grpc.add_CommandServiceServicer_to_server(CommandServicer(app), server)
     query_grpc.add_QueryServiceServicer_to_server(
-        QueryServicer(app, service.read_models, service.worker.notify), server
+        QueryServicer(app, service.read_models, service.worker.notify, service.time_travel),
+        server,
     )
-    audit_grpc.add_AuditServiceServicer_to_server(AuditServicer(app), server)
+    audit_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

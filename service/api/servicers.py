@@ -5,8 +5,12 @@ Errors are raised, never turned into statuses here: the interceptor maps them in
 
 from __future__ import annotations
 
+import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
@@ -15,8 +19,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from projections.parameters import LEVEL_NAMES
 from projections.readmodels import EscalationView, ReadModels
+from projections.runner import Progress
+from projections.timetravel import TimeTravel
+from service import audit, queries
 from service import commands as c
-from service import queries
 from service.api import translation as tr
 from service.api.errors import ReadNotCaughtUp
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
@@ -27,6 +33,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import current_client, current_principal
 from service.application import FlashpointApplication, Submitter
+from service.bootstrap import Flashpoint
 from service.commands import CommandValidationError
 from service.errors import NotFound
 from service.queries import IncidentView
@@ -207,10 +214,21 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         app: FlashpointApplication,
         read_models: ReadModels,
         nudge: Callable[[], None] | None = None,
+        time_travel: TimeTravel | None = None,
     ) -> None:
         self._app = app
         self._read = read_models
         self._nudge = nudge
+        self._time_travel = time_travel
+
+    def _as_of(self, request: Message) -> ReadModels:
+        """The live read models, or (with ``as_of``) those replayed up to that moment."""
+        as_of = _time(request, "as_of")
+        if as_of is None:
+            return self._read
+        if self._time_travel is None:
+            raise CommandValidationError.single("as_of", "is not available on this server")
+        return self._time_travel.read_models(as_of)
 
     def _caught_up(self, min_position: int, context: Context) -> int:
         """Wait until the read models reached ``min_position``; their position."""
@@ -244,7 +262,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
     ) -> query_pb.ListIncidentsResponse:
         position = self._caught_up(request.min_position, context)
         chosen = queries.incident_filter(**tr.list_incidents_arguments(request))
-        states, token = self._read.incidents(
+        states, token = self._as_of(request).incidents(
             **chosen.arguments(), page_size=request.page_size, page_token=request.page_token
         )
         return query_pb.ListIncidentsResponse(
@@ -265,7 +283,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
     ) -> query_pb.GetNegotiationResponse:
         track_id = queries.parse_name(request.name, "negotiations")
         position = self._caught_up(request.min_position, context)
-        state = self._read.negotiation(str(track_id))
+        state = self._as_of(request).negotiation(str(track_id))
         if state is None:
             raise NotFound(request.name)
         return query_pb.GetNegotiationResponse(
@@ -281,7 +299,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
                 "status", f"must be one of {', '.join(sorted(NEGOTIATION_STATUSES))}"
             )
         position = self._caught_up(request.min_position, context)
-        states = self._read.negotiations(party=party, status=request.status or None)
+        states = self._as_of(request).negotiations(party=party, status=request.status or None)
         return query_pb.ListNegotiationsResponse(
             negotiations=[tr.negotiation_state_to_proto(s) for s in states], position=position
         )
@@ -292,7 +310,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         authority = queries.country(request.authority, "authority") if request.authority else None
         target = queries.country(request.target, "target") if request.target else None
         position = self._caught_up(request.min_position, context)
-        states = self._read.sanctions(
+        states = self._as_of(request).sanctions(
             authority=authority,
             target=target,
             in_force_on=_time(request, "in_force_on"),
@@ -307,7 +325,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
     ) -> query_pb.GetForcePostureResponse:
         country = queries.country(request.country, "country") if request.country else None
         position = self._caught_up(request.min_position, context)
-        states = self._read.force_posture(country=country, at=_time(request, "at"))
+        states = self._as_of(request).force_posture(country=country, at=_time(request, "at"))
         return query_pb.GetForcePostureResponse(
             deployments=[tr.posture_state_to_proto(s) for s in states], position=position
         )
@@ -435,13 +453,26 @@ NEGOTIATION_STATUSES = frozenset({"proposed", "active", "paused", "rejected", "a
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
-    def __init__(self, app: FlashpointApplication) -> None:
-        self._app = app
+    def __init__(self, service: Flashpoint) -> None:
+        self._service = service
+        self._app = service.app
 
     def ReadEvents(
         self, request: audit_pb.ReadEventsRequest, context: Context
     ) -> Iterator[audit_pb.ReadEventsResponse]:
-        for view in queries.read_events(self._app, request.from_position, request.limit):
+        resource_id = None
+        if request.resource:
+            _, resource_id = queries.parse_any_name(request.resource, "resource")
+        log_filter = queries.LogFilter(
+            resource_id=resource_id,
+            types=tuple(request.types),
+            recorded_after=_datetime(request, "recorded_after"),
+            recorded_before=_datetime(request, "recorded_before"),
+            occurred_after=_datetime(request, "occurred_after"),
+            occurred_before=_datetime(request, "occurred_before"),
+        )
+        events = queries.read_events(self._app, request.from_position, request.limit, log_filter)
+        for view in events:
             if not context.is_active():
                 return
             yield audit_pb.ReadEventsResponse(event=tr.log_event_to_proto(view))
@@ -451,3 +482,72 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     ) -> audit_pb.GetHistoryResponse:
         events = queries.history(self._app, request.name)
         return audit_pb.GetHistoryResponse(events=[tr.log_event_to_proto(e) for e in events])
+
+    def VerifyLog(
+        self, request: audit_pb.VerifyLogRequest, context: Context
+    ) -> audit_pb.VerifyLogResponse:
+        seals = []
+        for index, text in enumerate(request.seals_json):
+            try:
+                seals.append(json.loads(text))
+            except json.JSONDecodeError as error:
+                raise CommandValidationError.single(
+                    f"seals_json[{index}]", f"is not JSON: {error.msg}"
+                ) from None
+        public_key = None
+        if request.public_key_pem:
+            try:
+                public_key = audit.parse_public_key(request.public_key_pem.encode())
+            except ValueError as error:
+                raise CommandValidationError.single("public_key_pem", str(error)) from None
+        report = audit.verify(self._service.log_tables, against=seals, public_key=public_key)
+        return tr.verify_report_to_proto(report)
+
+    def ListSeals(
+        self, request: audit_pb.ListSealsRequest, context: Context
+    ) -> audit_pb.ListSealsResponse:
+        seals = self._service.log_tables.seal_list()
+        return audit_pb.ListSealsResponse(seals_json=[audit.canonical_json(s) for s in seals])
+
+    def SealLog(
+        self, request: audit_pb.SealLogRequest, context: Context
+    ) -> audit_pb.SealLogResponse:
+        self._service.chainer.catch_up()
+        seal = self._service.chainer.seal()
+        return audit_pb.SealLogResponse(seal_json=audit.canonical_json(seal) if seal else "")
+
+    def RebuildProjection(
+        self, request: audit_pb.RebuildProjectionRequest, context: Context
+    ) -> Iterator[audit_pb.RebuildProjectionResponse]:
+        worker = self._service.worker
+        if request.projection not in worker.projections:
+            raise CommandValidationError.single(
+                "projection", f"must be one of {', '.join(sorted(worker.projections))}"
+            )
+        progress: queue.Queue[Progress | BaseException | None] = queue.Queue()
+
+        def run() -> None:
+            try:
+                worker.rebuild(request.projection, on_progress=progress.put)
+            except BaseException as error:
+                progress.put(error)
+            else:
+                progress.put(None)
+
+        threading.Thread(target=run, name=f"rebuild-{request.projection}", daemon=True).start()
+        last: Progress | None = None
+        while (item := progress.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            last = item
+            if context.is_active():
+                yield tr.progress_to_proto(item, done=False)
+        position = last.position if last else 0
+        yield audit_pb.RebuildProjectionResponse(
+            projection=request.projection, position=position, total=position, done=True
+        )
+
+
+def _datetime(message: Message, field: str) -> datetime | None:
+    epoch = _time(message, field)
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None

@@ -18,11 +18,13 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from projections.readmodels import EscalationView, HistoryView
+from projections.runner import Progress
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.application import CommandResult
+from service.audit import VerifyReport
 from service.commands import COMMANDS, Command, CommandValidationError, parse_command
 from service.queries import (
     IncidentView,
@@ -369,3 +371,32 @@ def message_to_json(message: Message) -> dict[str, Any]:
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
     )
     return data
+
+
+def verify_report_to_proto(report: VerifyReport) -> audit_pb.VerifyLogResponse:
+    found = report.first_break
+    return audit_pb.VerifyLogResponse(
+        intact=report.intact,
+        checked_up_to=report.checked_up_to,
+        events=report.events,
+        digest=report.digest,
+        unchained=report.unchained,
+        seals_checked=report.seals_checked,
+        first_break=(
+            audit_pb.LogBreak(position=found.position, kind=found.kind, detail=found.detail)
+            if found
+            else None
+        ),
+        summary=report.summary(),
+    )
+
+
+def progress_to_proto(progress: Progress, *, done: bool) -> audit_pb.RebuildProjectionResponse:
+    return audit_pb.RebuildProjectionResponse(
+        projection=progress.projection,
+        position=progress.position,
+        total=progress.total,
+        events_per_second=progress.events_per_second,
+        eta_seconds=progress.eta_seconds or 0.0,
+        done=done,
+    )

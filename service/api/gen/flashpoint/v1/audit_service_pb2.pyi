@@ -70,19 +70,49 @@ class ReadEventsRequest(_message.Message):
 
     FROM_POSITION_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    RECORDED_AFTER_FIELD_NUMBER: _builtins.int
+    RECORDED_BEFORE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AFTER_FIELD_NUMBER: _builtins.int
+    OCCURRED_BEFORE_FIELD_NUMBER: _builtins.int
     from_position: _builtins.int
     """First position to return; 0 or 1 reads from the start."""
     limit: _builtins.int
     """At most this many events; 0 reads to the head."""
+    resource: _builtins.str
+    """Only the events of this resource ("incidents/{id}", ...)."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these event types (e.g. "IncursionReported")."""
+
+    @_builtins.property
+    def recorded_after(self) -> _timestamp_pb2.Timestamp:
+        """Recorded (knowledge time) window: [recorded_after, recorded_before)."""
+
+    @_builtins.property
+    def recorded_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def occurred_after(self) -> _timestamp_pb2.Timestamp:
+        """Occurred (valid time) window, for events that say when something occurred."""
+
+    @_builtins.property
+    def occurred_before(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         from_position: _builtins.int = ...,
         limit: _builtins.int = ...,
+        resource: _builtins.str = ...,
+        types: _abc.Iterable[_builtins.str] | None = ...,
+        recorded_after: _timestamp_pb2.Timestamp | None = ...,
+        recorded_before: _timestamp_pb2.Timestamp | None = ...,
+        occurred_after: _timestamp_pb2.Timestamp | None = ...,
+        occurred_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "limit", b"limit", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before", "resource", b"resource", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,3 +177,229 @@ class GetHistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
+
+@_typing.final
+class VerifyLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEALS_JSON_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
+    public_key_pem: _builtins.str
+    """The trusted Ed25519 public key (PEM) the seals must be signed with, if any."""
+    @_builtins.property
+    def seals_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Seals kept outside the system, each the JSON of one seal, to check the log against."""
+
+    def __init__(
+        self,
+        *,
+        seals_json: _abc.Iterable[_builtins.str] | None = ...,
+        public_key_pem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_key_pem", b"public_key_pem", "seals_json", b"seals_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyLogRequest: _TypeAlias = VerifyLogRequest  # noqa: Y015
+
+@_typing.final
+class LogBreak(_message.Message):
+    """The first place where the log is not what was chained and sealed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    kind: _builtins.str
+    """changed, removed, inserted, reordered, truncated, chain_altered, seal_mismatch,
+    bad_signature.
+    """
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogBreak: _TypeAlias = LogBreak  # noqa: Y015
+
+@_typing.final
+class VerifyLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTACT_FIELD_NUMBER: _builtins.int
+    CHECKED_UP_TO_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    UNCHAINED_FIELD_NUMBER: _builtins.int
+    SEALS_CHECKED_FIELD_NUMBER: _builtins.int
+    FIRST_BREAK_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    intact: _builtins.bool
+    checked_up_to: _builtins.int
+    """The last chained position checked."""
+    events: _builtins.int
+    digest: _builtins.str
+    """The chain hash at checked_up_to (hex)."""
+    unchained: _builtins.int
+    """Events appended after the chain head, not chained yet."""
+    seals_checked: _builtins.int
+    summary: _builtins.str
+    @_builtins.property
+    def first_break(self) -> Global___LogBreak: ...
+    def __init__(
+        self,
+        *,
+        intact: _builtins.bool = ...,
+        checked_up_to: _builtins.int = ...,
+        events: _builtins.int = ...,
+        digest: _builtins.str = ...,
+        unchained: _builtins.int = ...,
+        seals_checked: _builtins.int = ...,
+        first_break: Global___LogBreak | None = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_break", b"first_break"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_up_to", b"checked_up_to", "digest", b"digest", "events", b"events", "first_break", b"first_break", "intact", b"intact", "seals_checked", b"seals_checked", "summary", b"summary", "unchained", b"unchained"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyLogResponse: _TypeAlias = VerifyLogResponse  # noqa: Y015
+
+@_typing.final
+class ListSealsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSealsRequest: _TypeAlias = ListSealsRequest  # noqa: Y015
+
+@_typing.final
+class ListSealsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEALS_JSON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seals_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each seal as canonical JSON."""
+
+    def __init__(
+        self,
+        *,
+        seals_json: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seals_json", b"seals_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSealsResponse: _TypeAlias = ListSealsResponse  # noqa: Y015
+
+@_typing.final
+class SealLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealLogRequest: _TypeAlias = SealLogRequest  # noqa: Y015
+
+@_typing.final
+class SealLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAL_JSON_FIELD_NUMBER: _builtins.int
+    seal_json: _builtins.str
+    """The new seal as canonical JSON (empty when the log is empty)."""
+    def __init__(
+        self,
+        *,
+        seal_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seal_json", b"seal_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealLogResponse: _TypeAlias = SealLogResponse  # noqa: Y015
+
+@_typing.final
+class RebuildProjectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECTION_FIELD_NUMBER: _builtins.int
+    projection: _builtins.str
+    """escalation, timeline, negotiations, sanctions or posture."""
+    def __init__(
+        self,
+        *,
+        projection: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["projection", b"projection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebuildProjectionRequest: _TypeAlias = RebuildProjectionRequest  # noqa: Y015
+
+@_typing.final
+class RebuildProjectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECTION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    EVENTS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    projection: _builtins.str
+    position: _builtins.int
+    total: _builtins.int
+    events_per_second: _builtins.float
+    eta_seconds: _builtins.float
+    done: _builtins.bool
+    def __init__(
+        self,
+        *,
+        projection: _builtins.str = ...,
+        position: _builtins.int = ...,
+        total: _builtins.int = ...,
+        events_per_second: _builtins.float = ...,
+        eta_seconds: _builtins.float = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "eta_seconds", b"eta_seconds", "events_per_second", b"events_per_second", "position", b"position", "projection", b"projection", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebuildProjectionResponse: _TypeAlias = RebuildProjectionResponse  # noqa: Y015

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class AuditServiceStub:
-    """Reads the raw event log, for audits and replays.
+    """Reads, replays and verifies the event log.
     """
 
     def __init__(self, channel):
@@ -45,15 +45,35 @@ class AuditServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.VerifyLog = channel.unary_unary(
+                '/flashpoint.v1.AuditService/VerifyLog',
+                request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.VerifyLogRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.VerifyLogResponse.FromString,
+                _registered_method=True)
+        self.ListSeals = channel.unary_unary(
+                '/flashpoint.v1.AuditService/ListSeals',
+                request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.ListSealsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.ListSealsResponse.FromString,
+                _registered_method=True)
+        self.SealLog = channel.unary_unary(
+                '/flashpoint.v1.AuditService/SealLog',
+                request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.SealLogRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.SealLogResponse.FromString,
+                _registered_method=True)
+        self.RebuildProjection = channel.unary_stream(
+                '/flashpoint.v1.AuditService/RebuildProjection',
+                request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
-    """Reads the raw event log, for audits and replays.
+    """Reads, replays and verifies the event log.
     """
 
     def ReadEvents(self, request, context):
-        """The log in order from a position; ends at the head of the log as it was when the
-        call began (or after `limit` events).
+        """The log in order from a position, filtered; ends at the head of the log as it was when
+        the call began (or after `limit` events). Resume with from_position = last position + 1.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +81,35 @@ class AuditServiceServicer:
 
     def GetHistory(self, request, context):
         """Every event of one resource, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyLog(self, request, context):
+        """Re-reads the whole log and its hash chain: intact up to where, or the first break.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSeals(self, request, context):
+        """The seals recorded so far (copy them out and keep them elsewhere).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SealLog(self, request, context):
+        """Seals the chain at its head now (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebuildProjection(self, request, context):
+        """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
+        answering until the new one is complete.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,6 +128,26 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryResponse.SerializeToString,
             ),
+            'VerifyLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLog,
+                    request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.VerifyLogRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.VerifyLogResponse.SerializeToString,
+            ),
+            'ListSeals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSeals,
+                    request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.ListSealsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.ListSealsResponse.SerializeToString,
+            ),
+            'SealLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.SealLog,
+                    request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.SealLogRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.SealLogResponse.SerializeToString,
+            ),
+            'RebuildProjection': grpc.unary_stream_rpc_method_handler(
+                    servicer.RebuildProjection,
+                    request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'flashpoint.v1.AuditService', rpc_method_handlers)
@@ -88,7 +157,7 @@ def add_AuditServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
-    """Reads the raw event log, for audits and replays.
+    """Reads, replays and verifies the event log.
     """
 
     @staticmethod
@@ -135,6 +204,114 @@ class AuditService:
             '/flashpoint.v1.AuditService/GetHistory',
             flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryRequest.SerializeToString,
             flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.AuditService/VerifyLog',
+            flashpoint_dot_v1_dot_audit__service__pb2.VerifyLogRequest.SerializeToString,
+            flashpoint_dot_v1_dot_audit__service__pb2.VerifyLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSeals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.AuditService/ListSeals',
+            flashpoint_dot_v1_dot_audit__service__pb2.ListSealsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_audit__service__pb2.ListSealsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SealLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.AuditService/SealLog',
+            flashpoint_dot_v1_dot_audit__service__pb2.SealLogRequest.SerializeToString,
+            flashpoint_dot_v1_dot_audit__service__pb2.SealLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebuildProjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flashpoint.v1.AuditService/RebuildProjection',
+            flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionRequest.SerializeToString,
+            flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

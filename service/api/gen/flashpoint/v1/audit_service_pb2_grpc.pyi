@@ -27,33 +27,53 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuditServiceStub:
-    """Reads the raw event log, for audits and replays."""
+    """Reads, replays and verifies the event log."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     ReadEvents: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.ReadEventsRequest, _audit_service_pb2.ReadEventsResponse]
-    """The log in order from a position; ends at the head of the log as it was when the
-    call began (or after `limit` events).
+    """The log in order from a position, filtered; ends at the head of the log as it was when
+    the call began (or after `limit` events). Resume with from_position = last position + 1.
     """
     GetHistory: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetHistoryRequest, _audit_service_pb2.GetHistoryResponse]
     """Every event of one resource, oldest first."""
+    VerifyLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]
+    """Re-reads the whole log and its hash chain: intact up to where, or the first break."""
+    ListSeals: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListSealsRequest, _audit_service_pb2.ListSealsResponse]
+    """The seals recorded so far (copy them out and keep them elsewhere)."""
+    SealLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.SealLogRequest, _audit_service_pb2.SealLogResponse]
+    """Seals the chain at its head now (admin)."""
+    RebuildProjection: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.RebuildProjectionRequest, _audit_service_pb2.RebuildProjectionResponse]
+    """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
+    answering until the new one is complete.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
-    """Reads the raw event log, for audits and replays."""
+    """Reads, replays and verifies the event log."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReadEvents: _aio.UnaryStreamMultiCallable[_audit_service_pb2.ReadEventsRequest, _audit_service_pb2.ReadEventsResponse]  # type: ignore[assignment]
-    """The log in order from a position; ends at the head of the log as it was when the
-    call began (or after `limit` events).
+    """The log in order from a position, filtered; ends at the head of the log as it was when
+    the call began (or after `limit` events). Resume with from_position = last position + 1.
     """
     GetHistory: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetHistoryRequest, _audit_service_pb2.GetHistoryResponse]  # type: ignore[assignment]
     """Every event of one resource, oldest first."""
+    VerifyLog: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]  # type: ignore[assignment]
+    """Re-reads the whole log and its hash chain: intact up to where, or the first break."""
+    ListSeals: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListSealsRequest, _audit_service_pb2.ListSealsResponse]  # type: ignore[assignment]
+    """The seals recorded so far (copy them out and keep them elsewhere)."""
+    SealLog: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.SealLogRequest, _audit_service_pb2.SealLogResponse]  # type: ignore[assignment]
+    """Seals the chain at its head now (admin)."""
+    RebuildProjection: _aio.UnaryStreamMultiCallable[_audit_service_pb2.RebuildProjectionRequest, _audit_service_pb2.RebuildProjectionResponse]  # type: ignore[assignment]
+    """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
+    answering until the new one is complete.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Reads the raw event log, for audits and replays."""
+    """Reads, replays and verifies the event log."""
 
     @_abc_1.abstractmethod
     def ReadEvents(
@@ -61,8 +81,8 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.ReadEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.ReadEventsResponse], _abc.AsyncIterator[_audit_service_pb2.ReadEventsResponse]]:
-        """The log in order from a position; ends at the head of the log as it was when the
-        call began (or after `limit` events).
+        """The log in order from a position, filtered; ends at the head of the log as it was when
+        the call began (or after `limit` events). Resume with from_position = last position + 1.
         """
 
     @_abc_1.abstractmethod
@@ -72,5 +92,39 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.GetHistoryResponse, _abc.Awaitable[_audit_service_pb2.GetHistoryResponse]]:
         """Every event of one resource, oldest first."""
+
+    @_abc_1.abstractmethod
+    def VerifyLog(
+        self,
+        request: _audit_service_pb2.VerifyLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.VerifyLogResponse, _abc.Awaitable[_audit_service_pb2.VerifyLogResponse]]:
+        """Re-reads the whole log and its hash chain: intact up to where, or the first break."""
+
+    @_abc_1.abstractmethod
+    def ListSeals(
+        self,
+        request: _audit_service_pb2.ListSealsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.ListSealsResponse, _abc.Awaitable[_audit_service_pb2.ListSealsResponse]]:
+        """The seals recorded so far (copy them out and keep them elsewhere)."""
+
+    @_abc_1.abstractmethod
+    def SealLog(
+        self,
+        request: _audit_service_pb2.SealLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.SealLogResponse, _abc.Awaitable[_audit_service_pb2.SealLogResponse]]:
+        """Seals the chain at its head now (admin)."""
+
+    @_abc_1.abstractmethod
+    def RebuildProjection(
+        self,
+        request: _audit_service_pb2.RebuildProjectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.RebuildProjectionResponse], _abc.AsyncIterator[_audit_service_pb2.RebuildProjectionResponse]]:
+        """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
+        answering until the new one is complete.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

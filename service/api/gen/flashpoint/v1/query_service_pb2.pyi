@@ -243,6 +243,7 @@ class ListIncidentsRequest(_message.Message):
     MIN_CONFIDENCE_FIELD_NUMBER: _builtins.int
     INCLUDE_RETRACTED_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 500; default 50."""
     page_token: _builtins.str
@@ -259,6 +260,10 @@ class ListIncidentsRequest(_message.Message):
     def occurred_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def occurred_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time: the timeline as it was known then (replayed; default now)."""
+
     def __init__(
         self,
         *,
@@ -273,10 +278,11 @@ class ListIncidentsRequest(_message.Message):
         min_confidence: _builtins.float = ...,
         include_retracted: _builtins.bool = ...,
         min_position: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_after", b"occurred_after", "occurred_before", b"occurred_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "country", b"country", "include_retracted", b"include_retracted", "kind", b"kind", "min_confidence", b"min_confidence", "min_position", b"min_position", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "page_size", b"page_size", "page_token", b"page_token", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "as_of", b"as_of", "country", b"country", "include_retracted", b"include_retracted", "kind", b"kind", "min_confidence", b"min_confidence", "min_position", b"min_position", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "page_size", b"page_size", "page_token", b"page_token", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -517,18 +523,24 @@ class GetNegotiationRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"negotiations/{id}"."""
     min_position: _builtins.int
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time: the track as it was known then (replayed; default now)."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         min_position: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "min_position", b"min_position", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,21 +576,27 @@ class ListNegotiationsRequest(_message.Message):
     PARTY_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     party: _builtins.str
     """Tracks this country is a party to (or mediates)."""
     status: _builtins.str
     """proposed, active, paused, rejected, agreed."""
     min_position: _builtins.int
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time (replayed; default now)."""
+
     def __init__(
         self,
         *,
         party: _builtins.str = ...,
         status: _builtins.str = ...,
         min_position: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "party", b"party", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "min_position", b"min_position", "party", b"party", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -616,6 +634,7 @@ class ListSanctionsRequest(_message.Message):
     IN_FORCE_ON_FIELD_NUMBER: _builtins.int
     INCLUDE_LIFTED_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     target: _builtins.str
     include_lifted: _builtins.bool
@@ -625,6 +644,10 @@ class ListSanctionsRequest(_message.Message):
     def in_force_on(self) -> _timestamp_pb2.Timestamp:
         """Only regimes in force on this date (effective, not expired, not lifted)."""
 
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time: the register as it was known then (replayed; default now)."""
+
     def __init__(
         self,
         *,
@@ -633,10 +656,11 @@ class ListSanctionsRequest(_message.Message):
         in_force_on: _timestamp_pb2.Timestamp | None = ...,
         include_lifted: _builtins.bool = ...,
         min_position: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["in_force_on", b"in_force_on"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "in_force_on", b"in_force_on"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "in_force_on", b"in_force_on", "include_lifted", b"include_lifted", "min_position", b"min_position", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "authority", b"authority", "in_force_on", b"in_force_on", "include_lifted", b"include_lifted", "min_position", b"min_position", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -735,6 +759,7 @@ class GetForcePostureRequest(_message.Message):
     COUNTRY_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     country: _builtins.str
     """Involving or bordering this country; empty for all."""
     min_position: _builtins.int
@@ -742,16 +767,21 @@ class GetForcePostureRequest(_message.Message):
     def at(self) -> _timestamp_pb2.Timestamp:
         """Default now."""
 
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time (replayed; default now)."""
+
     def __init__(
         self,
         *,
         country: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         min_position: _builtins.int = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "country", b"country", "min_position", b"min_position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at", "country", b"country", "min_position", b"min_position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
