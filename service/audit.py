@@ -87,7 +87,12 @@ def _as_bytes(value: Any) -> bytes:
 
 
 def _canonical_id(raw: Any) -> str:
-    return str(raw) if isinstance(raw, UUID) else str(UUID(str(raw)))
+    if isinstance(raw, UUID):
+        return str(raw)
+    text = str(raw)
+    if len(text) == 32:  # SQLite's hex form; slicing is far cheaper than uuid.UUID
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}".lower()
+    return str(UUID(text))
 
 
 class LogTables:
@@ -450,7 +455,7 @@ def verify(
     recent: deque[ChainRow] = deque(maxlen=256)
     ahead: deque[ChainRow] = deque()
     previous = GENESIS
-    last_recorded = ""
+    last_state = b""
 
     def fail(position: int, kind: str, detail: str) -> VerifyReport:
         report.intact = False
@@ -535,7 +540,7 @@ def verify(
                     f"{source} for position {event.position} is not signed by the trusted key",
                 )
         recent.append(stored)
-        last_recorded = _recorded_at(event.state) or last_recorded
+        last_state = event.state
         event = next(events, None)
         stored = next_stored()
 
@@ -547,6 +552,7 @@ def verify(
             f"the seal file covers position {beyond[0]}, beyond the chained log",
         )
     report.digest = previous.hex()
+    last_recorded = _recorded_at(last_state) if last_state else ""
     while event is not None:
         recorded = _recorded_at(event.state)
         if last_recorded and recorded and recorded < last_recorded:
