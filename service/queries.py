@@ -23,7 +23,6 @@ from service.commands import (
 )
 from service.domain.grading import confidence
 from service.domain.incident import Incident
-from service.domain.negotiation import NegotiationTrack
 from service.domain.sanctions import SanctionsRegime
 from service.errors import NotFound
 from service.persistence import REGISTRY, SCHEMA_VERSION_KEY, positions_of
@@ -153,32 +152,6 @@ class SanctionsRegimeView(View):
         )
 
 
-class NegotiationView(View):
-    name: str
-    id: UUID
-    version: int
-    parties: list[str]
-    mediator: str | None
-    subject: str
-    proposed_by: str
-    status: str
-    rounds: int
-
-    @classmethod
-    def of(cls, track: NegotiationTrack) -> NegotiationView:
-        return cls(
-            name=f"negotiations/{track.id}",
-            id=track.id,
-            version=track.version,
-            parties=track.parties,
-            mediator=track.mediator,
-            subject=track.subject,
-            proposed_by=track.proposed_by,
-            status=track.status,
-            rounds=track.rounds,
-        )
-
-
 class LogEventView(View):
     position: int
     type: str
@@ -221,10 +194,6 @@ def get_incident(app: FlashpointApplication, name: str) -> IncidentView:
 
 def get_sanctions_regime(app: FlashpointApplication, name: str) -> SanctionsRegimeView:
     return SanctionsRegimeView.of(app.get_sanctions_regime(parse_name(name, "sanctions")))
-
-
-def get_negotiation(app: FlashpointApplication, name: str) -> NegotiationView:
-    return NegotiationView.of(app.get_negotiation_track(parse_name(name, "negotiations")))
 
 
 # ------------------------------------------------------------------ incident list

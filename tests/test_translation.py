@@ -14,6 +14,8 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel
 
+from projections.events import RecorderEventSource
+from projections.negotiations import NegotiationsProjection
 from service import commands as c
 from service import queries
 from service.api import translation as tr
@@ -450,7 +452,13 @@ class TestReadModels:
         track_id = app.execute(command(c.ProposeNegotiations)).id
         app.execute(command(c.HoldNegotiationRound, track_id=track_id))
         app.execute(command(c.HoldNegotiationRound, track_id=track_id))
-        message = tr.negotiation_to_proto(queries.get_negotiation(app, f"negotiations/{track_id}"))
+        projection = NegotiationsProjection()
+        state = None
+        for event in RecorderEventSource(app.recorder).read(0, 100):
+            if projection.key_of(event) == str(track_id):
+                state = projection.fold(state, event)
+        assert state is not None
+        message = tr.negotiation_state_to_proto(state)
         assert message.name == f"negotiations/{track_id}"
         assert message.id == str(track_id)
         assert message.version == 3
@@ -466,7 +474,13 @@ class TestReadModels:
     ) -> None:
         """A track without mediator has mediator ""."""
         track_id = app.execute(command(c.ProposeNegotiations, mediator=None, proposed_by="UKR")).id
-        message = tr.negotiation_to_proto(queries.get_negotiation(app, f"negotiations/{track_id}"))
+        projection = NegotiationsProjection()
+        state = None
+        for event in RecorderEventSource(app.recorder).read(0, 100):
+            if projection.key_of(event) == str(track_id):
+                state = projection.fold(state, event)
+        assert state is not None
+        message = tr.negotiation_state_to_proto(state)
         assert message.mediator == ""
         assert message.proposed_by == "UKR"
         assert message.status == "proposed"

@@ -26,12 +26,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.application import CommandResult
 from service.audit import VerifyReport
 from service.commands import COMMANDS, Command, CommandValidationError, parse_command
-from service.queries import (
-    IncidentView,
-    LogEventView,
-    NegotiationView,
-    SanctionsRegimeView,
-)
+from service.queries import IncidentView, LogEventView, SanctionsRegimeView
 
 M = TypeVar("M", bound=Message)
 C = TypeVar("C", bound=Command)
@@ -336,20 +331,6 @@ def history_to_proto(view: HistoryView, position: int) -> query_pb.GetEscalation
         parameters_version=view.parameters_version,
         as_of=_timestamp(view.as_of),
         position=position,
-    )
-
-
-def negotiation_to_proto(view: NegotiationView) -> query_pb.Negotiation:
-    return query_pb.Negotiation(
-        name=view.name,
-        id=str(view.id),
-        version=view.version,
-        parties=view.parties,
-        mediator=view.mediator or "",
-        subject=view.subject,
-        proposed_by=view.proposed_by,
-        status=view.status,
-        rounds=view.rounds,
     )
 
 
