@@ -119,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument("--once", action="store_true", help="catch up with the log, then exit")
     project.set_defaults(handler=_run_project)
 
+    migrate = commands.add_parser(
+        "migrate", help="create the store's tables (events, chain, read models) and exit"
+    )
+    migrate.set_defaults(handler=_run_migrate)
+
+    health = commands.add_parser("health", help="ask a server's gRPC health service")
+    health.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    health.add_argument("--timeout", type=float, default=3.0)
+    health.add_argument("--tls-ca", help="CA certificate when the server uses TLS")
+    health.set_defaults(handler=_run_health)
+
     demo = commands.add_parser(
         "demo", help="load the sample scenario (drones over Poland, Zapad, sanctions, talks)"
     )
@@ -412,6 +423,44 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
     finally:
         service.close()
     return EXIT_OK
+
+
+def _run_migrate(args: argparse.Namespace, settings: Any) -> int:
+    from service.bootstrap import build
+
+    # Building the service creates every table it uses (IF NOT EXISTS), then nothing else.
+    service = build(settings, follow=False)
+    try:
+        service.worker.ensure_current()
+    finally:
+        service.close()
+    _write_json({"migrated": True})
+    return EXIT_OK
+
+
+def _run_health(args: argparse.Namespace, settings: Any) -> int:
+    """Exit 0 when the server reports SERVING (for container health checks)."""
+    from pathlib import Path
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if args.tls_ca:
+        credentials = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes())
+        channel = grpc.secure_channel(args.server, credentials)
+    else:
+        channel = grpc.insecure_channel(args.server)
+    with channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=args.timeout
+            )
+        except grpc.RpcError as error:
+            sys.stderr.write(f"flashpoint: {args.server}: {error.code().name}\n")
+            return EXIT_FAILED
+    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+    sys.stdout.write(("SERVING" if serving else "NOT_SERVING") + "\n")
+    return EXIT_OK if serving else EXIT_FAILED
 
 
 def _run_demo(args: argparse.Namespace, settings: Any) -> int:
