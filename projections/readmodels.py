@@ -247,7 +247,7 @@ class ReadModels:
         if step <= 0:
             raise InvalidQuery("step", "must be positive")
         if start > end:
-            raise InvalidQuery("start", "is after end")
+            raise InvalidQuery("start_time", "is after end_time")
         if (end - start) / step > MAX_HISTORY_POINTS:
             raise InvalidQuery("step", f"gives more than {MAX_HISTORY_POINTS} points; widen it")
         states = self._escalation_states([country], self._horizon(start))

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from projections.base import Projection, State
 from projections.events import EventSource, RawEvent
-from projections.store import ViewStore
+from projections.store import PositionMoved, ViewStore
 
 log = structlog.get_logger()
 
@@ -57,11 +58,11 @@ def apply_batch(
     generation: int,
     events: Sequence[RawEvent],
     last_position: int,
+    after: int,
 ) -> int:
-    """Fold ``events`` and commit the changed states with ``last_position`` in one transaction.
-
-    Returns how many events changed a state.
-    """
+    """Fold ``events`` (read after position ``after``) and commit the changed states with
+    ``last_position`` in one transaction; fails with PositionMoved if another worker moved
+    the projection meanwhile. Returns how many events changed a state."""
     relevant: list[tuple[str, RawEvent]] = []
     created: set[str] = set()
     needed: set[str] = set()
@@ -89,7 +90,7 @@ def apply_batch(
     }
     with store.transaction() as cursor:
         store.write(cursor, projection.table, generation, changed, existing=stored)
-        store.record_position(cursor, projection.name, generation, last_position)
+        store.record_position(cursor, projection.name, generation, last_position, after)
     return len(relevant)
 
 
@@ -171,7 +172,13 @@ class ProjectionWorker:
             for name, projection in self.projections.items():
                 pending = [event for event in events if event.position > starts[name]]
                 if pending:
-                    apply_batch(projection, self.store, behind[name][0], pending, last)
+                    try:
+                        apply_batch(
+                            projection, self.store, behind[name][0], pending, last, starts[name]
+                        )
+                    except (PositionMoved, IntegrityError, OperationalError) as error:
+                        # Another worker got there first; the next step reads afresh.
+                        log.info("projection.batch_superseded", projection=name, error=str(error))
         with self.caught_up:
             self.caught_up.notify_all()
         return len(events)
@@ -246,7 +253,7 @@ class ProjectionWorker:
         with self._rebuild_lock:
             live = self._live(name)
             generation = live + 1
-            self.store.drop_generation(projection.table, generation)
+            self.store.drop_generation(projection.table, generation, name)
             self.store.create_generation(projection.table, generation, indexes=False)
             started = time.monotonic()
             position = 0
@@ -255,8 +262,8 @@ class ProjectionWorker:
                 with gc_paused():
                     events = self.source.read(position, batch_size)
                     if events:
-                        position = events[-1].position
-                        apply_batch(projection, self.store, generation, events, position)
+                        start, position = position, events[-1].position
+                        apply_batch(projection, self.store, generation, events, position, start)
                     if on_progress is not None:
                         on_progress(_progress(name, position, total, started))
                 if len(events) < batch_size:
@@ -265,10 +272,9 @@ class ProjectionWorker:
                         break
                     total = head
             self.store.create_indexes(projection.table, generation)
-            with self.store.transaction() as cursor:
-                self.store.set_live(cursor, name, generation, projection.version)
+            position = self._switch(projection, live, generation, position, batch_size)
             # The replaced generation stays one round, for queries that already chose it.
-            self.store.drop_generation(projection.table, live - 1)
+            self.store.drop_generation(projection.table, live - 1, name)
             log.info(
                 "projection.rebuilt",
                 projection=name,
@@ -277,6 +283,26 @@ class ProjectionWorker:
                 seconds=round(time.monotonic() - started, 3),
             )
             return position
+
+    def _switch(
+        self, projection: Projection, live: int, generation: int, position: int, batch: int
+    ) -> int:
+        """Make ``generation`` live once it is at least as far as the live one.
+
+        Otherwise a reader that waited for position P on the old generation could then read
+        a new one that has not reached P yet.
+        """
+        name = projection.name
+        while True:
+            with self.store.transaction() as cursor:
+                if position >= self.store.locked_position(cursor, name, live):
+                    self.store.set_live(cursor, name, generation, projection.version)
+                    return position
+            with gc_paused():
+                events = self.source.read(position, batch)
+                if events:
+                    start, position = position, events[-1].position
+                    apply_batch(projection, self.store, generation, events, position, start)
 
 
 def _progress(name: str, position: int, total: int, started: float) -> Progress:

@@ -48,6 +48,16 @@ def views_environment(events_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+class PositionMoved(Exception):
+    """Another worker recorded a position for this projection since the batch was read."""
+
+    def __init__(self, name: str, generation: int, *, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{name} generation {generation} is at position {actual}, not {expected}: "
+            "another worker applied events meanwhile"
+        )
+
+
 @dataclass(frozen=True)
 class Table:
     """A projection's state table: its name stem and its indexed columns."""
@@ -189,10 +199,16 @@ class ViewStore:
                 index = f"{table.stem}_g{generation}_{name}_idx"
                 cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {state} ({name})")
 
-    def drop_generation(self, table: Table, generation: int) -> None:
+    def drop_generation(self, table: Table, generation: int, name: str | None = None) -> None:
+        """Drop a generation's tables and (given the projection's name) its position."""
         with self.transaction() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.state_table(table, generation)}")
             cursor.execute(f"DROP TABLE IF EXISTS {self.link_table(table, generation)}")
+            if name is not None:
+                cursor.execute(
+                    self.sql(f"DELETE FROM {self._tracking_table()} WHERE application_name = ?"),
+                    (self.tracking_name(name, generation),),
+                )
 
     def set_live(self, cursor: Any, name: str, generation: int, version: int) -> None:
         cursor.execute(
@@ -212,6 +228,26 @@ class ViewStore:
 
     def position(self, name: str, generation: int) -> int:
         return int(self.recorder.max_tracking_id(self.tracking_name(name, generation)) or 0)
+
+    def _tracking_table(self) -> str:
+        if self.dialect == "sqlite":
+            return "tracking"
+        return self.table(self.recorder.tracking_table_name)  # type: ignore[union-attr]
+
+    def locked_position(self, cursor: Any, name: str, generation: int) -> int:
+        """The recorded position, read inside ``cursor``'s transaction so that no other
+        writer can record one before this transaction ends (PostgreSQL: row lock; SQLite:
+        a write after another writer's commit fails the whole transaction)."""
+        lock = "" if self.dialect == "sqlite" else " FOR UPDATE"
+        cursor.execute(
+            self.sql(
+                f"SELECT notification_id FROM {self._tracking_table()} "
+                f"WHERE application_name = ?{lock}"
+            ),
+            (self.tracking_name(name, generation),),
+        )
+        row = cursor.fetchone()
+        return int(row["notification_id"]) if row else 0
 
     # ------------------------------------------------------------------ states
 
@@ -283,9 +319,18 @@ class ViewStore:
                 links,
             )
 
-    def record_position(self, cursor: Any, name: str, generation: int, position: int) -> None:
-        # The library's single-row tracking: fails (rolling everything back) unless
-        # ``position`` is past the recorded one, so no batch is ever applied twice.
+    def record_position(
+        self, cursor: Any, name: str, generation: int, position: int, after: int
+    ) -> None:
+        """Record ``position`` for a batch that started ``after``, or fail the transaction.
+
+        Compare-and-set: the batch must continue exactly where the recorded position is,
+        so two workers racing on one projection cannot both apply the same events. Then the
+        library's single-row tracking records it (and refuses a position not past it).
+        """
+        current = self.locked_position(cursor, name, generation)
+        if current != after:
+            raise PositionMoved(name, generation, expected=after, actual=current)
         self.recorder._insert_tracking(
             cursor, Tracking(self.tracking_name(name, generation), position)
         )

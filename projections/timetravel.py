@@ -71,9 +71,9 @@ class TimeTravel:
                 if not page:
                     break
                 known = [event for event in page if epoch(event.recorded_at) <= as_of]
-                position = page[-1].position
+                start, position = position, page[-1].position
                 for projection in self._projections:
-                    apply_batch(projection, store, 1, known, position)
+                    apply_batch(projection, store, 1, known, position, start)
             if len(page) < PAGE or epoch(page[-1].recorded_at) > as_of + CLOCK_SKEW_SECONDS:
                 break
         return store
