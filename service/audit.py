@@ -71,6 +71,9 @@ class StoredRow:
     version: int
     type: str
     state: bytes
+    #: False when the stored id is not in the store's own spelling (edited by hand): the
+    #: event then no longer belongs to its resource, whatever the canonical id says.
+    exact_id: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,17 @@ class ChainRow:
 def _as_bytes(value: Any) -> bytes:
     # A row edited by hand may come back as text rather than the blob the store wrote.
     return value.encode() if isinstance(value, str) else bytes(value)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+#: Positions start at 1; reading from the lowest possible one shows rows forged below that.
+FIRST = -(2**62)
+
+
+def _exact_sqlite_id(raw: Any) -> bool:
+    text = str(raw)
+    return len(text) == 32 and set(text) <= _HEX
 
 
 def _canonical_id(raw: Any) -> str:
@@ -153,11 +167,12 @@ class LogTables:
                 int(row["originator_version"]),
                 row["topic"],
                 _as_bytes(row["state"]),
+                _exact_sqlite_id(row["originator_id"]) if self.sqlite else True,
             )
             for row in fetched
         ]
 
-    def iterate(self, after: int = 0, stop: int | None = None) -> Iterator[StoredRow]:
+    def iterate(self, after: int = FIRST, stop: int | None = None) -> Iterator[StoredRow]:
         while True:
             page = self.rows(after, PAGE, stop)
             yield from page
@@ -185,11 +200,14 @@ class LogTables:
             for row in fetched
         ]
 
-    def iterate_chain(self) -> Iterator[ChainRow]:
-        after = 0
+    def iterate_chain(self, stop: int | None = None) -> Iterator[ChainRow]:
+        after = FIRST
         while True:
             page = self.chain_rows(after, PAGE)
-            yield from page
+            for row in page:
+                if stop is not None and row.position > stop:
+                    return
+                yield row
             if len(page) < PAGE:
                 return
             after = page[-1].position
@@ -223,12 +241,13 @@ class LogTables:
                 [(r.position, r.content_hash, r.event_hash, r.chain_hash) for r in rows],
             )
 
-    def add_seal(self, seal: dict[str, Any]) -> None:
+    def add_seal(self, seal: dict[str, Any], *, replace: bool = False) -> None:
+        action = "UPDATE SET seal = excluded.seal" if replace else "NOTHING"
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 self.sql(
                     f"INSERT INTO {self.seals} (last_position, seal) VALUES (?, ?) "
-                    "ON CONFLICT (last_position) DO NOTHING"
+                    f"ON CONFLICT (last_position) DO {action}"
                 ),
                 (seal["last_position"], canonical_json(seal)),
             )
@@ -379,15 +398,20 @@ class Chainer:
             if position == 0:
                 return None
             seals = self.tables.seal_list()
+            replace = False
             if seals and seals[-1]["last_position"] == position:
-                return seals[-1]
+                if self.seal_key is None or seals[-1].get("signature"):
+                    return seals[-1]
+                # Asked to sign what was sealed unsigned: replace it by a signed seal.
+                seals, replace = seals[:-1], True
             first = (seals[-1]["last_position"] + 1) if seals else 1
             seal = make_seal(position, digest, count, first, self.seal_key)
         else:
             seal = make_seal(
                 last.position, last.chain_hash, count, first_position or 1, self.seal_key
             )
-        self.tables.add_seal(seal)
+            replace = False
+        self.tables.add_seal(seal, replace=replace)
         log.info("chain.sealed", last_position=seal["last_position"], count=seal["count"])
         return seal
 
@@ -438,6 +462,23 @@ class VerifyReport:
         }
 
 
+class InvalidSeal(ValueError):
+    pass
+
+
+def check_seal_shape(seal: Any) -> dict[str, Any]:
+    """A seal as ``verify`` needs it, or InvalidSeal saying what is missing."""
+    if not isinstance(seal, dict):
+        raise InvalidSeal("a seal is a JSON object")
+    if not isinstance(seal.get("last_position"), int) or isinstance(
+        seal.get("last_position"), bool
+    ):
+        raise InvalidSeal("a seal has an integer last_position")
+    if not isinstance(seal.get("count"), int) or not isinstance(seal.get("digest"), str):
+        raise InvalidSeal("a seal has an integer count and a hex digest")
+    return seal
+
+
 def verify(
     tables: LogTables,
     *,
@@ -447,9 +488,13 @@ def verify(
     """Re-read the whole log and its chain (streamed) and find the first break, if any."""
     report = VerifyReport(intact=True)
     seals = {seal["last_position"]: seal for seal in tables.seal_list()}
-    external = {seal["last_position"]: seal for seal in (against or [])}
+    external = {check_seal_shape(seal)["last_position"]: seal for seal in (against or [])}
+    # The chain as it stands now bounds the check: what is appended and chained while the
+    # log is read is the unchained tail, not a break.
+    chain_head = tables.chain_head()[0]
+    pending = sorted(set(seals) | set(external))
     events = tables.iterate()
-    chain = tables.iterate_chain()
+    chain = tables.iterate_chain(stop=chain_head)
     event = next(events, None)
     stored = next(chain, None)
     recent: deque[ChainRow] = deque(maxlen=256)
@@ -490,6 +535,20 @@ def verify(
                 stored.position,
                 "removed",
                 f"the chained event at position {stored.position} is missing",
+            )
+        if pending and pending[0] < event.position:
+            return fail(
+                pending[0],
+                "removed",
+                f"a seal covers position {pending[0]}, but no event stands there any more",
+            )
+        if pending and pending[0] == event.position:
+            pending.pop(0)
+        if not event.exact_id:
+            return fail(
+                event.position,
+                "changed",
+                f"the resource id of the {event.type} event was rewritten in the store",
             )
         content = content_hash(event.resource_id, event.version, event.type, event.state)
         if content != stored.content_hash:
@@ -544,7 +603,7 @@ def verify(
         event = next(events, None)
         stored = next_stored()
 
-    beyond = sorted(position for position in external if position > report.checked_up_to)
+    beyond = [position for position in pending if position > report.checked_up_to]
     if beyond:
         return fail(
             beyond[0],
@@ -568,16 +627,15 @@ def verify(
 
 
 def _recorded_at(state: bytes) -> str:
+    """The recording time a stored state claims, or "" when it claims none readable."""
     try:
-        stamp = orjson.loads(state).get("timestamp")
-    except orjson.JSONDecodeError:
-        return ""
-    value = stamp.get("_data_") if isinstance(stamp, dict) else stamp
-    if not isinstance(value, str):
-        return ""
-    try:
+        decoded = orjson.loads(state)
+        stamp = decoded.get("timestamp") if isinstance(decoded, dict) else None
+        value = stamp.get("_data_") if isinstance(stamp, dict) else stamp
+        if not isinstance(value, str):
+            return ""
         return datetime.fromisoformat(value).astimezone(UTC).isoformat()
-    except ValueError:
+    except (orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
         return ""
 
 
@@ -619,6 +677,15 @@ class ImportRefused(ValueError):
 
 
 def _parse_export(stream: IO[str]) -> Iterator[StoredRow]:
+    try:
+        yield from _parse_export_lines(stream)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        if isinstance(error, ImportRefused):
+            raise
+        raise ImportRefused(f"malformed export: {error}") from None
+
+
+def _parse_export_lines(stream: IO[str]) -> Iterator[StoredRow]:
     header = json.loads(stream.readline() or "{}")
     if header.get("format") != EXPORT_FORMAT or header.get("version") != EXPORT_VERSION:
         raise ImportRefused(f"not a {EXPORT_FORMAT} v{EXPORT_VERSION} file: {header}")

@@ -76,11 +76,15 @@ def _tables(settings: Any) -> tuple[Any, Callable[[], None]]:
 
 
 def _read_seals(path: str) -> list[dict[str, Any]]:
+    from service.audit import check_seal_shape
+
     text = Path(path).read_text().strip()
-    if text.startswith("["):
-        loaded: list[dict[str, Any]] = json.loads(text)
-        return loaded
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    loaded: Any = (
+        json.loads(text)
+        if text.startswith("[")
+        else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
+    return [check_seal_shape(seal) for seal in loaded]
 
 
 def run_verify(args: argparse.Namespace, settings: Any) -> int:

@@ -489,11 +489,13 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         seals = []
         for index, text in enumerate(request.seals_json):
             try:
-                seals.append(json.loads(text))
+                seals.append(audit.check_seal_shape(json.loads(text)))
             except json.JSONDecodeError as error:
                 raise CommandValidationError.single(
                     f"seals_json[{index}]", f"is not JSON: {error.msg}"
                 ) from None
+            except audit.InvalidSeal as error:
+                raise CommandValidationError.single(f"seals_json[{index}]", str(error)) from None
         public_key = None
         if request.public_key_pem:
             try:
