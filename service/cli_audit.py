@@ -163,21 +163,28 @@ def run_import(args: argparse.Namespace, settings: Any) -> int:
 
 
 def run_replay(args: argparse.Namespace, settings: Any) -> int:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from service import queries
     from service.bootstrap import build_application
     from service.errors import CommandValidationError
 
     def when(text: str | None) -> datetime | None:
-        return datetime.fromisoformat(text) if text else None
+        if not text:
+            return None
+        value = datetime.fromisoformat(text)
+        # A time without an offset is read as UTC, as everywhere in Flashpoint.
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     app = build_application(settings)
     out = _output(args.output)
     try:
-        resource_id = queries.parse_any_name(args.resource)[1] if args.resource else None
+        collection, resource_id = (
+            queries.parse_any_name(args.resource) if args.resource else (None, None)
+        )
         log_filter = queries.LogFilter(
             resource_id=resource_id,
+            collection=collection,
             types=tuple(args.types),
             recorded_after=when(args.recorded_after),
             recorded_before=when(args.recorded_before),

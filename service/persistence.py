@@ -85,6 +85,10 @@ class EventTypeRegistry:
         except KeyError:
             raise UnknownEventType(f"no class is registered for topic {topic!r}") from None
 
+    def event_type_names(self) -> list[str]:
+        """The stable names of event types (not of aggregates)."""
+        return sorted(self._aggregate_by_name)
+
     def names(self) -> list[str]:
         return sorted(self._class_by_name)
 

@@ -266,6 +266,8 @@ class LogFilter:
     """Which events a replay returns."""
 
     resource_id: UUID | None = None
+    #: The collection the resource belongs to ("incidents", ...), checked with its id.
+    collection: str | None = None
     types: tuple[str, ...] = ()
     recorded_after: datetime | None = None
     recorded_before: datetime | None = None
@@ -310,7 +312,7 @@ def read_events(
     if limit < 0:
         raise CommandValidationError.single("limit", "must not be negative")
     chosen = log_filter or LogFilter()
-    unknown = sorted(set(chosen.types) - set(REGISTRY.names()))
+    unknown = sorted(set(chosen.types) - set(REGISTRY.event_type_names()))
     if unknown:
         raise CommandValidationError.single("types", f"unknown event types: {', '.join(unknown)}")
     head = app.head_position()
@@ -321,7 +323,10 @@ def read_events(
             position, 1000, stop=head, topics=list(chosen.types)
         )
         for n in page:
-            if chosen.resource_id is not None and UUID(str(n.originator_id)) != chosen.resource_id:
+            if chosen.resource_id is not None and (
+                UUID(str(n.originator_id)) != chosen.resource_id
+                or REGISTRY.collection_of(n.topic) != chosen.collection
+            ):
                 continue
             view = log_event(
                 app, position=n.id, type_name=n.topic, resource_id=UUID(str(n.originator_id)),

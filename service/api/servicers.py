@@ -460,11 +460,12 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     def ReadEvents(
         self, request: audit_pb.ReadEventsRequest, context: Context
     ) -> Iterator[audit_pb.ReadEventsResponse]:
-        resource_id = None
+        resource_id, collection = None, None
         if request.resource:
-            _, resource_id = queries.parse_any_name(request.resource, "resource")
+            collection, resource_id = queries.parse_any_name(request.resource, "resource")
         log_filter = queries.LogFilter(
             resource_id=resource_id,
+            collection=collection,
             types=tuple(request.types),
             recorded_after=_datetime(request, "recorded_after"),
             recorded_before=_datetime(request, "recorded_before"),

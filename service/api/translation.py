@@ -211,7 +211,7 @@ _SUBMITTER_FIELDS = ("principal", "client", "request_id")
 def list_incidents_arguments(request: query_pb.ListIncidentsRequest) -> dict[str, Any]:
     """The filter fields of a ListIncidents request, unset ones left out."""
     data = message_to_data(request)
-    for paging in ("page_size", "page_token", "min_position"):
+    for paging in ("page_size", "page_token", "min_position", "as_of"):
         data.pop(paging, None)
     return data
 
