@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -92,3 +94,23 @@ def command(command_class: type[C], **fields: Any) -> C:
     ids = {k: v for k, v in fields.items() if k in ("incident_id", "regime_id", "track_id")}
     raw = {**raw_command(command_class, **ids), **fields}
     return c.parse_command(command_class, raw)
+
+
+def run_concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(i)`` in ``count`` threads released together; results or exceptions."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = action(index)
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.client import FlashpointClient
 from tests.api_support import ServerUnderTest, running_server
-from tests.factories import command, evidence, iso, raw_command
+from tests.factories import command, evidence, iso, raw_command, run_concurrently
 
 D = TypeVar("D", bound=Message)
 
@@ -221,26 +220,6 @@ def field_violations(error: grpc.RpcError) -> list[str]:
 
 def trailing(metadata: Any) -> dict[str, Any]:
     return {item.key: item.value for item in metadata or ()}
-
-
-def run_concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
-    """Run ``action(i)`` in ``count`` threads released together; results or exceptions."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = action(index)
-        except Exception as error:
-            results[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 class ServerContract:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -20,31 +19,11 @@ from service.errors import (
     VersionConflict,
 )
 from service.persistence import REGISTRY, store_environment
-from tests.factories import command
+from tests.factories import command, run_concurrently
 
 
 def open_app(url: str) -> FlashpointApplication:
     return FlashpointApplication(env=store_environment(url))
-
-
-def run_concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
-    """Run ``action(i)`` in ``count`` threads released together; results or exceptions."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = action(index)
-        except Exception as error:
-            results[index] = error
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 # Two generations of one aggregate, as if the class had been renamed, moved and versioned up.

@@ -105,22 +105,26 @@ def _info(reason: str, **metadata: object) -> error_details_pb2.ErrorInfo:
     )
 
 
+def _bad_request(message: str, violations: list[tuple[str, str]]) -> MappedError:
+    return _status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        message,
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=_clip(field, MAX_FIELD_CHARS),
+                    description=_clip(description, MAX_DESCRIPTION_CHARS),
+                )
+                for field, description in violations[:MAX_VIOLATIONS]
+            ]
+        ),
+    )
+
+
 def map_error(error: BaseException) -> MappedError:
     """The status a client sees for ``error``."""
     if isinstance(error, CommandValidationError):
-        return _status(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            str(error),
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=_clip(v.field, MAX_FIELD_CHARS),
-                        description=_clip(v.description, MAX_DESCRIPTION_CHARS),
-                    )
-                    for v in error.violations[:MAX_VIOLATIONS]
-                ]
-            ),
-        )
+        return _bad_request(str(error), [(v.field, v.description) for v in error.violations])
     if isinstance(error, NotFound):
         collection = error.resource.partition("/")[0]
         return _status(
@@ -184,17 +188,7 @@ def map_error(error: BaseException) -> MappedError:
             _info("NOT_CAUGHT_UP", wanted_position=error.wanted, current_position=error.current),
         )
     if isinstance(error, InvalidQuery):
-        return _status(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            str(error),
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=error.field, description=error.message
-                    )
-                ]
-            ),
-        )
+        return _bad_request(str(error), [(error.field, error.message)])
     if isinstance(error, DeadlineReached):
         return _status(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed")
     mapped = _status(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
