@@ -212,18 +212,24 @@ class LogTables:
                 return
             after = page[-1].position
 
-    def chain_head(self) -> tuple[int, bytes, int]:
-        """(last chained position, its chain hash, number of chained events)."""
+    def chain_head(self) -> tuple[int, bytes]:
+        """(last chained position, its chain hash); (0, genesis) for an empty chain."""
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 f"SELECT position, chain_hash FROM {self.chain} ORDER BY position DESC LIMIT 1"
             )
             row = cursor.fetchone()
-            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.chain}")
-            count = int(cursor.fetchone()["n"])
         if row is None:
-            return 0, GENESIS, 0
-        return int(row["position"]), bytes(row["chain_hash"]), count
+            return 0, GENESIS
+        return int(row["position"]), _as_bytes(row["chain_hash"])
+
+    def chained_count(self, after: int = 0) -> int:
+        """How many events are chained after position ``after``."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self.sql(f"SELECT COUNT(*) AS n FROM {self.chain} WHERE position > ?"), (after,)
+            )
+            return int(cursor.fetchone()["n"])
 
     def seal_list(self) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -353,9 +359,10 @@ class Chainer:
     def __init__(self, tables: LogTables, seal_key: Ed25519PrivateKey | None = None) -> None:
         self.tables = tables
         self.seal_key = seal_key
+        self._next_seal_check = 0
 
     def step(self, limit: int = PAGE) -> int:
-        position, previous, count = self.tables.chain_head()
+        position, previous = self.tables.chain_head()
         rows = self.tables.rows(position, limit)
         chained = []
         for row in rows:
@@ -370,7 +377,7 @@ class Chainer:
         except Exception:
             log.info("chain.race_lost", position=chained[0].position)
             return 0
-        self._maybe_seal(chained[-1], count + len(chained))
+        self._maybe_seal(chained[-1])
         return len(chained)
 
     def catch_up(self) -> int:
@@ -379,12 +386,19 @@ class Chainer:
             total += count
         return total
 
-    def _maybe_seal(self, last: ChainRow, count: int) -> None:
+    def _maybe_seal(self, last: ChainRow) -> None:
+        if last.position < self._next_seal_check:
+            return
         seals = self.tables.seal_list()
         sealed_up_to = seals[-1]["last_position"] if seals else 0
         sealed_count = seals[-1]["count"] if seals else 0
-        if count - sealed_count >= SEAL_INTERVAL:
-            self.seal(last, count, sealed_up_to + 1)
+        # Positions can have gaps (PostgreSQL), so count only when they say it may be time.
+        if last.position - sealed_up_to >= SEAL_INTERVAL:
+            since = self.tables.chained_count(sealed_up_to)
+            if since >= SEAL_INTERVAL:
+                self.seal(last, sealed_count + since, sealed_up_to + 1)
+                sealed_up_to = last.position
+        self._next_seal_check = sealed_up_to + SEAL_INTERVAL
 
     def seal(
         self,
@@ -394,9 +408,10 @@ class Chainer:
     ) -> dict[str, Any] | None:
         """Seal the chain head now (or at ``last``); the seal, or None for an empty log."""
         if last is None or count is None:
-            position, digest, count = self.tables.chain_head()
+            position, digest = self.tables.chain_head()
             if position == 0:
                 return None
+            count = self.tables.chained_count()
             seals = self.tables.seal_list()
             replace = False
             if seals and seals[-1]["last_position"] == position:
