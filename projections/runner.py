@@ -21,9 +21,13 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from projections.base import Projection, State
 from projections.events import EventSource, RawEvent
+from projections.ownership import Ownership
 from projections.store import PositionMoved, ViewStore
 
 log = structlog.get_logger()
+
+#: The ownership name of the other log followers (the audit chainer): one worker runs them.
+FOLLOWERS = "followers"
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,12 @@ def apply_batch(
 
 
 class ProjectionWorker:
-    """Runs a set of projections over one event source, in a thread or in the foreground."""
+    """Runs a set of projections over one event source, in a thread or in the foreground.
+
+    With an ``ownership`` (PostgreSQL workers), it processes only the projections it owns
+    (and the followers, under the name ``FOLLOWERS``) and stands by for the others; without
+    one it processes everything.
+    """
 
     def __init__(
         self,
@@ -105,7 +114,9 @@ class ProjectionWorker:
         *,
         batch_size: int = 2000,
         poll_interval: float = 0.5,
+        ownership: Ownership | None = None,
     ) -> None:
+        self.ownership = ownership
         self.source = source
         self.store = store
         self.projections = {projection.name: projection for projection in projections}
@@ -124,11 +135,22 @@ class ProjectionWorker:
                 store.create_generation(projection.table, 1)
                 with store.transaction() as cursor:
                     store.set_live(cursor, projection.name, 1, projection.version)
-        self._outdated_checked = False
+        #: The projections checked (and rebuilt if outdated) since this worker started.
+        self._checked: set[str] = set()
 
-    def ensure_current(self) -> None:
-        """Rebuild every projection whose stored model an older fold version built."""
+    def owned(self) -> frozenset[str]:
+        """The projections (and ``FOLLOWERS``) this worker may process now."""
+        if self.ownership is None:
+            return frozenset(self.projections) | {FOLLOWERS}
+        return self.ownership.refresh()
+
+    def ensure_current(self, names: Iterable[str] | None = None) -> None:
+        """Rebuild every projection (of ``names``) whose stored model an older fold version
+        built."""
+        chosen = set(self.projections if names is None else names)
         for name, projection in self.projections.items():
+            if name not in chosen:
+                continue
             stored = self.store.live_version(name)
             if stored != projection.version:
                 log.warning(
@@ -136,7 +158,7 @@ class ProjectionWorker:
                     current=projection.version,
                 )  # fmt: skip
                 self.rebuild(name)
-        self._outdated_checked = True
+            self._checked.add(name)
 
     # ------------------------------------------------------------------ following
 
@@ -157,9 +179,12 @@ class ProjectionWorker:
             raise RuntimeError(f"projection {name} has no live generation")
         return generation
 
-    def step(self) -> int:
-        """Process one batch for every projection that is behind; the events read."""
-        behind = {name: (self._live(name),) for name in self.projections}
+    def step(self, owned: frozenset[str] | None = None) -> int:
+        """Process one batch for every (owned) projection that is behind; the events read."""
+        mine = self.owned() if owned is None else owned
+        behind = {name: (self._live(name),) for name in self.projections if name in mine}
+        if not behind:
+            return 0
         starts = {
             name: self.store.position(name, generation[0]) for name, generation in behind.items()
         }
@@ -169,7 +194,8 @@ class ProjectionWorker:
             if not events:
                 return 0
             last = events[-1].position
-            for name, projection in self.projections.items():
+            for name in behind:
+                projection = self.projections[name]
                 pending = [event for event in events if event.position > starts[name]]
                 if pending:
                     try:
@@ -184,14 +210,18 @@ class ProjectionWorker:
         return len(events)
 
     def catch_up(self) -> int:
-        if not self._outdated_checked:
-            self.ensure_current()
+        owned = self.owned()
+        unchecked = (owned & self.projections.keys()) - self._checked
+        if unchecked:
+            self.ensure_current(unchecked)
         total = 0
         while not self.stopping.is_set():
-            count = self.step()
+            count = self.step(owned)
             total += count
             if count < self.batch_size:
                 break
+        if FOLLOWERS not in owned:
+            return total
         for follower in self.followers:
             while not self.stopping.is_set() and follower() > 0:
                 pass
@@ -221,6 +251,8 @@ class ProjectionWorker:
         self.wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self.ownership is not None:
+            self.ownership.close()
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until every projection has processed ``position``, or ``timeout`` passes."""

@@ -141,6 +141,32 @@ class ViewStore:
             cursor.execute(self.sql(statement), params)
             return list(cursor.fetchall())
 
+    def install_append_notify(self, events_table: str, channel: str) -> None:
+        """PostgreSQL: make every insert into the events table (by any writer) send
+        ``NOTIFY channel`` with the table's schema as payload, after its commit. Idempotent;
+        the trigger is created only when missing, so writers are not blocked at each start."""
+        if self.dialect != "postgres":
+            return
+        function = self.table("flashpoint_notify_append")
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN PERFORM pg_notify('{channel}', TG_TABLE_SCHEMA); RETURN NULL; END $$"
+            )
+            cursor.execute(
+                "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE t.tgname = 'flashpoint_notify_append' AND c.relname = %s "
+                "AND n.nspname = %s",
+                (events_table, self._schema),
+            )
+            if cursor.fetchone() is None:
+                cursor.execute(
+                    "CREATE TRIGGER flashpoint_notify_append AFTER INSERT ON "
+                    f"{self.table(events_table)} FOR EACH STATEMENT "
+                    f"EXECUTE FUNCTION {function}()"
+                )
+
     # ------------------------------------------------------------------ generations
 
     def _create_meta(self) -> None:

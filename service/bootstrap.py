@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import structlog
 
 from projections.events import RecorderEventSource
+from projections.ownership import (
+    CHANNEL,
+    AppendListener,
+    Ownership,
+    postgres_connector,
+    postgres_scope,
+)
 from projections.readmodels import ALL, ReadModels
-from projections.runner import ProjectionWorker
+from projections.runner import FOLLOWERS, ProjectionWorker
 from projections.store import ViewStore
 from projections.timetravel import TimeTravel
 from service.application import FlashpointApplication
@@ -38,19 +46,51 @@ class Flashpoint:
     log_tables: LogTables
     chainer: Chainer
     time_travel: TimeTravel
+    #: Wakes the worker on appends by other processes (exclusive workers on PostgreSQL).
+    listener: AppendListener | None = None
 
     def close(self) -> None:
-        self.worker.stop()
+        self.worker.stop()  # first: releasing ownership lets a standby take over at once
+        if self.listener is not None:
+            self.listener.stop()
         self.views.close()
         self.app.close()
 
 
-def build(settings: Settings, *, follow: bool) -> Flashpoint:
-    """Build the service; with ``follow`` the projections are kept current in this process."""
-    app = build_application(settings)
-    views = ViewStore.open(store_environment(settings.store))
-    source = RecorderEventSource(app.recorder)
-    worker = ProjectionWorker(source, views, ALL)
+def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flashpoint:
+    """Build the service; with ``follow`` the projections are kept current in this process.
+
+    ``exclusive`` (``flashpoint project``): on PostgreSQL, the worker processes only the
+    projections it holds an advisory lock for (standing by for the others, to take over
+    when their owner dies), and a LISTEN on the events table's trigger wakes it on every
+    append. On SQLite it changes nothing.
+    """
+    env = store_environment(settings.store)
+    ownership: Ownership | None = None
+    if exclusive and env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        ownership = Ownership(
+            postgres_connector(env, "owner"),
+            postgres_scope(env),
+            [projection.name for projection in ALL] + [FOLLOWERS],
+        )
+    # Workers starting together would otherwise race creating the same tables.
+    setup: AbstractContextManager[None] = (
+        ownership.serialized() if ownership is not None else nullcontext()
+    )
+    with setup:
+        app = build_application(settings)
+        views = ViewStore.open(env)
+        source = RecorderEventSource(app.recorder)
+        worker = ProjectionWorker(source, views, ALL, ownership=ownership)
+        if ownership is not None:
+            events_table: str = getattr(app.recorder, "events_table_name", "stored_events")
+            views.install_append_notify(events_table, CHANNEL)
+    listener: AppendListener | None = None
+    if ownership is not None:
+        listener = AppendListener(
+            postgres_connector(env, "listener"), ownership.scope, worker.notify
+        )
+        listener.start()
     log_tables = LogTables(app.recorder)
     seal_key = load_private_key(settings.seal_key) if settings.seal_key else None
     chainer = Chainer(log_tables, seal_key)
@@ -66,4 +106,5 @@ def build(settings: Settings, *, follow: bool) -> Flashpoint:
         log_tables=log_tables,
         chainer=chainer,
         time_travel=TimeTravel(source, ALL),
+        listener=listener,
     )

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command_settings(args: argparse.Namespace) -> dict[str, Any]:
     names = ("listen", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure",
-             "projections")  # fmt: skip
+             "projections", "metrics_port")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["embedded", "external"],
         help="keep read models current in this process (default) or leave it to "
         "`flashpoint project` workers",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being the --listen "
+        "host (default off; env FLASHPOINT_METRICS_PORT; 0 = off)",
     )
     serve.set_defaults(handler=_run_serve)
 
@@ -403,7 +409,8 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
 
     from service.bootstrap import build
 
-    service = build(settings, follow=False)
+    # One worker owns each projection at a time (PostgreSQL); --once catches up everything.
+    service = build(settings, follow=False, exclusive=not args.once)
     if args.once:
         try:
             processed = service.worker.catch_up()

@@ -44,6 +44,9 @@ class Settings(BaseModel):
     projections: Literal["embedded", "external"] = "embedded"
     #: Worker threads serving RPCs.
     threads: int = Field(default=16, ge=1, le=256)
+    #: Port for Prometheus metrics (``/metrics`` over HTTP on the host of ``listen``);
+    #: None or 0 serves none.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("store")
     @classmethod

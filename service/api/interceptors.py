@@ -21,7 +21,8 @@ from grpc_status import rpc_status
 
 from service.api.auth import LOCAL_DEVELOPER, OPEN_PREFIXES, Authenticator, Principal
 from service.api.errors import map_error
-from service.errors import CommandValidationError, DeadlineReached
+from service.errors import CommandValidationError, DeadlineReached, StoreUnavailable
+from service.metrics import Metrics
 
 log = structlog.get_logger()
 
@@ -44,8 +45,15 @@ class _Status(grpc.Status):
 class _Call:
     """One RPC in flight: its identity, clock and final log line."""
 
-    def __init__(self, method: str, metadata: dict[str, Any], context: grpc.ServicerContext):
+    def __init__(
+        self,
+        method: str,
+        metadata: dict[str, Any],
+        context: grpc.ServicerContext,
+        metrics: Metrics | None = None,
+    ):
         self.method = method
+        self.metrics = metrics
         self.started = time.perf_counter()
         given = metadata.get(REQUEST_ID_KEY)
         self.request_id: str = (
@@ -57,11 +65,14 @@ class _Call:
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
 
     def finish(self, code: grpc.StatusCode, **extra: Any) -> None:
+        seconds = time.perf_counter() - self.started
+        if self.metrics is not None:
+            self.metrics.observe_rpc(self.method, code.name, seconds)
         log.info(
             "rpc",
             method=self.method,
             code=code.name,
-            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            duration_ms=round(seconds * 1000, 3),
             peer=self.context.peer(),
             principal=self.principal.name if self.principal else None,
             **extra,
@@ -93,8 +104,19 @@ class _Call:
 
 
 class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, authenticator: Authenticator) -> None:
+    """``store_up`` (when given) says whether the event store answered its last health
+    check: while it did not, calls answer UNAVAILABLE at once instead of waiting out the
+    store client's connection retries (which take most of a minute)."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        metrics: Metrics | None = None,
+        store_up: Callable[[], bool] | None = None,
+    ) -> None:
         self._authenticator = authenticator
+        self._metrics = metrics
+        self._store_up = store_up
 
     def intercept_service(
         self,
@@ -138,6 +160,8 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         remaining = call.context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineReached
+        if self._store_up is not None and not self._store_up():
+            raise StoreUnavailable("the event store is unavailable; retry shortly")
         client = metadata.get(CLIENT_KEY) or metadata.get("user-agent")
         structlog.contextvars.bind_contextvars(principal=principal.name)
         return [
@@ -149,7 +173,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self, method: str, metadata: dict[str, Any], inner: Callable[[Any, Any], Any]
     ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-            call = _Call(method, metadata, context)
+            call = _Call(method, metadata, context, self._metrics)
             try:
                 tokens = self._enter(call, metadata, request)
                 try:
@@ -167,7 +191,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self, method: str, metadata: dict[str, Any], inner: Callable[[Any, Any], Iterator[Any]]
     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            call = _Call(method, metadata, context)
+            call = _Call(method, metadata, context, self._metrics)
             sent = 0
             try:
                 tokens = self._enter(call, metadata, request)

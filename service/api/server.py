@@ -6,14 +6,17 @@ import ipaddress
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from service.api.auth import Authenticator, load_tokens
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
@@ -25,6 +28,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import CallInterceptor
 from service.api.servicers import AuditServicer, CommandServicer, QueryServicer
 from service.bootstrap import Flashpoint, build
+from service.metrics import Metrics
 from service.settings import Settings
 
 log = structlog.get_logger()
@@ -40,21 +44,117 @@ class ServeRefused(Exception):
     """The server will not start with these settings (an unsafe or impossible setup)."""
 
 
+#: How often the store watcher checks the event store, and how long one check may take.
+STORE_CHECK_SECONDS = 2.0
+STORE_CHECK_TIMEOUT = 1.5
+
+
+def check_store(recorder: Any, timeout: float = STORE_CHECK_TIMEOUT) -> None:
+    """Raise unless the event store answers a trivial query within about ``timeout``.
+
+    On PostgreSQL this borrows a connection from the recorder's own pool with a short
+    timeout: the recorder's methods retry a lost connection ten times over most of a
+    minute, far too slow to notice an outage. SQLite asks for the head of the log.
+    """
+    pool = getattr(getattr(recorder, "datastore", None), "pool", None)
+    if pool is None or not hasattr(pool, "connection"):
+        recorder.max_notification_id()
+        return
+    with pool.connection(timeout=timeout) as connection:
+        connection.execute("SELECT 1").fetchone()
+
+
+class StoreWatcher:
+    """Checks the event store every ``interval`` seconds; health answers NOT_SERVING (and
+    RPCs UNAVAILABLE, through the interceptor) while it fails, SERVING once it answers."""
+
+    def __init__(
+        self,
+        recorder: Any,
+        health_servicer: health.HealthServicer,
+        interval: float = STORE_CHECK_SECONDS,
+    ) -> None:
+        self._recorder = recorder
+        self._health = health_servicer
+        self.interval = interval
+        self.available = True
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def is_available(self) -> bool:
+        return self.available
+
+    def check(self) -> bool:
+        """Check the store once, update health on a change; whether it answered."""
+        try:
+            check_store(self._recorder)
+        except Exception as error:
+            if self.available:
+                log.error("store.unavailable", error=str(error) or type(error).__name__)
+                self.available = False
+                set_health(self._health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return False
+        if not self.available:
+            log.info("store.available")
+            self.available = True
+            set_health(self._health, health_pb2.HealthCheckResponse.SERVING)
+        return True
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.check()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="store-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def set_health(servicer: health.HealthServicer, status: Any) -> None:
+    for name in ("", *SERVICE_NAMES):
+        servicer.set(name, status)
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    metrics: Metrics
+    store_watcher: StoreWatcher
+    #: Where ``/metrics`` is served (host, port), or None when metrics are off.
+    metrics_address: tuple[str, int] | None = None
+    _metrics_http: WSGIServer | None = field(default=None, repr=False)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_http.server_port if self._metrics_http is not None else None
 
     def start(self) -> None:
+        if self.metrics_address is not None:
+            host, port = self.metrics_address
+            self._metrics_http, _thread = start_http_server(
+                port, addr=host, registry=self.metrics.registry
+            )
+            log.info("metrics.started", address=host, port=self.metrics_port)
         self.server.start()
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        set_health(self.health, health_pb2.HealthCheckResponse.SERVING)
+        self.store_watcher.check()
+        self.store_watcher.start()
 
     def stop(self, grace: float) -> None:
         # Health answers NOT_SERVING first, so load balancers drain us before calls stop.
         self.health.enter_graceful_shutdown()
+        self.store_watcher.stop()
         self.server.stop(grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+            self._metrics_http = None
 
 
 def is_loopback(listen: str) -> bool:
@@ -95,9 +195,13 @@ def create_server(
     """A configured, bound, not yet started server (``listen`` may use port 0)."""
     check_exposure(settings, authenticator)
     limit = settings.max_message_bytes
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    watcher = StoreWatcher(service.app.recorder, health_servicer)
+    metrics = Metrics()
+    metrics.watch(service, watcher.is_available)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
-        interceptors=[CallInterceptor(authenticator)],
+        interceptors=[CallInterceptor(authenticator, metrics, watcher.is_available)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -111,7 +215,6 @@ def create_server(
         server,
     )
     audit_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -126,7 +229,22 @@ def create_server(
         raise ServeRefused(f"cannot listen on {settings.listen}: {error}") from error
     if port == 0:
         raise ServeRefused(f"cannot listen on {settings.listen}")
-    return RunningServer(server=server, port=port, health=health_servicer)
+    return RunningServer(
+        server=server,
+        port=port,
+        health=health_servicer,
+        metrics=metrics,
+        store_watcher=watcher,
+        metrics_address=metrics_address(settings),
+    )
+
+
+def metrics_address(settings: Settings) -> tuple[str, int] | None:
+    """Where to serve ``/metrics``: the gRPC listen host, on ``metrics_port`` (None: off)."""
+    if not settings.metrics_port:
+        return None
+    host = settings.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"  # noqa: S104
+    return host, settings.metrics_port
 
 
 def serve(settings: Settings) -> int:
@@ -152,6 +270,7 @@ def serve(settings: Settings) -> int:
         mutual_tls=bool(settings.tls_client_ca),
         auth=authenticator.enabled,
         projections=settings.projections,
+        metrics_port=running.metrics_port,
     )
     stopping.wait()
     running.stop(settings.grace_seconds)

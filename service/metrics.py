@@ -1,0 +1,133 @@
+"""Prometheus metrics: RPCs, latency, appends, projection positions and lag, the store's pool.
+
+Every server keeps its metrics in a registry of its own (not prometheus-client's global
+one), so several servers can live in one process (the tests build many). Values that
+describe state rather than events (positions, lag, the head of the log, the connection
+pool) are read when Prometheus scrapes, so they are never stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from service.bootstrap import Flashpoint
+
+log = structlog.get_logger()
+
+#: Latency buckets (seconds): commands take milliseconds; a store outage takes seconds.
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """One server's metrics and the registry that ``/metrics`` serves."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rpcs = Counter(
+            "flashpoint_rpcs",
+            "RPCs served, by full method name and final status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_duration = Histogram(
+            "flashpoint_rpc_duration_seconds",
+            "Time from receiving an RPC to its final status, by full method name.",
+            ["method"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.events_appended = Counter(
+            "flashpoint_events_appended",
+            "Appends to the event log made by this process: one per recorded command "
+            "(its events and receipt are written together).",
+            registry=self.registry,
+        )
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
+        self.rpcs.labels(method=method, code=code).inc()
+        self.rpc_duration.labels(method=method).observe(seconds)
+
+    def watch(self, service: Flashpoint, store_up: Callable[[], bool]) -> None:
+        """Count ``service``'s appends and report its log, projections and pool on scrape;
+        ``store_up`` tells whether the event store answered its last health check."""
+        service.app.append_listeners.append(lambda _position: self.events_appended.inc())
+        self.registry.register(_ServiceCollector(service, store_up))
+
+
+class _ServiceCollector(Collector):
+    """Reads the state of the log, the projections and the pool at scrape time.
+
+    A scrape while the store is down reports ``flashpoint_store_up 0`` and leaves out what
+    it could not read, rather than failing or blocking on the store's retries.
+    """
+
+    def __init__(self, service: Flashpoint, store_up: Callable[[], bool]) -> None:
+        self._service = service
+        self._store_up = store_up
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "flashpoint_store_up", "1 when the event store answered its last health check."
+        )
+        up.add_metric([], 1.0 if self._store_up() else 0.0)
+        yield up
+        yield from _pool_metrics(self._service.app.recorder)
+        if not self._store_up():
+            return
+        try:
+            head = self._service.app.recorder.max_notification_id() or 0
+            positions = self._service.worker.positions()
+        except Exception as error:
+            log.warning("metrics.store_read_failed", error=str(error))
+            return
+        head_gauge = GaugeMetricFamily(
+            "flashpoint_log_head", "Position of the last event in the log."
+        )
+        head_gauge.add_metric([], float(head))
+        yield head_gauge
+        position = GaugeMetricFamily(
+            "flashpoint_projection_position",
+            "Last log position each projection has processed.",
+            labels=["projection"],
+        )
+        lag = GaugeMetricFamily(
+            "flashpoint_projection_lag_events",
+            "Log positions each projection still has to process (head minus position).",
+            labels=["projection"],
+        )
+        for name, at in sorted(positions.items()):
+            position.add_metric([name], float(at))
+            lag.add_metric([name], float(max(head - at, 0)))
+        yield position
+        yield lag
+
+
+def _pool_metrics(recorder: Any) -> Iterator[Metric]:
+    """The PostgreSQL connection pool's occupancy (nothing for SQLite, which has no pool)."""
+    pool = getattr(getattr(recorder, "datastore", None), "pool", None)
+    get_stats = getattr(pool, "get_stats", None)
+    if get_stats is None:
+        return
+    stats: dict[str, int] = get_stats()
+    for key, help_text in (
+        ("pool_max", "Most connections the store's pool may open."),
+        ("pool_size", "Connections the store's pool holds (in use, idle or being opened)."),
+        ("pool_available", "Idle connections in the store's pool."),
+        ("requests_waiting", "Requests waiting for a connection from the store's pool."),
+    ):
+        name = key if key.startswith("pool_") else f"pool_{key}"
+        gauge = GaugeMetricFamily(f"flashpoint_store_{name}", help_text)
+        gauge.add_metric([], float(stats.get(key, 0)))
+        yield gauge
