@@ -197,7 +197,7 @@ def store_environment(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_POOL_SIZE": query.get("pool_size", "5"),
-            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", "10"),
+            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", "5"),
             "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", "2"),
             "POSTGRES_LOCK_TIMEOUT": query.get("lock_timeout", "5"),
             "POSTGRES_PRE_PING": "y",
