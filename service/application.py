@@ -9,15 +9,24 @@ was appended.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Mapper, Notification, PersistenceError
+from eventsourcing.persistence import (
+    IntegrityError,
+    Mapper,
+    Notification,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 
 from service.commands import (
     REPORT_COMMANDS,
@@ -64,6 +73,8 @@ A = TypeVar("A", bound=Aggregate)
 
 #: How often a command without an expected version is decided again after losing a race.
 MAX_ATTEMPTS = 5
+#: The most commands group commit appends in one transaction.
+GROUP_COMMIT_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,25 @@ class FlashpointApplication(Application[UUID]):
         super().__init__(env)
         #: Called with the new head position after each append (projections wake on it).
         self.append_listeners: list[Callable[[int], None]] = []
+        self._committer: GroupCommitter | None = None
+        if self.env.get("GROUP_COMMIT", "").lower() in ("1", "true", "yes", "on"):
+            self.enable_group_commit()
+
+    def enable_group_commit(self, max_batch: int = GROUP_COMMIT_MAX) -> None:
+        """Append the events of concurrent commands in shared transactions (see
+        :class:`GroupCommitter`); each command is still decided and answered on its own."""
+        if self._committer is None:
+            self._committer = GroupCommitter(self.recorder.insert_events, max_batch)
+
+    @property
+    def group_commit(self) -> bool:
+        return self._committer is not None
+
+    def close(self) -> None:
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.stop()
+        super().close()
 
     def construct_mapper(self) -> Mapper[UUID]:
         return StableNameMapper(transcoder=self.construct_transcoder())
@@ -128,7 +158,7 @@ class FlashpointApplication(Application[UUID]):
             receipt = self._find(CommandReceipt, receipt_key)
             if receipt is not None:
                 return self._replay(receipt, command)
-        for _attempt in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             try:
                 aggregate = self._decide(command, stamp, receipt_key)
             except (DomainError, VersionConflict):
@@ -152,7 +182,9 @@ class FlashpointApplication(Application[UUID]):
                     )
                 )
             try:
-                recordings = self.save(*pending)
+                # A command decided again after losing a race is saved at once, not
+                # queued: a batch's wait would widen its window for losing again.
+                recordings = self._save(pending, grouped=attempt == 0)
             except IntegrityError:
                 if receipt_key is not None:
                     receipt = self._find(CommandReceipt, receipt_key)
@@ -179,6 +211,34 @@ class FlashpointApplication(Application[UUID]):
         raise StoreUnavailable(
             f"gave up after {MAX_ATTEMPTS} concurrent modifications; retry the command"
         )
+
+    def _save(self, pending: list[Aggregate], *, grouped: bool) -> list[Recording[UUID]]:
+        """Record the pending events of ``pending`` atomically (raising IntegrityError if
+        any would overwrite a recorded version); with ``grouped``, through the group
+        committer when it is on."""
+        committer = self._committer
+        if committer is None or not grouped:
+            return self.save(*pending)
+        events = [event for aggregate in pending for event in aggregate.collect_events()]
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        ids = committer.insert(stored)
+        recordings: list[Recording[UUID]] = [
+            Recording(
+                event,
+                Notification(
+                    originator_id=record.originator_id,
+                    originator_version=record.originator_version,
+                    topic=record.topic,
+                    state=record.state,
+                    id=notification_id,
+                ),
+            )
+            for event, record, notification_id in zip(events, stored, ids, strict=True)
+        ]
+        if self.repository.cache and not self.repository.fastforward:
+            for aggregate in pending:
+                self.repository.cache.put(aggregate.id, aggregate)
+        return recordings
 
     def _replay(self, receipt: CommandReceipt, command: Command) -> CommandResult:
         if receipt.fingerprint != command.fingerprint():
@@ -391,6 +451,104 @@ class FlashpointApplication(Application[UUID]):
         if expected_version is not None and aggregate.version != expected_version:
             raise VersionConflict(resource_name(aggregate), expected_version, aggregate.version)
         return aggregate
+
+
+@dataclass(eq=False)
+class _Insert:
+    """One command's stored events waiting for the group committer, and its answer."""
+
+    events: Sequence[StoredEvent]
+    done: threading.Event = field(default_factory=threading.Event)
+    ids: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def answer(self, ids: Sequence[int] | None = None, error: BaseException | None = None) -> None:
+        self.ids = list(ids or [])
+        self.error = error
+        self.done.set()
+
+
+class GroupCommitter:
+    """Appends the events of commands arriving together in one transaction.
+
+    Callers hand over their decided events and wait; one thread takes everything queued
+    (up to ``max_batch`` commands) and inserts it at once. If that insert breaks an
+    integrity rule (a lost race for a version, a request recorded twice), no one's events
+    were recorded, and each command's events are inserted again alone, so each caller gets
+    the answer it would have had without grouping: its positions, or its own
+    IntegrityError. Other store errors fail every command of the batch.
+    """
+
+    def __init__(
+        self, insert: Callable[[list[StoredEvent]], Sequence[int] | None], max_batch: int
+    ) -> None:
+        self._insert = insert
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Insert | None] = queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
+        """The notification ids of ``events``, once they are recorded with others."""
+        if self._stopped:
+            return list(self._insert(list(events)) or [])
+        item = _Insert(events)
+        self._queue.put(item)
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.ids
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+        # Anything queued while stopping is inserted alone.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._commit([item])
+
+    def _commit(self, batch: list[_Insert]) -> None:
+        try:
+            ids = list(self._insert([event for item in batch for event in item.events]) or [])
+        except IntegrityError as error:
+            if len(batch) == 1:
+                batch[0].answer(error=error)
+                return
+            for item in batch:
+                self._commit([item])
+            return
+        except BaseException as error:  # the store failed: every caller hears of it
+            for item in batch:
+                item.answer(error=error)
+            return
+        start = 0
+        for item in batch:
+            item.answer(ids[start : start + len(item.events)])
+            start += len(item.events)
 
 
 COLLECTIONS: dict[type[Aggregate], str] = {

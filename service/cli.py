@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being the --listen "
         "host (default off; env FLASHPOINT_METRICS_PORT; 0 = off)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the listen port (SO_REUSEPORT), e.g. one per core "
+        "(default 1; env FLASHPOINT_WORKERS)",
+    )
     serve.set_defaults(handler=_run_serve)
 
     add_query_parser(commands, _add_client_flags)
@@ -397,6 +403,14 @@ def _run_serve(args: argparse.Namespace, settings: Any) -> int:
     from service.api.auth import TokenConfigError
     from service.api.server import ServeRefused, serve
 
+    if getattr(args, "workers", None) is not None:
+        try:
+            settings = type(settings).model_validate(
+                {**settings.model_dump(), "workers": args.workers}
+            )
+        except ValueError as error:
+            sys.stderr.write(f"flashpoint: invalid settings: {error}\n")
+            return EXIT_USAGE
     try:
         return serve(settings)
     except (ServeRefused, TokenConfigError, OSError) as error:

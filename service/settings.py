@@ -44,6 +44,13 @@ class Settings(BaseModel):
     projections: Literal["embedded", "external"] = "embedded"
     #: Worker threads serving RPCs.
     threads: int = Field(default=16, ge=1, le=256)
+    #: Server processes ``serve`` runs, all listening on one port (SO_REUSEPORT), so one
+    #: host uses all its cores; with more than one, worker ``i`` serves metrics (if on) on
+    #: ``metrics_port + i``.
+    workers: int = Field(default=1, ge=1, le=64)
+    #: Group commit: the events of commands arriving together are appended in one
+    #: transaction, each command still decided, answered and refused on its own.
+    group_commit: bool = True
     #: Port for Prometheus metrics (``/metrics`` over HTTP on the host of ``listen``);
     #: None or 0 serves none.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

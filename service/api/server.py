@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +198,8 @@ def create_server(
 ) -> RunningServer:
     """A configured, bound, not yet started server (``listen`` may use port 0)."""
     check_exposure(settings, authenticator)
+    if settings.group_commit:
+        service.app.enable_group_commit()
     limit = settings.max_message_bytes
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     watcher = StoreWatcher(service.app.recorder, health_servicer)
@@ -205,6 +211,9 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
+            # Several processes may serve one port (``--workers``); the kernel spreads
+            # connections among them.
+            ("grpc.so_reuseport", 1),
         ],
         maximum_concurrent_rpcs=settings.threads * 8,
     )
@@ -251,6 +260,8 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain in-flight calls and exit."""
     authenticator = Authenticator(load_tokens(settings.tokens_file, settings.tokens))
     check_exposure(settings, authenticator)
+    if settings.workers > 1:
+        return serve_workers(settings)
     service = build(settings, follow=settings.projections == "embedded")
     running = create_server(settings, service, authenticator)
     stopping = threading.Event()
@@ -277,3 +288,81 @@ def serve(settings: Settings) -> int:
     service.close()
     log.info("server.stopped")
     return 0
+
+
+#: How long the parent waits for its workers after forwarding a stop, beyond their grace.
+WORKER_STOP_MARGIN = 30.0
+#: The exit status of a parent whose worker exited unasked with status 0.
+EXIT_WORKER_FAILED = 1
+
+
+def worker_environment(settings: Settings, index: int) -> dict[str, str]:
+    """The environment of worker ``index``: these settings as ``FLASHPOINT_*`` variables,
+    with one worker (itself) and, when metrics are on, its own metrics port."""
+    prefix = "FLASHPOINT_"
+    names = {prefix + name.upper() for name in Settings.model_fields}
+    environment = {key: value for key, value in os.environ.items() if key not in names}
+    values = settings.model_dump()
+    values["workers"] = 1
+    if settings.metrics_port:
+        values["metrics_port"] = settings.metrics_port + index
+    for name, value in values.items():
+        if value is not None:
+            environment[prefix + name.upper()] = str(value)
+    return environment
+
+
+def serve_workers(settings: Settings) -> int:
+    """Run ``settings.workers`` server processes on one port until SIGTERM or SIGINT.
+
+    Each worker is ``flashpoint serve`` with the same settings (passed in its environment)
+    and one worker; the stop signal is forwarded to all of them. A worker exiting unasked
+    stops the others; the exit status is then non-zero, as it is if any worker failed.
+    """
+    if settings.listen.rsplit(":", 1)[-1] in ("", "0"):
+        raise ServeRefused("--workers needs a fixed port in --listen, not port 0")
+    # Create the store's tables once here: workers starting together would race to.
+    build(settings, follow=False).close()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("server.stopping", signal=signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = "import sys; from service.cli import main; sys.exit(main(['serve']))"
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for index in range(settings.workers):
+            children.append(
+                subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    [sys.executable, "-c", code], env=worker_environment(settings, index)
+                )
+            )
+        log.info("server.workers_started", listen=settings.listen, pids=[c.pid for c in children])
+        while not stopping.wait(0.2):
+            if any(child.poll() is not None for child in children):
+                log.error(
+                    "server.worker_exited",
+                    exited={c.pid: c.returncode for c in children if c.returncode is not None},
+                )
+                break
+    finally:
+        asked = stopping.is_set()
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + settings.grace_seconds + WORKER_STOP_MARGIN
+        for child in children:
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.error("server.worker_killed", pid=child.pid)
+                child.kill()
+                child.wait()
+    failures = [child.returncode for child in children if child.returncode != 0]
+    log.info("server.stopped", workers={c.pid: c.returncode for c in children})
+    if failures:
+        return next((code for code in failures if code > 0), EXIT_WORKER_FAILED)
+    return 0 if asked else EXIT_WORKER_FAILED

@@ -1,0 +1,321 @@
+"""Sustained ReportIncursion throughput from concurrent clients, against a gRPC echo ceiling.
+
+    scripts/bench throughput [--clients 32] [--seconds 10] [--workers 1,2,4]
+                             [--stores sqlite,postgresql]
+
+Every configuration is a ``flashpoint serve`` subprocess (``--workers N``) on a fresh store:
+a SQLite file in a temporary folder, or a fresh PostgreSQL database made on
+FLASHPOINT_BENCH_POSTGRES (default ``postgresql://postgres@127.0.0.1:5432/test``) and dropped
+afterwards. With one worker the projections and audit chain follow in the server process,
+as by default; with more, the workers run ``--projections external`` beside one
+``flashpoint project`` process, the scale-out deployment.
+
+``--clients`` threads, each with its own channel, send ReportIncursion with a fresh request
+id per call for ``--seconds`` after a warm-up. The baseline, measured in the same run with
+the same clients, is a trivial echo service (a generic handler in a subprocess with the
+server's thread count) answering the same request bytes: the transport's ceiling. Figures:
+calls/s, the ratio to the echo, p50/p99 latency and failed calls.
+
+Extra environment for the servers (e.g. ``FLASHPOINT_GROUP_COMMIT=true``) passes through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from service import commands as c
+from service.api import translation as tr
+from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
+from tests.api_support import free_port
+from tests.factories import command
+
+ECHO_METHOD = "/bench.Echo/Echo"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+WARMUP_SECONDS = 2.0
+#: Worker threads of the echo server: the same as ``flashpoint serve``'s default.
+ECHO_THREADS = 16
+
+
+# ------------------------------------------------------------------ the echo service
+
+
+def run_echo_server(port: int) -> int:
+    """Serve the echo method on 127.0.0.1:``port`` until SIGTERM (run in a subprocess)."""
+
+    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=ECHO_THREADS),
+        handlers=[handler],
+        maximum_concurrent_rpcs=ECHO_THREADS * 8,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    server.start()
+    stopping.wait()
+    server.stop(1).wait()
+    return 0
+
+
+# ------------------------------------------------------------------ load
+
+
+@dataclass
+class Outcome:
+    latencies: list[float] = field(default_factory=list)
+    failures: int = 0
+    seconds: float = 0.0
+
+
+def wait_serving(address: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+def load(
+    address: str, clients: int, seconds: float, make_call: Callable[[grpc.Channel], Any]
+) -> Outcome:
+    """``clients`` threads, each with its own channel, call until the time is up; only
+    calls started after the warm-up count."""
+    start = time.monotonic()
+    measure_from = start + WARMUP_SECONDS
+    stop = measure_from + seconds
+    outcome = Outcome(seconds=seconds)
+    lock = threading.Lock()
+
+    def client() -> None:
+        latencies: list[float] = []
+        failures = 0
+        with grpc.insecure_channel(address) as channel:
+            call = make_call(channel)
+            while True:
+                started = time.monotonic()
+                if started >= stop:
+                    break
+                try:
+                    call()
+                    ok = True
+                except grpc.RpcError:
+                    ok = False
+                if started >= measure_from:
+                    if ok:
+                        latencies.append(time.monotonic() - started)
+                    else:
+                        failures += 1
+        with lock:
+            outcome.latencies.extend(latencies)
+            outcome.failures += failures
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+def report_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
+    def make_call(channel: grpc.Channel) -> Callable[[], Any]:
+        stub = command_grpc.CommandServiceStub(channel)
+        request = tr.request_from_command(command(c.ReportIncursion))
+        request.ParseFromString(template)
+
+        def call() -> Any:
+            request.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
+            return stub.ReportIncursion(request, timeout=30)  # type: ignore[arg-type]
+
+        return call
+
+    return make_call
+
+
+def echo_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
+    def make_call(channel: grpc.Channel) -> Callable[[], Any]:
+        echo = channel.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
+
+        def call() -> Any:
+            return echo(template, timeout=30)
+
+        return call
+
+    return make_call
+
+
+def row(label: str, outcome: Outcome, baseline: float | None) -> float:
+    rate = len(outcome.latencies) / outcome.seconds
+    ordered = sorted(outcome.latencies) or [0.0]
+    p50 = ordered[len(ordered) // 2] * 1000
+    p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
+    ratio = f"{rate / baseline:8.2f}" if baseline else f"{'1.00':>8}"
+    sys.stdout.write(f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}\n")
+    sys.stdout.flush()
+    return rate
+
+
+# ------------------------------------------------------------------ servers and stores
+
+
+def flashpoint() -> str:
+    return shutil.which("flashpoint", path=os.path.dirname(sys.executable)) or "flashpoint"
+
+
+@contextmanager
+def process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[Any]:
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+@contextmanager
+def sqlite_store() -> Iterator[str]:
+    folder = Path(tempfile.mkdtemp(prefix="flashpoint-bench-throughput-"))
+    try:
+        yield f"sqlite:///{folder}/bench.db"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_problem(admin_url: str) -> str | None:
+    """Why PostgreSQL at ``admin_url`` cannot be used, or None."""
+    import psycopg
+
+    try:
+        with psycopg.connect(admin_url, connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
+@contextmanager
+def postgres_store(admin_url: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"flashpoint_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin_url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def flashpoint_server(store: str, workers: int) -> Iterator[str]:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    base = [flashpoint(), "--store", store, "--log-level", "warning"]
+    serve = [*base, "serve", "--listen", address, "--workers", str(workers)]
+    if workers == 1:
+        with process(serve) as server:
+            wait_serving(address, server)
+            yield address
+        return
+    # Create the tables once before the processes race to.
+    subprocess.run([*base, "migrate"], check=True, stdout=subprocess.DEVNULL)
+    with (
+        process([*base, "project"]),
+        process([*serve, "--projections", "external"]) as server,
+    ):
+        wait_serving(address, server)
+        time.sleep(1.0)  # every worker bound, not just the first
+        yield address
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", default="1,2,4", help="comma-separated process counts")
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo_server is not None:
+        return run_echo_server(args.echo_server)
+    workers = [int(n) for n in args.workers.split(",")]
+    stores = args.stores.split(",")
+    template = tr.request_from_command(
+        command(c.ReportIncursion, request_id=uuid.uuid4().hex)
+    ).SerializeToString()
+    sys.stdout.write(
+        f"{args.clients} clients, {args.seconds:g} s each after {WARMUP_SECONDS:g} s warm-up, "
+        f"{os.cpu_count()} CPUs; group commit: "
+        f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}\n"
+        f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}\n"
+    )
+    port = free_port()
+    echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
+    with process([*echo_argv, "--echo-server", str(port)]) as echo:
+        wait_serving(f"127.0.0.1:{port}", echo)
+        outcome = load(f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template))
+    baseline = row("baseline: gRPC echo (1 process)", outcome, None)
+    for store_kind in stores:
+        for count in workers:
+            label = f"ReportIncursion, {store_kind}, {count} worker{'s' if count > 1 else ''}"
+            store_cm: Any
+            if store_kind == "sqlite":
+                store_cm = sqlite_store()
+            else:
+                admin = os.environ.get("FLASHPOINT_BENCH_POSTGRES", DEFAULT_POSTGRES)
+                problem = postgres_problem(admin)
+                if problem is not None:
+                    sys.stdout.write(f"{label:44}skipped: PostgreSQL unavailable ({problem})\n")
+                    continue
+                store_cm = postgres_store(admin)
+            with store_cm as store, flashpoint_server(store, count) as address:
+                outcome = load(address, args.clients, args.seconds, report_calls(template))
+            row(label, outcome, baseline)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
