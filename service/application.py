@@ -97,17 +97,6 @@ class CommandResult:
     replayed: bool = False
 
 
-@dataclass(frozen=True)
-class StoredRecord:
-    """One event of the log as it is stored, for audit reads."""
-
-    position: int
-    resource_id: UUID
-    version: int
-    type_name: str
-    state: bytes
-
-
 class FlashpointApplication(Application[UUID]):
     name = "Flashpoint"
 
