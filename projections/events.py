@@ -38,7 +38,7 @@ def decode(
     return RawEvent(position, type_name, originator_id, version, recorded_at, payload)
 
 
-def _dashed(hex_id: str) -> str:
+def dashed_uuid(hex_id: str) -> str:
     # SQLite stores UUIDs as 32 hex digits; the canonical form is 5 dashed groups.
     # (Slicing is ~20x faster than going through uuid.UUID.)
     if len(hex_id) != 32:
@@ -83,7 +83,7 @@ class RecorderEventSource:
             cursor.execute(self._select, (after, upper, limit))
             rows = cursor.fetchall()
         if self._sqlite:
-            return [decode(row[0], row[1], _dashed(row[2]), row[3], row[4]) for row in rows]
+            return [decode(row[0], row[1], dashed_uuid(row[2]), row[3], row[4]) for row in rows]
         return [
             decode(
                 row["notification_id"],

@@ -40,6 +40,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from projections.events import dashed_uuid
+
 log = structlog.get_logger()
 
 GENESIS = bytes(32)
@@ -101,12 +103,7 @@ def _exact_sqlite_id(raw: Any) -> bool:
 
 
 def _canonical_id(raw: Any) -> str:
-    if isinstance(raw, UUID):
-        return str(raw)
-    text = str(raw)
-    if len(text) == 32:  # SQLite's hex form; slicing is far cheaper than uuid.UUID
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}".lower()
-    return str(UUID(text))
+    return str(raw) if isinstance(raw, UUID) else dashed_uuid(str(raw).lower())
 
 
 class LogTables:

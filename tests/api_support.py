@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import pytest
 
 from service.api.auth import Authenticator, TokenEntry, parse_tokens
 from service.api.server import RunningServer, create_server
@@ -59,3 +63,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def flashpoint() -> str:
+    """The installed console script next to this interpreter (the venv's ``flashpoint``)."""
+    found = shutil.which("flashpoint", path=os.path.dirname(sys.executable))
+    if found is None:
+        pytest.fail(f"no flashpoint console script beside {sys.executable}; pip install -e .")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without FLASHPOINT_* settings, so nothing leaks into the CLI."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("FLASHPOINT_")}

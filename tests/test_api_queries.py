@@ -10,11 +10,8 @@ half-life), not read back from the service.
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +34,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.application import CommandResult, FlashpointApplication
 from service.client import FlashpointClient
 from service.persistence import store_environment
-from tests.api_support import ServerUnderTest, free_port, running_server
+from tests.api_support import ServerUnderTest, clean_env, flashpoint, free_port, running_server
 from tests.factories import command, evidence
 
 #: Deadline of every call that is not about deadlines.
@@ -801,19 +798,6 @@ class TestWatchEscalation:
 
 
 # ---------------------------------------------------------------------------- CLI
-
-
-def flashpoint() -> str:
-    """The installed console script next to this interpreter (the venv's ``flashpoint``)."""
-    found = shutil.which("flashpoint", path=os.path.dirname(sys.executable))
-    if found is None:
-        pytest.fail(f"no flashpoint console script beside {sys.executable}; pip install -e .")
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without FLASHPOINT_* settings, so nothing leaks into the CLI."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("FLASHPOINT_")}
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,12 +10,9 @@ PostgreSQL. Moments "before" and "after" are real clock readings taken between r
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -51,7 +48,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.application import FlashpointApplication
 from service.persistence import store_environment
-from tests.api_support import ServerUnderTest, running_server, token_entries
+from tests.api_support import ServerUnderTest, clean_env, flashpoint, running_server, token_entries
 from tests.benchmarks.bench_rebuild import generate
 from tests.factories import NOW, command, evidence
 
@@ -134,19 +131,6 @@ def contributors(escalation: Any) -> set[str]:
 
 
 # ---------------------------------------------------------------------------- the CLI
-
-
-def flashpoint() -> str:
-    """The installed console script next to this interpreter (the venv's ``flashpoint``)."""
-    found = shutil.which("flashpoint", path=os.path.dirname(sys.executable))
-    if found is None:
-        pytest.fail(f"no flashpoint console script beside {sys.executable}; pip install -e .")
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without FLASHPOINT_* settings, so nothing leaks into the CLI."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("FLASHPOINT_")}
 
 
 def run_cli(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,11 +4,8 @@ wire, read back, stop on SIGTERM; and the refusals a user sees at the command li
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.auth import parse_tokens
 from service.cli import EXIT_FAILED, EXIT_USAGE
-from tests.api_support import free_port
+from tests.api_support import clean_env, flashpoint, free_port
 
 #: How long a server may take to start answering, and to stop after SIGTERM.
 START_SECONDS = 20.0
@@ -34,19 +30,6 @@ INCURSION_FLAGS = [
     "--actor", "RUS", "--target", "POL", "--count", "19", "--intercepted", "3",
     "--source", "Reuters", "--reliability", "B", "--credibility", "2",
 ]  # fmt: skip
-
-
-def flashpoint() -> str:
-    """The installed console script next to this interpreter (the venv's ``flashpoint``)."""
-    found = shutil.which("flashpoint", path=os.path.dirname(sys.executable))
-    if found is None:
-        pytest.fail(f"no flashpoint console script beside {sys.executable}; pip install -e .")
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without FLASHPOINT_* settings, so nothing leaks into the CLI."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("FLASHPOINT_")}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

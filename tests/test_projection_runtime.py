@@ -10,13 +10,10 @@ installed console script.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
-import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +35,7 @@ from service.application import FlashpointApplication
 from service.bootstrap import Flashpoint, build
 from service.persistence import store_environment
 from service.settings import Settings
+from tests.api_support import clean_env, flashpoint
 from tests.factories import NOW, command, evidence
 
 #: How long the console script may take to start and to catch up with the log.
@@ -51,19 +49,6 @@ AT = NOW.timestamp()
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def flashpoint() -> str:
-    """The installed console script next to this interpreter (the venv's ``flashpoint``)."""
-    found = shutil.which("flashpoint", path=os.path.dirname(sys.executable))
-    if found is None:
-        pytest.fail(f"no flashpoint console script beside {sys.executable}; pip install -e .")
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without FLASHPOINT_* settings, so nothing leaks into the CLI."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("FLASHPOINT_")}
 
 
 def write_log(app: FlashpointApplication, rounds: int) -> dict[str, int]:

@@ -28,11 +28,10 @@ from projections.store import ViewStore
 from service import commands as c
 from service.bootstrap import Flashpoint, build
 from service.settings import Settings
+from tests.api_support import clean_env, flashpoint
 from tests.factories import command
 from tests.test_projection_runtime import (
     PROCESS_SECONDS,
-    clean_env,
-    flashpoint,
     live,
     positions,
     snapshot,

@@ -32,13 +32,11 @@ from service.audit import verify
 from service.bootstrap import Flashpoint, build
 from service.client import ApiError, FlashpointClient
 from service.settings import Settings
-from tests.api_support import free_port
+from tests.api_support import clean_env, flashpoint, free_port
 from tests.factories import command
 from tests.test_cli_serve import Served, wait_serving
 from tests.test_projection_runtime import (
     PROCESS_SECONDS,
-    clean_env,
-    flashpoint,
     live,
     positions,
     snapshot,

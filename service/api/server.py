@@ -256,14 +256,8 @@ def metrics_address(settings: Settings) -> tuple[str, int] | None:
     return host, settings.metrics_port
 
 
-def serve(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT, then drain in-flight calls and exit."""
-    authenticator = Authenticator(load_tokens(settings.tokens_file, settings.tokens))
-    check_exposure(settings, authenticator)
-    if settings.workers > 1:
-        return serve_workers(settings)
-    service = build(settings, follow=settings.projections == "embedded")
-    running = create_server(settings, service, authenticator)
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (logged), for a process to wait on."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -272,6 +266,18 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stopping
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then drain in-flight calls and exit."""
+    authenticator = Authenticator(load_tokens(settings.tokens_file, settings.tokens))
+    check_exposure(settings, authenticator)
+    if settings.workers > 1:
+        return serve_workers(settings)
+    service = build(settings, follow=settings.projections == "embedded")
+    running = create_server(settings, service, authenticator)
+    stopping = stop_on_signals()
     running.start()
     log.info(
         "server.started",
@@ -323,14 +329,7 @@ def serve_workers(settings: Settings) -> int:
         raise ServeRefused("--workers needs a fixed port in --listen, not port 0")
     # Create the store's tables once here: workers starting together would race to.
     build(settings, follow=False).close()
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("server.stopping", signal=signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_on_signals()
     code = "import sys; from service.cli import main; sys.exit(main(['serve']))"
     children: list[subprocess.Popen[bytes]] = []
     try:
