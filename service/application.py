@@ -102,6 +102,10 @@ class FlashpointApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        sqlite_pool = self.env.get("SQLITE_POOL_SIZE")
+        if sqlite_pool:
+            # The library's SQLite factory has no setting for it; its pool reads it on use.
+            self.recorder.datastore.pool.pool_size = int(sqlite_pool)  # type: ignore[attr-defined]
         #: Called with the new head position after each append (projections wake on it).
         self.append_listeners: list[Callable[[int], None]] = []
         self._committer: GroupCommitter | None = None
@@ -143,10 +147,9 @@ class FlashpointApplication(Application[UUID]):
         receipt_key = (
             receipt_id(submitter.principal, command.request_id) if command.request_id else None
         )
-        if receipt_key is not None:
-            receipt = self._find(CommandReceipt, receipt_key)
-            if receipt is not None:
-                return self._replay(receipt, command)
+        # No look-up of the receipt first: a retry of a recorded request fails to record
+        # its receipt again (or its decision, on the changed state) and is answered from
+        # the receipt then, so first attempts, the common case, skip a read.
         for attempt in range(MAX_ATTEMPTS):
             try:
                 aggregate = self._decide(command, stamp, receipt_key)

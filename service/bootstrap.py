@@ -26,10 +26,17 @@ from service.settings import Settings
 
 log = structlog.get_logger()
 
+#: Threads besides the RPC threads that use the event store's pool.
+STORE_THREADS = 4
+
 
 def build_application(settings: Settings) -> FlashpointApplication:
     """Open the configured event store (creating its tables) and the application on it."""
-    app = FlashpointApplication(env=store_environment(settings.store))
+    # Every RPC thread may hold a connection, beside the committer, the projections, the
+    # chainer and the health watcher.
+    app = FlashpointApplication(
+        env=store_environment(settings.store, pool_size=settings.threads + STORE_THREADS)
+    )
     log.info("store.opened", store=redact(settings.store))
     return app
 

@@ -166,11 +166,16 @@ class StoreURLError(ValueError):
     pass
 
 
-def store_environment(url: str) -> dict[str, str]:
+def store_environment(url: str, *, pool_size: int | None = None) -> dict[str, str]:
     """The ``eventsourcing`` environment for a store URL.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` and
     ``postgresql://user:password@host:port/dbname?schema=name&pool_size=N``.
+
+    ``pool_size`` is the number of SQLite connections kept open (default 5): one beyond it
+    is opened for a single transaction and closed after, which costs a process with many
+    threads more than the transaction. PostgreSQL's stays the URL's (default 5, plus 5
+    overflow), since every server's connections count against the database's limit.
     """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
@@ -183,6 +188,7 @@ def store_environment(url: str) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
+            "SQLITE_POOL_SIZE": str(pool_size or 5),
         }
     if parts.scheme in ("postgresql", "postgres"):
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}

@@ -7,6 +7,7 @@ and the same field names in errors, as every other way in.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import datetime
@@ -52,23 +53,47 @@ def _check_wire_values(message: Message, prefix: str = "") -> None:
     Without this, converting them fails deep inside protobuf and the client sees INTERNAL for
     what is its own mistake.
     """
-    for field, value in message.ListFields():
-        path = f"{prefix}.{field.name}" if prefix else field.name
-        if field.message_type is None:
+    for name, repeated, kind in _message_fields(message.DESCRIPTOR):
+        if repeated:
+            items = getattr(message, name)
+            if not items:
+                continue
+        elif message.HasField(name):
+            items = (getattr(message, name),)
+        else:
             continue
-        items = value if field.is_repeated else [value]
-        full_name = field.message_type.full_name
         for index, item in enumerate(items):
-            where = f"{path}[{index}]" if field.is_repeated else path
-            if isinstance(item, Timestamp):
-                if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS) or not (
-                    0 <= item.nanos < 1_000_000_000
+            if not isinstance(item, Message):  # the keys of a map field
+                continue
+            if kind == _TIMESTAMP:
+                if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS) or not (  # type: ignore[attr-defined]
+                    0 <= item.nanos < 1_000_000_000  # type: ignore[attr-defined]
                 ):
-                    raise CommandValidationError.single(where, "timestamp out of range")
-            elif full_name == "google.protobuf.Struct":
-                _check_struct(item, where)
-            elif isinstance(item, Message):
-                _check_wire_values(item, where)
+                    raise CommandValidationError.single(
+                        _path(prefix, name, repeated, index), "timestamp out of range"
+                    )
+            elif kind == _STRUCT:
+                _check_struct(item, _path(prefix, name, repeated, index))
+            else:
+                _check_wire_values(item, _path(prefix, name, repeated, index))
+
+
+_TIMESTAMP, _STRUCT = "google.protobuf.Timestamp", "google.protobuf.Struct"
+
+
+@functools.cache
+def _message_fields(descriptor: Any) -> tuple[tuple[str, bool, str], ...]:
+    # Every request is walked on every call: look its message fields up once per type.
+    return tuple(
+        (field.name, field.is_repeated, field.message_type.full_name)
+        for field in descriptor.fields
+        if field.message_type is not None
+    )
+
+
+def _path(prefix: str, name: str, repeated: bool, index: int) -> str:
+    path = f"{prefix}.{name}" if prefix else name
+    return f"{path}[{index}]" if repeated else path
 
 
 def _check_struct(struct: Any, path: str) -> None:

@@ -251,7 +251,8 @@ def postgres_store(admin_url: str) -> Iterator[str]:
 def flashpoint_server(store: str, workers: int) -> Iterator[str]:
     port = free_port()
     address = f"127.0.0.1:{port}"
-    base = [flashpoint(), "--store", store, "--log-level", "warning"]
+    # At the default log level: the one line per call is part of what a command costs.
+    base = [flashpoint(), "--store", store, "--log-level", "info"]
     serve = [*base, "serve", "--listen", address, "--workers", str(workers)]
     if workers == 1:
         with process(serve) as server:
@@ -259,7 +260,9 @@ def flashpoint_server(store: str, workers: int) -> Iterator[str]:
             yield address
         return
     # Create the tables once before the processes race to.
-    subprocess.run([*base, "migrate"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*base, "migrate"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     with (
         process([*base, "project"]),
         process([*serve, "--projections", "external"]) as server,
