@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -53,12 +54,14 @@ from service.commands import (
     SignAgreement,
     validating,
 )
+from service.deadlines import bind_to_call_deadlines, call_deadline, deadline_at
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack
 from service.domain.receipt import CommandReceipt, receipt_id
 from service.domain.sanctions import SanctionsRegime
 from service.domain.submitter import submitted_by
 from service.errors import (
+    DeadlineReached,
     DomainError,
     NotFound,
     RequestIdReused,
@@ -102,6 +105,7 @@ class FlashpointApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        bind_to_call_deadlines(self.recorder.datastore)  # type: ignore[attr-defined]
         sqlite_pool = self.env.get("SQLITE_POOL_SIZE")
         if sqlite_pool:
             # The library's SQLite factory has no setting for it; its pool reads it on use.
@@ -450,6 +454,8 @@ class _Insert:
     """One command's stored events waiting for the group committer, and its answer."""
 
     events: Sequence[StoredEvent]
+    #: The submitting call's deadline (``time.monotonic()``), or None.
+    deadline: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
@@ -485,7 +491,7 @@ class GroupCommitter:
         """The notification ids of ``events``, once they are recorded with others."""
         if self._stopped:
             return list(self._insert(list(events)) or [])
-        item = _Insert(events)
+        item = _Insert(events, call_deadline.get())
         self._queue.put(item)
         item.done.wait()
         if item.error is not None:
@@ -524,8 +530,20 @@ class GroupCommitter:
                 self._commit([item])
 
     def _commit(self, batch: list[_Insert]) -> None:
+        now = time.monotonic()
+        expired = [item for item in batch if item.deadline is not None and item.deadline <= now]
+        for item in expired:  # its caller has gone: record nothing it cannot hear about
+            item.answer(error=DeadlineReached("the call's deadline passed before its append"))
+        batch = [item for item in batch if item not in expired]
+        if not batch:
+            return
+        # The batch may take as long as its most patient caller allows, so that no caller's
+        # deadline cuts its neighbours short; with one caller without a deadline, unbounded.
+        deadlines = [item.deadline for item in batch]
+        bound = None if None in deadlines else max(d for d in deadlines if d is not None)
         try:
-            ids = list(self._insert([event for item in batch for event in item.events]) or [])
+            with deadline_at(bound):
+                ids = list(self._insert([event for item in batch for event in item.events]) or [])
         except IntegrityError as error:
             if len(batch) == 1:
                 batch[0].answer(error=error)

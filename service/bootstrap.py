@@ -21,6 +21,7 @@ from projections.store import ViewStore
 from projections.timetravel import TimeTravel
 from service.application import FlashpointApplication
 from service.audit import Chainer, LogTables, load_private_key
+from service.deadlines import bind_to_call_deadlines
 from service.persistence import redact, store_environment
 from service.settings import Settings
 
@@ -87,6 +88,7 @@ def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flash
     with setup:
         app = build_application(settings)
         views = ViewStore.open(env)
+        bind_to_call_deadlines(views.recorder.datastore)  # queries run under RPC deadlines
         source = RecorderEventSource(app.recorder)
         worker = ProjectionWorker(source, views, ALL, ownership=ownership)
         if ownership is not None:

@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 
 from service.api.auth import LOCAL_DEVELOPER, OPEN_PREFIXES, Authenticator, Principal
 from service.api.errors import map_error
+from service.deadlines import call_deadline, deadline_after
 from service.errors import CommandValidationError, DeadlineReached, StoreUnavailable
 from service.metrics import Metrics
 
@@ -167,6 +168,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return [
             current_principal.set(principal),
             current_client.set(str(client) if client else None),
+            call_deadline.set(deadline_after(remaining)),
         ]
 
     def _unary(
@@ -241,3 +243,4 @@ def _refuse_unwrapped(requests: Any, context: grpc.ServicerContext) -> Any:
 def _reset(tokens: list[Any]) -> None:
     current_principal.reset(tokens[0])
     current_client.reset(tokens[1])
+    call_deadline.reset(tokens[2])

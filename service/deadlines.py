@@ -1,0 +1,102 @@
+"""The calling RPC's deadline, carried to the database.
+
+A client that gives up after 500 ms should not leave a server transaction waiting on a lock
+for the store's full lock timeout: the interceptor records each call's deadline here, and on
+PostgreSQL every statement the call runs gets a ``statement_timeout`` of the time that
+remains (waiting for a lock counts). A statement cancelled that way rolls
+its transaction back, so nothing is half-written, and the call answers DEADLINE_EXCEEDED.
+
+SQLite needs nothing of the sort: it is a local file whose writers are serialised in-process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from eventsourcing.persistence import OperationalError
+from eventsourcing.postgres import PostgresDatastore
+
+from service.errors import DeadlineReached
+
+#: ``time.monotonic()`` by which the current call must be answered; None without a deadline.
+call_deadline: ContextVar[float | None] = ContextVar("call_deadline", default=None)
+
+#: No statement gets less than this: a timeout of 0 would mean "no timeout" to PostgreSQL.
+MIN_TIMEOUT_MS = 1
+
+
+@contextmanager
+def deadline_at(deadline: float | None) -> Iterator[None]:
+    """Run the block under ``deadline`` (a ``time.monotonic()`` value, or None for none)."""
+    token = call_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        call_deadline.reset(token)
+
+
+#: A call with more time than this has, in effect, no deadline (gRPC reports infinity).
+NO_DEADLINE_SECONDS = 24 * 3600.0
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    if seconds is None or not seconds < NO_DEADLINE_SECONDS:
+        return None
+    return time.monotonic() + seconds
+
+
+def remaining_ms() -> int | None:
+    """Milliseconds left before the current deadline (raising once it has passed)."""
+    deadline = call_deadline.get()
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineReached("the call's deadline passed before the store was asked")
+    return max(MIN_TIMEOUT_MS, int(left * 1000))
+
+
+class DeadlineBoundPostgresDatastore(PostgresDatastore):
+    """A PostgreSQL datastore whose statements end by the calling RPC's deadline."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Any]:
+        budget = remaining_ms()
+        if budget is None:
+            with super().get_connection() as connection:
+                yield connection
+            return
+        try:
+            with super().get_connection() as connection:
+                # The library's connections are in autocommit mode and open their own
+                # transactions, so the bound is set on the session for this use and reset
+                # before the connection goes back to the pool for someone else.
+                connection.execute(
+                    "SELECT set_config('statement_timeout', %s, false)", (f"{budget}ms",)
+                )
+                try:
+                    yield connection
+                finally:
+                    if not connection.closed and not connection.broken:
+                        connection.execute("RESET statement_timeout")
+        except OperationalError as error:
+            deadline = call_deadline.get()
+            if deadline is not None and (
+                time.monotonic() >= deadline or "statement timeout" in str(error)
+            ):
+                raise DeadlineReached(
+                    "the call's deadline passed while the store was working; "
+                    "nothing of it was recorded"
+                ) from error
+            raise
+
+
+def bind_to_call_deadlines(datastore: object) -> None:
+    """Make a PostgreSQL datastore honour call deadlines (others are left as they are)."""
+    if type(datastore) is PostgresDatastore:
+        # The library builds its datastore itself; the subclass adds behaviour, no state.
+        datastore.__class__ = DeadlineBoundPostgresDatastore
