@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command_settings(args: argparse.Namespace) -> dict[str, Any]:
     names = ("listen", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure",
-             "projections", "metrics_port")  # fmt: skip
+             "projections", "metrics_port", "metrics_host", "group_commit")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -108,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep read models current in this process (default) or leave it to "
         "`flashpoint project` workers",
     )
+    _add_metrics_flags(serve)
     serve.add_argument(
-        "--metrics-port",
-        type=int,
-        help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being the --listen "
-        "host (default off; env FLASHPOINT_METRICS_PORT; 0 = off)",
+        "--group-commit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="append the events of commands arriving together in one transaction, each "
+        "command still answered alone (default on; env FLASHPOINT_GROUP_COMMIT)",
     )
     serve.add_argument(
         "--workers",
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "project", help="run the projection worker: keep the read models current"
     )
     project.add_argument("--once", action="store_true", help="catch up with the log, then exit")
+    _add_metrics_flags(project)
     project.set_defaults(handler=_run_project)
 
     migrate = commands.add_parser(
@@ -418,6 +421,20 @@ def _run_serve(args: argparse.Namespace, settings: Any) -> int:
         return EXIT_USAGE
 
 
+def _add_metrics_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default off; env "
+        "FLASHPOINT_METRICS_PORT; 0 = off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        help="HOST for the metrics (default the --listen host, 127.0.0.1; env "
+        "FLASHPOINT_METRICS_HOST)",
+    )
+
+
 def _run_project(args: argparse.Namespace, settings: Any) -> int:
     import signal
 
@@ -439,11 +456,34 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    metrics_http = start_worker_metrics(settings, service)
     try:
         service.worker.run()
     finally:
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
         service.close()
     return EXIT_OK
+
+
+def start_worker_metrics(settings: Any, service: Any) -> Any:
+    """Serve a projection worker's metrics (positions, lag, its pool) if asked; the server."""
+    import structlog
+    from prometheus_client import start_http_server
+
+    from service.api.server import metrics_address, store_answers
+    from service.metrics import Metrics
+
+    address = metrics_address(settings)
+    if address is None:
+        return None
+    metrics = Metrics()
+    metrics.watch(service, lambda: store_answers(service.app.recorder))
+    host, port = address
+    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    structlog.get_logger().info("metrics.started", address=host, port=server.server_port)
+    return server
 
 
 def _run_migrate(args: argparse.Namespace, settings: Any) -> int:

@@ -84,6 +84,7 @@ def add_query_parser(commands: Any, add_client_flags: Callable[[Any], None]) -> 
     posture.add_argument("--at")
     events = sub("events", "every event of one resource (its audit history)")
     events.add_argument("name", help="incidents/ID, sanctions/ID or negotiations/ID")
+    sub("projections", "how far behind the log each read model and the audit chain are")
 
 
 # ---------------------------------------------------------------------- time arguments
@@ -128,7 +129,12 @@ def since_time(text: str, now: datetime) -> datetime:
 
 def run_query(args: argparse.Namespace, settings: Any) -> int:
     try:
-        backend: Backend = RemoteBackend(args) if args.server else LocalBackend(settings)
+        backend: Backend = (
+            RemoteBackend(args)
+            if args.server
+            # Catching up first would hide the lag this query is asked to show.
+            else LocalBackend(settings, catch_up=args.query != "projections")
+        )
     except ValueError as error:
         sys.stderr.write(f"flashpoint: {error}\n")
         return EXIT_USAGE
@@ -161,11 +167,12 @@ def _qualified(collection: str, name: str) -> str:
 class LocalBackend(Backend):
     """Reads the store directly, after bringing the read models up to date."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, *, catch_up: bool = True) -> None:
         from service.bootstrap import build
 
         self._service = build(settings, follow=False)
-        self._service.worker.catch_up()
+        if catch_up:
+            self._service.worker.catch_up()
 
     def close(self) -> None:
         self._service.close()
@@ -237,6 +244,12 @@ class LocalBackend(Backend):
                     return {"negotiations": read.negotiations(party=args.party, status=args.status)}
                 case "posture":
                     return {"deployments": read.force_posture(country=args.country, at=at)}
+                case "projections":
+                    from service.api.translation import log_status_to_proto, message_to_json
+                    from service.status import log_status
+
+                    status = log_status_to_proto(log_status(self._service))
+                    return message_to_json(status, zeros=True)
                 case _:
                     events = queries.history(app, args.name)
                     return {"events": [event.model_dump(mode="json") for event in events]}
@@ -406,6 +419,10 @@ class RemoteBackend(Backend):
                                 country=args.country or "", at=at, min_position=mp
                             ),
                         )
+                    )
+                case "projections":
+                    return message_to_json(
+                        c.call(c.queries.ListProjections, q.ListProjectionsRequest()), zeros=True
                     )
                 case _:
                     return {"events": [message_to_json(e) for e in c.history(args.name)]}

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.status import log_status
+
 if TYPE_CHECKING:
     from service.bootstrap import Flashpoint
 
@@ -87,19 +89,18 @@ class _ServiceCollector(Collector):
         if not self._store_up():
             return
         try:
-            head = self._service.app.recorder.max_notification_id() or 0
-            positions = self._service.worker.positions()
+            status = log_status(self._service)
         except Exception as error:
             log.warning("metrics.store_read_failed", error=str(error))
             return
         head_gauge = GaugeMetricFamily(
             "flashpoint_log_head", "Position of the last event in the log."
         )
-        head_gauge.add_metric([], float(head))
+        head_gauge.add_metric([], float(status.head))
         yield head_gauge
         position = GaugeMetricFamily(
             "flashpoint_projection_position",
-            "Last log position each projection has processed.",
+            "Last log position each projection (and the audit chain) has processed.",
             labels=["projection"],
         )
         lag = GaugeMetricFamily(
@@ -107,11 +108,18 @@ class _ServiceCollector(Collector):
             "Log positions each projection still has to process (head minus position).",
             labels=["projection"],
         )
-        for name, at in sorted(positions.items()):
-            position.add_metric([name], float(at))
-            lag.add_metric([name], float(max(head - at, 0)))
+        lag_seconds = GaugeMetricFamily(
+            "flashpoint_projection_lag_seconds",
+            "How long the oldest event each projection has not processed has waited.",
+            labels=["projection"],
+        )
+        for follower in [*status.projections, status.audit_chain]:
+            position.add_metric([follower.name], float(follower.position))
+            lag.add_metric([follower.name], float(follower.lag_events))
+            lag_seconds.add_metric([follower.name], follower.lag_seconds)
         yield position
         yield lag
+        yield lag_seconds
 
 
 def _pool_metrics(recorder: Any) -> Iterator[Metric]:

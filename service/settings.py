@@ -54,6 +54,8 @@ class Settings(BaseModel):
     #: Port for Prometheus metrics (``/metrics`` over HTTP on the host of ``listen``);
     #: None or 0 serves none.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: Host (address) for ``/metrics``; default the host of ``listen``.
+    metrics_host: str | None = None
 
     @field_validator("store")
     @classmethod

@@ -44,7 +44,7 @@ def running_server(
 ) -> Iterator[ServerUnderTest]:
     """Start a server on 127.0.0.1:<free port> over ``store_url``; stop it afterwards."""
     config = Settings(store=store_url, listen="127.0.0.1:0", **settings)
-    service = build(config, follow=True)
+    service = build(config, follow=config.projections == "embedded")  # as `serve` does
     running = create_server(config, service, Authenticator(tokens or []))
     running.start()
     try:

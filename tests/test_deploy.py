@@ -521,8 +521,16 @@ def test_kubernetes_servers_probe_grpc_health_and_are_highly_available() -> None
     (container,) = server["spec"]["template"]["spec"]["containers"]
     environment = resolve_container_environment(container, resources)
     port = int(environment["FLASHPOINT_LISTEN"].rsplit(":", 1)[1])
-    (container_port,) = container["ports"]
-    assert container_port["containerPort"] == port
+    ports = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
+    assert ports["grpc"] == port
+    container_port = {"name": "grpc", "containerPort": port}
+    # Metrics are served where the settings say, and the pod declares that port.
+    assert ports["metrics"] == int(environment["FLASHPOINT_METRICS_PORT"])
+    (worker_container,) = worker["spec"]["template"]["spec"]["containers"]
+    worker_environment = resolve_container_environment(worker_container, resources)
+    worker_ports = {entry["name"]: entry["containerPort"] for entry in worker_container["ports"]}
+    assert worker_ports["metrics"] == int(worker_environment["FLASHPOINT_METRICS_PORT"])
+    assert worker_environment["FLASHPOINT_METRICS_HOST"] == "0.0.0.0"  # noqa: S104
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["grpc"] == {"port": port}, probe
     labels = server["spec"]["template"]["metadata"]["labels"]

@@ -34,6 +34,7 @@ from service.api.servicers import AuditServicer, CommandServicer, QueryServicer
 from service.bootstrap import Flashpoint, build
 from service.metrics import Metrics
 from service.settings import Settings
+from service.status import log_status
 
 log = structlog.get_logger()
 
@@ -51,6 +52,14 @@ class ServeRefused(Exception):
 #: How often the store watcher checks the event store, and how long one check may take.
 STORE_CHECK_SECONDS = 2.0
 STORE_CHECK_TIMEOUT = 1.5
+
+
+def store_answers(recorder: Any) -> bool:
+    try:
+        check_store(recorder)
+    except Exception:
+        return False
+    return True
 
 
 def check_store(recorder: Any, timeout: float = STORE_CHECK_TIMEOUT) -> None:
@@ -220,7 +229,13 @@ def create_server(
     app = service.app
     command_grpc.add_CommandServiceServicer_to_server(CommandServicer(app), server)
     query_grpc.add_QueryServiceServicer_to_server(
-        QueryServicer(app, service.read_models, service.worker.notify, service.time_travel),
+        QueryServicer(
+            app,
+            service.read_models,
+            service.worker.notify,
+            service.time_travel,
+            lambda: log_status(service),
+        ),
         server,
     )
     audit_grpc.add_AuditServiceServicer_to_server(AuditServicer(service), server)
@@ -249,9 +264,12 @@ def create_server(
 
 
 def metrics_address(settings: Settings) -> tuple[str, int] | None:
-    """Where to serve ``/metrics``: the gRPC listen host, on ``metrics_port`` (None: off)."""
+    """Where to serve ``/metrics``: ``metrics_host`` (default the gRPC listen host), on
+    ``metrics_port`` (None: off)."""
     if not settings.metrics_port:
         return None
+    if settings.metrics_host:
+        return settings.metrics_host, settings.metrics_port
     host = settings.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"  # noqa: S104
     return host, settings.metrics_port
 

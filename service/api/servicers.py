@@ -37,6 +37,7 @@ from service.bootstrap import Flashpoint
 from service.commands import CommandValidationError
 from service.errors import NotFound
 from service.queries import IncidentView
+from service.status import LogStatus
 
 R = TypeVar("R", bound=Message)
 Context = grpc.ServicerContext
@@ -215,11 +216,13 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         read_models: ReadModels,
         nudge: Callable[[], None] | None = None,
         time_travel: TimeTravel | None = None,
+        status: Callable[[], LogStatus] | None = None,
     ) -> None:
         self._app = app
         self._read = read_models
         self._nudge = nudge
         self._time_travel = time_travel
+        self._status = status
 
     def _as_of(self, request: Message) -> ReadModels:
         """The live read models, or (with ``as_of``) those replayed up to that moment."""
@@ -447,6 +450,13 @@ class QueryServicer(query_grpc.QueryServiceServicer):
                     )
                 seen, evaluated = position, time.monotonic()
             time.sleep(0.1)
+
+    def ListProjections(
+        self, request: query_pb.ListProjectionsRequest, context: Context
+    ) -> query_pb.ListProjectionsResponse:
+        if self._status is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server reports no progress")
+        return tr.log_status_to_proto(self._status())
 
 
 NEGOTIATION_STATUSES = frozenset({"proposed", "active", "paused", "rejected", "agreed"})

@@ -28,6 +28,7 @@ from service.application import CommandResult
 from service.audit import VerifyReport
 from service.commands import COMMANDS, Command, CommandValidationError, parse_command
 from service.queries import IncidentView, LogEventView, SanctionsRegimeView
+from service.status import FollowerStatus, LogStatus
 
 M = TypeVar("M", bound=Message)
 C = TypeVar("C", bound=Command)
@@ -162,6 +163,25 @@ def result_from_response(response: Any) -> CommandResult:
 
 
 # ------------------------------------------------------------------ read models
+
+
+def log_status_to_proto(status: LogStatus) -> query_pb.ListProjectionsResponse:
+    def follower(item: FollowerStatus) -> query_pb.ProjectionStatus:
+        return query_pb.ProjectionStatus(
+            name=item.name,
+            generation=item.generation,
+            fold_version=item.fold_version,
+            position=item.position,
+            lag_events=item.lag_events,
+            lag_seconds=item.lag_seconds,
+        )
+
+    return query_pb.ListProjectionsResponse(
+        head=status.head,
+        projections=[follower(item) for item in status.projections],
+        audit_chain=follower(status.audit_chain),
+        read_at=timestamp_of(status.read_at),
+    )
 
 
 def timestamp_of(value: datetime) -> Timestamp:
@@ -371,10 +391,11 @@ def log_event_to_proto(view: LogEventView) -> audit_pb.LogEvent:
     )
 
 
-def message_to_json(message: Message) -> dict[str, Any]:
-    """A message as plain JSON data, for people at a terminal."""
+def message_to_json(message: Message, *, zeros: bool = False) -> dict[str, Any]:
+    """A message as plain JSON data, for people at a terminal; with ``zeros``, fields at
+    their zero value too (where 0 is news, as in a lag)."""
     data: dict[str, Any] = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=zeros
     )
     return data
 

@@ -1258,3 +1258,91 @@ class WatchEscalationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEscalationResponse: _TypeAlias = WatchEscalationResponse  # noqa: Y015
+
+@_typing.final
+class ListProjectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProjectionsRequest: _TypeAlias = ListProjectionsRequest  # noqa: Y015
+
+@_typing.final
+class ListProjectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEAD_FIELD_NUMBER: _builtins.int
+    PROJECTIONS_FIELD_NUMBER: _builtins.int
+    AUDIT_CHAIN_FIELD_NUMBER: _builtins.int
+    READ_AT_FIELD_NUMBER: _builtins.int
+    head: _builtins.int
+    """Position of the last event in the log."""
+    @_builtins.property
+    def projections(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectionStatus]: ...
+    @_builtins.property
+    def audit_chain(self) -> Global___ProjectionStatus:
+        """The hash chain over the log (see AuditService.VerifyLog), a follower like the others."""
+
+    @_builtins.property
+    def read_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        head: _builtins.int = ...,
+        projections: _abc.Iterable[Global___ProjectionStatus] | None = ...,
+        audit_chain: Global___ProjectionStatus | None = ...,
+        read_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_chain", b"audit_chain", "read_at", b"read_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_chain", b"audit_chain", "head", b"head", "projections", b"projections", "read_at", b"read_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProjectionsResponse: _TypeAlias = ListProjectionsResponse  # noqa: Y015
+
+@_typing.final
+class ProjectionStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    FOLD_VERSION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    LAG_EVENTS_FIELD_NUMBER: _builtins.int
+    LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"escalation", "timeline", ...; "audit-chain" for the chain."""
+    generation: _builtins.int
+    """The live generation (rebuilds fill the next one) and the fold version that built it."""
+    fold_version: _builtins.int
+    position: _builtins.int
+    """The last log position processed."""
+    lag_events: _builtins.int
+    """head - position."""
+    lag_seconds: _builtins.float
+    """How long the oldest unprocessed event has been waiting; 0 when caught up."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        generation: _builtins.int = ...,
+        fold_version: _builtins.int = ...,
+        position: _builtins.int = ...,
+        lag_events: _builtins.int = ...,
+        lag_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fold_version", b"fold_version", "generation", b"generation", "lag_events", b"lag_events", "lag_seconds", b"lag_seconds", "name", b"name", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectionStatus: _TypeAlias = ProjectionStatus  # noqa: Y015

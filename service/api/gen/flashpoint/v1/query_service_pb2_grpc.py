@@ -100,6 +100,11 @@ class QueryServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationResponse.FromString,
                 _registered_method=True)
+        self.ListProjections = channel.unary_unary(
+                '/flashpoint.v1.QueryService/ListProjections',
+                request_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListProjectionsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListProjectionsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -195,6 +200,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProjections(self, request, context):
+        """How far behind the head of the log each read model and the audit chain are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +269,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.WatchEscalation,
                     request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationResponse.SerializeToString,
+            ),
+            'ListProjections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjections,
+                    request_deserializer=flashpoint_dot_v1_dot_query__service__pb2.ListProjectionsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_query__service__pb2.ListProjectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -589,6 +606,33 @@ class QueryService:
             '/flashpoint.v1.QueryService/WatchEscalation',
             flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationRequest.SerializeToString,
             flashpoint_dot_v1_dot_query__service__pb2.WatchEscalationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.QueryService/ListProjections',
+            flashpoint_dot_v1_dot_query__service__pb2.ListProjectionsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_query__service__pb2.ListProjectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

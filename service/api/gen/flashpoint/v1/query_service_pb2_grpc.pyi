@@ -63,6 +63,8 @@ class QueryServiceStub:
     """A country's escalation as a series over a time range, for charts."""
     WatchEscalation: _grpc.UnaryStreamMultiCallable[_query_service_pb2.WatchEscalationRequest, _query_service_pb2.WatchEscalationResponse]
     """A message whenever a country's level or trend changes; resumable from a position."""
+    ListProjections: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListProjectionsRequest, _query_service_pb2.ListProjectionsResponse]
+    """How far behind the head of the log each read model and the audit chain are."""
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -99,6 +101,8 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """A country's escalation as a series over a time range, for charts."""
     WatchEscalation: _aio.UnaryStreamMultiCallable[_query_service_pb2.WatchEscalationRequest, _query_service_pb2.WatchEscalationResponse]  # type: ignore[assignment]
     """A message whenever a country's level or trend changes; resumable from a position."""
+    ListProjections: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListProjectionsRequest, _query_service_pb2.ListProjectionsResponse]  # type: ignore[assignment]
+    """How far behind the head of the log each read model and the audit chain are."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads Flashpoint's read models.
@@ -204,5 +208,13 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_query_service_pb2.WatchEscalationResponse], _abc.AsyncIterator[_query_service_pb2.WatchEscalationResponse]]:
         """A message whenever a country's level or trend changes; resumable from a position."""
+
+    @_abc_1.abstractmethod
+    def ListProjections(
+        self,
+        request: _query_service_pb2.ListProjectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListProjectionsResponse, _abc.Awaitable[_query_service_pb2.ListProjectionsResponse]]:
+        """How far behind the head of the log each read model and the audit chain are."""
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,81 @@
+"""How far behind the log each read model (and the audit chain) is.
+
+A read model at position P has processed every event up to P. It is ``head - P`` positions
+behind, and as many seconds behind as the oldest event it has not processed has been
+waiting: zero when it is caught up, growing while its worker is stalled or dead, however
+quiet the log is otherwise. Metrics and the ``ListProjections`` RPC both answer from here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.bootstrap import Flashpoint
+
+#: The name the audit chain goes by beside the projections.
+AUDIT_CHAIN = "audit-chain"
+
+
+@dataclass(frozen=True)
+class FollowerStatus:
+    name: str
+    #: The live generation and the fold version that built it (0 and "" for the chain).
+    generation: int
+    fold_version: int
+    position: int
+    lag_events: int
+    lag_seconds: float
+
+
+@dataclass(frozen=True)
+class LogStatus:
+    head: int
+    read_at: datetime
+    projections: list[FollowerStatus]
+    audit_chain: FollowerStatus
+
+
+def log_status(service: Flashpoint) -> LogStatus:
+    """The head of the log and every follower's progress, read now."""
+    app = service.app
+    head = app.head_position()
+    now = time.time()
+    waiting_since: dict[int, float] = {}
+
+    def lag_seconds(position: int) -> float:
+        if position >= head:
+            return 0.0
+        if position not in waiting_since:
+            # The first event after ``position`` (positions may have gaps on PostgreSQL).
+            first = next(iter(app.read_log(position + 1, page_size=1)), None)
+            recorded = app.decode(first).timestamp.timestamp() if first is not None else now
+            waiting_since[position] = float(recorded)
+        return max(now - waiting_since[position], 0.0)
+
+    def follower(name: str, generation: int, version: int, position: int) -> FollowerStatus:
+        return FollowerStatus(
+            name=name,
+            generation=generation,
+            fold_version=version,
+            position=position,
+            lag_events=max(head - position, 0),
+            lag_seconds=lag_seconds(position),
+        )
+
+    store = service.views
+    projections = []
+    for name, position in sorted(service.worker.positions().items()):
+        generation = store.live_generation(name) or 0
+        version = store.live_version(name) or 0
+        projections.append(follower(name, generation, version, position))
+    chained, _hash = service.log_tables.chain_head()
+    return LogStatus(
+        head=head,
+        read_at=datetime.fromtimestamp(now, UTC),
+        projections=projections,
+        audit_chain=follower(AUDIT_CHAIN, 0, 0, chained),
+    )
