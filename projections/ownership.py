@@ -43,8 +43,37 @@ def lock_key(scope: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+#: Connection parameters a store URL may carry to libpq (TLS above all), each kept in the
+#: eventsourcing environment as ``POSTGRES_LIBPQ_<NAME>``. libpq's own variables
+#: (PGSSLMODE, PGSSLROOTCERT, ...) apply too where these are not given.
+LIBPQ_PARAMETERS = (
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir", "sslpassword",
+    "sslnegotiation", "target_session_attrs", "options",
+)  # fmt: skip
+LIBPQ_PREFIX = "POSTGRES_LIBPQ_"
+
+
+def libpq_options(env: Mapping[str, str]) -> dict[str, str]:
+    """The extra libpq parameters ``env`` carries (see ``LIBPQ_PARAMETERS``)."""
+    return {
+        key.removeprefix(LIBPQ_PREFIX).lower(): value
+        for key, value in env.items()
+        if key.startswith(LIBPQ_PREFIX) and value
+    }
+
+
+def apply_libpq_options(datastore: Any, env: Mapping[str, str]) -> None:
+    """Give a not-yet-opened PostgreSQL datastore's pool the extra libpq parameters."""
+    options = libpq_options(env)
+    pool = getattr(datastore, "pool", None)
+    if options and isinstance(getattr(pool, "kwargs", None), dict):
+        pool.kwargs.update(options)  # type: ignore[union-attr]
+
+
 def postgres_connector(env: Mapping[str, str], purpose: str) -> Connect:
     """Opens a dedicated autocommit connection to the store an eventsourcing ``env`` names."""
+
+    options: dict[str, Any] = libpq_options(env)
 
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -56,6 +85,7 @@ def postgres_connector(env: Mapping[str, str], purpose: str) -> Connect:
             connect_timeout=int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5"))),
             application_name=f"flashpoint-{purpose}",
             autocommit=True,
+            **options,
         )
 
     return connect

@@ -25,6 +25,8 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
+from projections.ownership import apply_libpq_options
+
 #: Page cache of each read-model connection, in KiB.
 SQLITE_CACHE_KIB = 65_536
 
@@ -81,6 +83,7 @@ class ViewStore:
     def open(cls, events_env: Mapping[str, str]) -> ViewStore:
         env = views_environment(events_env)
         factory = InfrastructureFactory.construct(Environment("FlashpointViews", env))
+        apply_libpq_options(getattr(factory, "datastore", None), env)  # before it connects
         recorder_class: type[Any] = (
             SQLiteViewRecorder
             if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"

@@ -21,6 +21,7 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
+    InfrastructureFactory,
     IntegrityError,
     Mapper,
     Notification,
@@ -28,7 +29,9 @@ from eventsourcing.persistence import (
     Recording,
     StoredEvent,
 )
+from eventsourcing.utils import Environment
 
+from projections.ownership import LIBPQ_PARAMETERS, LIBPQ_PREFIX, apply_libpq_options
 from service.commands import (
     REPORT_COMMANDS,
     Command,
@@ -131,6 +134,12 @@ class FlashpointApplication(Application[UUID]):
         if committer is not None:
             committer.stop()
         super().close()
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        factory = super().construct_factory(env)
+        # Before the recorder is made: making it opens the pool's first connections.
+        apply_libpq_options(getattr(factory, "datastore", None), store_options(env))
+        return factory
 
     def construct_mapper(self) -> Mapper[UUID]:
         return StableNameMapper(transcoder=self.construct_transcoder())
@@ -559,6 +568,17 @@ class GroupCommitter:
         for item in batch:
             item.answer(ids[start : start + len(item.events)])
             start += len(item.events)
+
+
+def store_options(env: Environment) -> dict[str, str]:
+    """The libpq parameters in an application's environment (which looks keys up under the
+    application's name first, so they are read one by one)."""
+    options = {}
+    for name in LIBPQ_PARAMETERS:
+        value = env.get(LIBPQ_PREFIX + name.upper())
+        if value:
+            options[LIBPQ_PREFIX + name.upper()] = value
+    return options
 
 
 COLLECTIONS: dict[type[Aggregate], str] = {

@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from projections.ownership import LIBPQ_PARAMETERS, LIBPQ_PREFIX
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack
 from service.domain.receipt import CommandReceipt
@@ -170,7 +171,8 @@ def store_environment(url: str, *, pool_size: int | None = None) -> dict[str, st
     """The ``eventsourcing`` environment for a store URL.
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` and
-    ``postgresql://user:password@host:port/dbname?schema=name&pool_size=N``.
+    ``postgresql://user:password@host:port/dbname?schema=name&pool_size=N``, which may also
+    carry libpq's TLS parameters (``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``, ...).
 
     ``pool_size`` is the number of SQLite connections kept open (default 5): one beyond it
     is opened for a single transaction and closed after, which costs a process with many
@@ -210,6 +212,9 @@ def store_environment(url: str, *, pool_size: int | None = None) -> dict[str, st
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"]
+        for name in LIBPQ_PARAMETERS:  # ?sslmode=verify-full&sslrootcert=/path/ca.pem ...
+            if name in query:
+                env[LIBPQ_PREFIX + name.upper()] = query[name]
         return env
     raise StoreURLError(
         f"{url!r}: unsupported store; use sqlite:///path/file.db or postgresql://host/dbname"
