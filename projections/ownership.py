@@ -91,6 +91,21 @@ def postgres_connector(env: Mapping[str, str], purpose: str) -> Connect:
     return connect
 
 
+@contextmanager
+def setup_serialized(env: Mapping[str, str]) -> Iterator[None]:
+    """Hold the store's setup lock for the block, on a session of its own: creating tables,
+    functions and triggers from two processes at once can fail in PostgreSQL ("tuple
+    concurrently updated"), and servers start together as often as workers do."""
+    key = lock_key(postgres_scope(env), "setup")
+    with postgres_connector(env, "setup")() as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):  # an ended session released its locks
+                connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
 def postgres_scope(env: Mapping[str, str]) -> str:
     return env.get("POSTGRES_SCHEMA", "").strip() or "public"
 

@@ -14,6 +14,7 @@ from projections.ownership import (
     Ownership,
     postgres_connector,
     postgres_scope,
+    setup_serialized,
 )
 from projections.readmodels import ALL, ReadModels
 from projections.runner import FOLLOWERS, ProjectionWorker
@@ -82,9 +83,11 @@ def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flash
             [projection.name for projection in ALL] + [FOLLOWERS],
         )
     # Workers starting together would otherwise race creating the same tables.
-    setup: AbstractContextManager[None] = (
-        ownership.serialized() if ownership is not None else nullcontext()
-    )
+    setup: AbstractContextManager[None] = nullcontext()
+    if ownership is not None:
+        setup = ownership.serialized()
+    elif env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        setup = setup_serialized(env)
     with setup:
         app = build_application(settings)
         views = ViewStore.open(env)

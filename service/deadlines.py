@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresDatastore
 
@@ -81,8 +82,7 @@ class DeadlineBoundPostgresDatastore(PostgresDatastore):
                 try:
                     yield connection
                 finally:
-                    if not connection.closed and not connection.broken:
-                        connection.execute("RESET statement_timeout")
+                    _reset_statement_timeout(connection)
         except OperationalError as error:
             deadline = call_deadline.get()
             if deadline is not None and (
@@ -93,6 +93,17 @@ class DeadlineBoundPostgresDatastore(PostgresDatastore):
                     "nothing of it was recorded"
                 ) from error
             raise
+
+
+def _reset_statement_timeout(connection: Any) -> None:
+    if connection.closed or connection.broken:
+        return
+    try:
+        connection.execute("RESET statement_timeout")
+    except psycopg.Error:
+        # A connection that cannot be reset must not carry the bound to its next user:
+        # closed, the pool replaces it.
+        connection.close()
 
 
 def bind_to_call_deadlines(datastore: object) -> None:
