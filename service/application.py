@@ -35,6 +35,7 @@ from projections.ownership import LIBPQ_PARAMETERS, LIBPQ_PREFIX, apply_libpq_op
 from service.commands import (
     REPORT_COMMANDS,
     Command,
+    CommandValidationError,
     CorrectIncident,
     CorroborateIncident,
     DisputeIncident,
@@ -166,9 +167,10 @@ class FlashpointApplication(Application[UUID]):
         for attempt in range(MAX_ATTEMPTS):
             try:
                 aggregate = self._decide(command, stamp, receipt_key)
-            except (DomainError, VersionConflict):
-                # A concurrent retry of this very request may have just been recorded,
-                # changing the state this decision saw; its answer is ours.
+            except (DomainError, VersionConflict, NotFound, CommandValidationError):
+                # This may be a retry of a recorded request (its first attempt changed the
+                # state this decision saw) or a reuse of its id for another request (on
+                # another resource, maybe a missing one): the receipt answers either way.
                 if receipt_key is not None:
                     receipt = self._find(CommandReceipt, receipt_key)
                     if receipt is not None:

@@ -62,20 +62,28 @@ def remaining_ms() -> int | None:
 
 
 class DeadlineBoundPostgresDatastore(PostgresDatastore):
-    """A PostgreSQL datastore whose statements end by the calling RPC's deadline."""
+    """A PostgreSQL datastore whose statements end by the calling RPC's deadline.
+
+    Each statement a call runs gets the time left when its connection was handed out;
+    ``statement_timeout`` restarts with every statement, so a call that runs several may
+    overrun by what the earlier ones took (a command's append is a lock, an insert and a
+    commit, of which only the lock can wait long). PostgreSQL 17's ``transaction_timeout``
+    would bound the whole; this targets 15.
+    """
 
     @contextmanager
     def get_connection(self) -> Iterator[Any]:
-        budget = remaining_ms()
-        if budget is None:
+        if call_deadline.get() is None:
             with super().get_connection() as connection:
                 yield connection
             return
         try:
             with super().get_connection() as connection:
-                # The library's connections are in autocommit mode and open their own
-                # transactions, so the bound is set on the session for this use and reset
-                # before the connection goes back to the pool for someone else.
+                # Measured once the pool has handed the connection over: the wait for it
+                # spent part of the budget. The library's connections are in autocommit
+                # mode and open their own transactions, so the bound is set on the session
+                # for this use and reset before the connection goes back to the pool.
+                budget = remaining_ms()
                 connection.execute(
                     "SELECT set_config('statement_timeout', %s, false)", (f"{budget}ms",)
                 )
@@ -84,13 +92,16 @@ class DeadlineBoundPostgresDatastore(PostgresDatastore):
                 finally:
                     _reset_statement_timeout(connection)
         except OperationalError as error:
-            deadline = call_deadline.get()
-            if deadline is not None and (
-                time.monotonic() >= deadline or "statement timeout" in str(error)
-            ):
+            if isinstance(error.__cause__, psycopg.errors.QueryCanceled):
                 raise DeadlineReached(
-                    "the call's deadline passed while the store was working; "
-                    "nothing of it was recorded"
+                    "the call's deadline passed while the store was working; the statement "
+                    "was cancelled and its transaction rolled back"
+                ) from error
+            deadline = call_deadline.get()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineReached(
+                    f"the call's deadline passed while the store failed ({error}); "
+                    "retry with the same request_id"
                 ) from error
             raise
 

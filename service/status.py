@@ -13,8 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import structlog
+
+from projections.events import RecorderEventSource
+
 if TYPE_CHECKING:
     from service.bootstrap import Flashpoint
+
+log = structlog.get_logger()
 
 #: The name the audit chain goes by beside the projections.
 AUDIT_CHAIN = "audit-chain"
@@ -39,9 +45,23 @@ class LogStatus:
     audit_chain: FollowerStatus
 
 
+def recorded_after(source: RecorderEventSource, position: int, default: float) -> float:
+    """When the first event after ``position`` was recorded (positions may have gaps on
+    PostgreSQL), read without decoding the event: a follower is most often stuck on an event
+    it cannot decode, and that is when its lag must still be reported."""
+    try:
+        events = source.read(position, 1)
+        if events:
+            return datetime.fromisoformat(events[0].recorded_at).timestamp()
+    except ValueError as error:
+        log.warning("status.unreadable_timestamp", after=position, error=str(error))
+    return default
+
+
 def log_status(service: Flashpoint) -> LogStatus:
     """The head of the log and every follower's progress, read now."""
     app = service.app
+    source = RecorderEventSource(app.recorder)
     head = app.head_position()
     now = time.time()
     waiting_since: dict[int, float] = {}
@@ -50,10 +70,7 @@ def log_status(service: Flashpoint) -> LogStatus:
         if position >= head:
             return 0.0
         if position not in waiting_since:
-            # The first event after ``position`` (positions may have gaps on PostgreSQL).
-            first = next(iter(app.read_log(position + 1, page_size=1)), None)
-            recorded = app.decode(first).timestamp.timestamp() if first is not None else now
-            waiting_since[position] = float(recorded)
+            waiting_since[position] = recorded_after(source, position, now)
         return max(now - waiting_since[position], 0.0)
 
     def follower(name: str, generation: int, version: int, position: int) -> FollowerStatus:

@@ -133,6 +133,43 @@ class ApplicationContract:
             app.execute(command(c.ReportIncursion, request_id="req-2", count=20))
         assert self._log(app) == before
 
+    def test_a_reused_request_id_is_refused_whatever_the_new_request_would_meet(
+        self, app: FlashpointApplication
+    ) -> None:
+        """The reuse is found even when the new request, decided on its own, would fail
+        otherwise: on a resource that does not exist, or with a correction that no longer
+        validates. The receipt is the answer, not the new request's own error."""
+        incident = app.execute(command(c.ReportIncursion, request_id="used")).id
+        before = self._log(app)
+        with pytest.raises(RequestIdReused):
+            app.execute(command(c.CorroborateIncident, request_id="used", incident_id=uuid4()))
+        with pytest.raises(RequestIdReused):
+            app.execute(
+                command(c.CorrectIncident, request_id="used", incident_id=incident,
+                        changes={"count": 2})
+            )  # fmt: skip
+        assert self._log(app) == before
+
+    def test_a_retried_correction_answers_first_even_after_later_corrections(
+        self, app: FlashpointApplication
+    ) -> None:
+        """Correction A, then B, then A's retry: decided again on B's state, A would no
+        longer validate (intercepted above count); it is a retry, so it answers A's result."""
+        incident = app.execute(command(c.ReportIncursion, count=19, intercepted=3)).id
+        a = command(c.CorrectIncident, request_id="fix-a", incident_id=incident,
+                    changes={"count": 8})  # fmt: skip
+        first = app.execute(a)
+        app.execute(
+            command(c.CorrectIncident, request_id="fix-b", incident_id=incident,
+                    changes={"count": 20, "intercepted": 15})
+        )  # fmt: skip
+        before = self._log(app)
+        again = app.execute(a)
+        assert again.replayed and (again.version, again.position) == (
+            first.version, first.position,
+        )  # fmt: skip
+        assert self._log(app) == before
+
     def test_request_ids_are_scoped_by_principal(self, app: FlashpointApplication) -> None:
         """Two clients choosing the same request id do not collide."""
         a = app.execute(command(c.ReportIncursion, request_id="r"), Submitter("alice"))

@@ -154,3 +154,34 @@ def test_group_commit_drops_a_command_whose_caller_has_gone(sqlite_url: str) -> 
         assert not retried.replayed and retried.position == app.head_position()
     finally:
         app.close()
+
+
+def test_time_spent_waiting_for_a_connection_counts_against_the_deadline(
+    postgres_url: str,
+) -> None:
+    """One connection, held by someone else past the caller's deadline: when it is handed
+    over, the caller's time is up, and nothing runs for it."""
+    import threading
+
+    app = FlashpointApplication(
+        env=store_environment(f"{postgres_url}&pool_size=1&max_overflow=0&connect_timeout=5")
+    )
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with datastore.get_connection():
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        threading.Timer(1.0, release.set).start()
+        with pytest.raises(DeadlineReached), deadline_at(deadline_after(0.3)):
+            app.head_position()  # a read, as a query makes
+    finally:
+        release.set()
+        holder.join()
+        app.close()

@@ -229,3 +229,23 @@ def test_the_cli_shows_the_lag_locally_and_through_a_server(tmp_path: Path) -> N
     answered = json.loads(remote.stdout)
     assert [int(p["lag_events"]) for p in answered["projections"]] == [0] * len(PROJECTIONS)
     assert int(answered["audit_chain"]["position"]) == head
+
+
+def test_lag_is_reported_while_the_oldest_event_is_of_an_unknown_type(sqlite_url: str) -> None:
+    """A newer server (mid rolling deploy, say) appended an event type this one does not
+    know: that is when a follower stalls, and its lag must still be reported."""
+    import uuid
+
+    from eventsourcing.persistence import StoredEvent
+
+    with running_server(sqlite_url, projections="external") as server:
+        server.service.worker.catch_up()
+        start = server.app.head_position()
+        state = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"}}'
+        server.app.recorder.insert_events([StoredEvent(uuid.uuid4(), 1, "FromTheFuture", state)])
+        with server.channel() as channel:
+            status = list_projections(channel)
+    assert status.head == start + 1
+    for follower in [*status.projections, status.audit_chain]:
+        assert follower.lag_events == 1
+        assert follower.lag_seconds > 3600  # recorded on 2026-01-01, long before this test
