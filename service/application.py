@@ -161,9 +161,15 @@ class FlashpointApplication(Application[UUID]):
         receipt_key = (
             receipt_id(submitter.principal, command.request_id) if command.request_id else None
         )
-        # No look-up of the receipt first: a retry of a recorded request fails to record
-        # its receipt again (or its decision, on the changed state) and is answered from
-        # the receipt then, so first attempts, the common case, skip a read.
+        if receipt_key is not None:
+            # A retry of a recorded request is answered without deciding anything again.
+            # (Skipping this read and letting the retry's append collide with its receipt
+            # was measured: a few per cent faster for first attempts, but every retry then
+            # failed a whole group-commit batch and, on PostgreSQL, left a gap in the log's
+            # positions, which auditors would have to be told is no deletion.)
+            receipt = self._find(CommandReceipt, receipt_key)
+            if receipt is not None:
+                return self._replay(receipt, command)
         for attempt in range(MAX_ATTEMPTS):
             try:
                 aggregate = self._decide(command, stamp, receipt_key)

@@ -14,7 +14,9 @@ as by default; with more, the workers run ``--projections external`` beside one
 id per call for ``--seconds`` after a warm-up. The baseline, measured in the same run with
 the same clients, is a trivial echo service (a generic handler in a subprocess with the
 server's thread count) answering the same request bytes: the transport's ceiling. Figures:
-calls/s, the ratio to the echo, p50/p99 latency and failed calls.
+calls/s, the ratio to the echo, p50/p99 latency, failed calls, and the CPU time the
+server's processes spent per call (PostgreSQL's own processes not counted): on a machine
+this small the clients share the cores, so CPU per call says best where the time goes.
 
 Extra environment for the servers (e.g. ``FLASHPOINT_GROUP_COMMIT=true``) passes through.
 """
@@ -31,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,6 +93,32 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
     seconds: float = 0.0
+    #: CPU seconds the server's processes (and their children) used while measured.
+    server_cpu: float = 0.0
+
+
+def cpu_seconds(root: int) -> float:
+    """User and system CPU seconds of process ``root`` and all its descendants (Linux)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, parent = int(entry), int(fields[1])
+        children.setdefault(parent, []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    total, pending = 0.0, [root]
+    while pending:
+        pid = pending.pop()
+        total += times.get(pid, 0.0)
+        pending.extend(children.get(pid, []))
+    return total
 
 
 def wait_serving(address: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
@@ -110,15 +138,27 @@ def wait_serving(address: str, process: subprocess.Popen[bytes], seconds: float 
 
 
 def load(
-    address: str, clients: int, seconds: float, make_call: Callable[[grpc.Channel], Any]
+    address: str,
+    clients: int,
+    seconds: float,
+    make_call: Callable[[grpc.Channel], Any],
+    server_pids: Sequence[int] = (),
 ) -> Outcome:
     """``clients`` threads, each with its own channel, call until the time is up; only
-    calls started after the warm-up count."""
+    calls started after the warm-up count (and only the server's CPU time meanwhile)."""
     start = time.monotonic()
     measure_from = start + WARMUP_SECONDS
     stop = measure_from + seconds
     outcome = Outcome(seconds=seconds)
     lock = threading.Lock()
+
+    def watch_cpu() -> None:
+        if not server_pids:
+            return
+        time.sleep(max(measure_from - time.monotonic(), 0))
+        before = sum(cpu_seconds(pid) for pid in server_pids)
+        time.sleep(max(stop - time.monotonic(), 0))
+        outcome.server_cpu = sum(cpu_seconds(pid) for pid in server_pids) - before
 
     def client() -> None:
         latencies: list[float] = []
@@ -144,6 +184,7 @@ def load(
             outcome.failures += failures
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads.append(threading.Thread(target=watch_cpu))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -184,7 +225,11 @@ def row(label: str, outcome: Outcome, baseline: float | None) -> float:
     p50 = ordered[len(ordered) // 2] * 1000
     p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
     ratio = f"{rate / baseline:8.2f}" if baseline else f"{'1.00':>8}"
-    sys.stdout.write(f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}\n")
+    calls = len(outcome.latencies)
+    cpu = f"{outcome.server_cpu / calls * 1e6:12,.0f}" if calls and outcome.server_cpu else ""
+    sys.stdout.write(
+        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{cpu}\n"
+    )
     sys.stdout.flush()
     return rate
 
@@ -248,7 +293,9 @@ def postgres_store(admin_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def flashpoint_server(store: str, workers: int) -> Iterator[str]:
+def flashpoint_server(store: str, workers: int) -> Iterator[tuple[str, list[int]]]:
+    """A server on ``store`` with ``workers`` processes: its address, and the processes
+    (with their children) whose CPU time serves the calls."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     # At the default log level: the one line per call is part of what a command costs.
@@ -257,19 +304,19 @@ def flashpoint_server(store: str, workers: int) -> Iterator[str]:
     if workers == 1:
         with process(serve) as server:
             wait_serving(address, server)
-            yield address
+            yield address, [server.pid]
         return
     # Create the tables once before the processes race to.
     subprocess.run(
         [*base, "migrate"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     with (
-        process([*base, "project"]),
+        process([*base, "project"]) as worker,
         process([*serve, "--projections", "external"]) as server,
     ):
         wait_serving(address, server)
         time.sleep(1.0)  # every worker bound, not just the first
-        yield address
+        yield address, [server.pid, worker.pid]
 
 
 def main() -> int:
@@ -293,13 +340,16 @@ def main() -> int:
         f"{args.clients} clients, {args.seconds:g} s each after {WARMUP_SECONDS:g} s warm-up, "
         f"{os.cpu_count()} CPUs; group commit: "
         f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}\n"
-        f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}\n"
+        f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+        f"{'server µs/call':>15}\n"
     )
     port = free_port()
     echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
     with process([*echo_argv, "--echo-server", str(port)]) as echo:
         wait_serving(f"127.0.0.1:{port}", echo)
-        outcome = load(f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template))
+        outcome = load(
+            f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template), [echo.pid]
+        )
     baseline = row("baseline: gRPC echo (1 process)", outcome, None)
     for store_kind in stores:
         for count in workers:
@@ -314,8 +364,8 @@ def main() -> int:
                     sys.stdout.write(f"{label:44}skipped: PostgreSQL unavailable ({problem})\n")
                     continue
                 store_cm = postgres_store(admin)
-            with store_cm as store, flashpoint_server(store, count) as address:
-                outcome = load(address, args.clients, args.seconds, report_calls(template))
+            with store_cm as store, flashpoint_server(store, count) as (address, pids):
+                outcome = load(address, args.clients, args.seconds, report_calls(template), pids)
             row(label, outcome, baseline)
     return 0
 
