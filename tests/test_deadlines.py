@@ -54,7 +54,7 @@ def test_a_statement_ends_at_the_deadline_not_when_it_is_done(
 def test_the_bound_is_local_to_its_transaction(pg_app: FlashpointApplication) -> None:
     """A pooled connection carries no caller's deadline into the next caller's work."""
     datastore = pg_app.recorder.datastore  # type: ignore[attr-defined]
-    with deadline_at(deadline_after(30)), datastore.transaction(commit=False) as cursor:
+    with deadline_at(deadline_after(3)), datastore.transaction(commit=False) as cursor:
         cursor.execute("SHOW statement_timeout")
         bounded = cursor.fetchone()
     assert bounded is not None and next(iter(bounded.values())) != "0"
@@ -116,6 +116,26 @@ def test_a_command_waiting_on_a_lock_gives_up_with_its_caller(
         assert app.head_position() == answer.position
         incident = uuid.UUID(answer.id)
         assert [n.originator_id for n in app.read_log(head + 1)].count(incident) == 1
+
+
+def test_a_deadline_beyond_the_lock_timeout_is_left_to_the_store(
+    pg_app: FlashpointApplication,
+) -> None:
+    """A caller allowing more than the store's lock timeout (5 s) costs no extra round
+    trips: the store's own bound ends a lock wait first."""
+    datastore = pg_app.recorder.datastore  # type: ignore[attr-defined]
+    assert datastore.lock_timeout == 5
+    with deadline_at(deadline_after(6)), datastore.transaction(commit=False) as cursor:
+        assert setting_of(cursor, "statement_timeout") == "0"
+    with deadline_at(deadline_after(4)), datastore.transaction(commit=False) as cursor:
+        assert setting_of(cursor, "statement_timeout") != "0"
+
+
+def setting_of(cursor: Any, name: str) -> str:
+    cursor.execute(f"SHOW {name}")
+    row = cursor.fetchone()
+    assert row is not None
+    return str(next(iter(row.values())))
 
 
 def test_without_a_deadline_nothing_is_bounded(pg_app: FlashpointApplication) -> None:
