@@ -1,0 +1,122 @@
+"""CPU time of one ReportIncursion inside the server process, stage by stage, no transport.
+
+    scripts/bench command [--commands 3000]
+
+Single-threaded and in-process, so the figures are CPU microseconds per command with no
+contention, no gRPC and no client: the floor under what a server spends per call. Baseline,
+measured in the same run: parsing and serialising the request's protobuf bytes, the least
+any server does with a call. Compare the stages with the echo service's CPU time per call
+in ``scripts/bench throughput`` (its ``server µs/call`` column).
+
+Stages, each including the ones before it:
+  1. translate  the request bytes into a validated command (protobuf -> pydantic)
+  2. fingerprint  the command, as its receipt records it
+  3. decide  the aggregate's events and the receipt, and map them to stored records
+  4. record  on a SQLite file, one transaction per command (WAL, synchronous=FULL);
+     CPU time only, the fsync's wait is not CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service import commands as c
+from service.api import translation as tr
+from service.api.gen.flashpoint.v1 import command_service_pb2 as pb
+from service.application import FlashpointApplication
+from service.domain.receipt import CommandReceipt
+from service.domain.submitter import submitted_by
+from service.persistence import store_environment
+from tests.factories import command
+
+
+def per_command(count: int, action: Callable[[int], Any]) -> float:
+    """CPU microseconds per call of ``action(0..count-1)``, after a warm-up on other
+    indices (so that recording never meets a request id twice)."""
+    for index in range(count, count + 200):
+        action(index)
+    started = time.process_time()
+    for index in range(count):
+        action(index)
+    return (time.process_time() - started) / count * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--commands", type=int, default=3000)
+    args = parser.parse_args()
+    count: int = args.commands
+    folder = Path(tempfile.mkdtemp(prefix="flashpoint-bench-command-"))
+    app = FlashpointApplication(env=store_environment(f"sqlite:///{folder}/bench.db"))
+    try:
+        requests = []
+        for _ in range(count + 200):
+            request = tr.request_from_command(
+                command(c.ReportIncursion, request_id=uuid.uuid4().hex)
+            )
+            requests.append(request.SerializeToString())
+
+        def baseline(index: int) -> Any:
+            request = pb.ReportIncursionRequest.FromString(requests[index])
+            return request.SerializeToString()
+
+        def translate(index: int) -> c.ReportIncursion:
+            request = pb.ReportIncursionRequest.FromString(requests[index])
+            return tr.command_from_request(c.ReportIncursion, request)
+
+        def fingerprint(index: int) -> str:
+            return translate(index).fingerprint()
+
+        def decide(index: int) -> Any:
+            cmd = translate(index)
+            stamp = submitted_by("bench", None, cmd.request_id)
+            aggregate = app._decide(cmd, stamp, uuid.uuid4())
+            receipt = CommandReceipt.accept(
+                request_id=cmd.request_id or "",
+                principal="bench",
+                command=cmd.command_name,
+                fingerprint=cmd.fingerprint(),
+                resource=f"incidents/{aggregate.id}",
+                resource_version=aggregate.version,
+            )
+            events = [*aggregate.collect_events(), *receipt.collect_events()]
+            return [app.mapper.to_stored_event(event) for event in events]
+
+        def record(index: int) -> Any:
+            return app.execute(translate(index))
+
+        stages: list[tuple[str, Callable[[int], Any]]] = [
+            ("baseline: protobuf parse + serialise", baseline),
+            ("1. translate (protobuf -> pydantic)", translate),
+            ("2. + fingerprint", fingerprint),
+            ("3. + decide and map to stored records", decide),
+            ("4. + record on SQLite (execute)", record),
+        ]
+        sys.stdout.write(
+            f"{count} commands per stage, single thread, {sys.version.split()[0]}\n"
+            f"{'':42}{'CPU µs/command':>15}{'ratio':>9}\n"
+        )
+        base = 0.0
+        for label, action in stages:
+            cost = per_command(count, action)
+            base = base or cost
+            sys.stdout.write(f"{label:42}{cost:15,.1f}{cost / base:9.1f}\n")
+            sys.stdout.flush()
+    finally:
+        app.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
