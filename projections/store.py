@@ -84,6 +84,10 @@ class ViewStore:
         env = views_environment(events_env)
         factory = InfrastructureFactory.construct(Environment("FlashpointViews", env))
         apply_libpq_options(getattr(factory, "datastore", None), env)  # before it connects
+        sqlite_pool = env.get("SQLITE_POOL_SIZE")
+        if sqlite_pool and hasattr(getattr(factory, "datastore", None), "pool"):
+            # Query threads read here as they read the events: keep as many connections.
+            factory.datastore.pool.pool_size = int(sqlite_pool)  # type: ignore[attr-defined]
         recorder_class: type[Any] = (
             SQLiteViewRecorder
             if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"

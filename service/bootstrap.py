@@ -74,7 +74,7 @@ def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flash
     when their owner dies), and a LISTEN on the events table's trigger wakes it on every
     append. On SQLite it changes nothing.
     """
-    env = store_environment(settings.store)
+    env = store_environment(settings.store, pool_size=settings.threads + STORE_THREADS)
     ownership: Ownership | None = None
     if exclusive and env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         ownership = Ownership(
