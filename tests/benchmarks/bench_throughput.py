@@ -293,13 +293,15 @@ def postgres_store(admin_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def flashpoint_server(store: str, workers: int) -> Iterator[tuple[str, list[int]]]:
+def flashpoint_server(
+    store: str, workers: int, log_level: str = "info"
+) -> Iterator[tuple[str, list[int]]]:
     """A server on ``store`` with ``workers`` processes: its address, and the processes
     (with their children) whose CPU time serves the calls."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    # At the default log level: the one line per call is part of what a command costs.
-    base = [flashpoint(), "--store", store, "--log-level", "info"]
+    # By default at the default log level: the one line per call is part of the cost.
+    base = [flashpoint(), "--store", store, "--log-level", log_level]
     serve = [*base, "serve", "--listen", address, "--workers", str(workers)]
     if workers == 1:
         with process(serve) as server:
@@ -327,6 +329,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", default="1,2,4", help="comma-separated process counts")
     parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument(
+        "--log-level", default="info", help="the servers' (default info: a line per call)"
+    )
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server is not None:
@@ -339,7 +344,8 @@ def main() -> int:
     sys.stdout.write(
         f"{args.clients} clients, {args.seconds:g} s each after {WARMUP_SECONDS:g} s warm-up, "
         f"{os.cpu_count()} CPUs; group commit: "
-        f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}\n"
+        f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}; "
+        f"servers' log level: {args.log_level}\n"
         f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
         f"{'server µs/call':>15}\n"
     )
@@ -364,7 +370,10 @@ def main() -> int:
                     sys.stdout.write(f"{label:44}skipped: PostgreSQL unavailable ({problem})\n")
                     continue
                 store_cm = postgres_store(admin)
-            with store_cm as store, flashpoint_server(store, count) as (address, pids):
+            with (
+                store_cm as store,
+                flashpoint_server(store, count, args.log_level) as (address, pids),
+            ):
                 outcome = load(address, args.clients, args.seconds, report_calls(template), pids)
             row(label, outcome, baseline)
     return 0
