@@ -37,6 +37,14 @@ def pg_app(postgres_url: str) -> Iterator[FlashpointApplication]:
     app.close()
 
 
+def setting_of(cursor: Any, name: str) -> str:
+    """A PostgreSQL setting as the session of ``cursor`` (a dict-row cursor) sees it."""
+    cursor.execute(f"SHOW {name}")
+    row = cursor.fetchone()
+    assert row is not None
+    return str(next(iter(row.values())))
+
+
 def test_a_statement_ends_at_the_deadline_not_when_it_is_done(
     pg_app: FlashpointApplication,
 ) -> None:
@@ -55,14 +63,10 @@ def test_the_bound_is_local_to_its_transaction(pg_app: FlashpointApplication) ->
     """A pooled connection carries no caller's deadline into the next caller's work."""
     datastore = pg_app.recorder.datastore  # type: ignore[attr-defined]
     with deadline_at(deadline_after(3)), datastore.transaction(commit=False) as cursor:
-        cursor.execute("SHOW statement_timeout")
-        bounded = cursor.fetchone()
-    assert bounded is not None and next(iter(bounded.values())) != "0"
+        assert setting_of(cursor, "statement_timeout") != "0"
     for _ in range(8):  # every connection the pool may hand out
         with datastore.transaction(commit=False) as cursor:
-            cursor.execute("SHOW statement_timeout")
-            row = cursor.fetchone()
-            assert row is not None and next(iter(row.values())) == "0"
+            assert setting_of(cursor, "statement_timeout") == "0"
 
 
 def test_a_command_whose_deadline_has_passed_records_nothing(
@@ -131,20 +135,11 @@ def test_a_deadline_beyond_the_lock_timeout_is_left_to_the_store(
         assert setting_of(cursor, "statement_timeout") != "0"
 
 
-def setting_of(cursor: Any, name: str) -> str:
-    cursor.execute(f"SHOW {name}")
-    row = cursor.fetchone()
-    assert row is not None
-    return str(next(iter(row.values())))
-
-
 def test_without_a_deadline_nothing_is_bounded(pg_app: FlashpointApplication) -> None:
     datastore = pg_app.recorder.datastore  # type: ignore[attr-defined]
     with datastore.transaction(commit=False) as cursor:
         cursor.execute("SELECT pg_sleep(0.4)")  # longer than any bound set above
-        cursor.execute("SHOW statement_timeout")
-        row = cursor.fetchone()
-    assert row is not None and next(iter(row.values())) == "0"
+        assert setting_of(cursor, "statement_timeout") == "0"
 
 
 def test_sqlite_commands_ignore_the_deadline_binding(sqlite_url: str) -> None:

@@ -17,6 +17,7 @@ from projections.ownership import postgres_connector
 from projections.store import ViewStore
 from service.application import FlashpointApplication
 from service.persistence import store_environment
+from tests.test_deadlines import setting_of
 
 
 def server_offers_tls(url: str) -> bool:
@@ -32,13 +33,6 @@ def encrypted(cursor: Any) -> bool:
     return bool(row and next(iter(row.values())))
 
 
-def setting(cursor: Any, name: str) -> str:
-    cursor.execute(f"SHOW {name}")
-    row = cursor.fetchone()
-    assert row is not None
-    return str(next(iter(row.values())))
-
-
 def test_libpq_parameters_reach_every_connection(postgres_url: str) -> None:
     """``options`` (a libpq parameter like ``sslmode``) sets a session default that each
     connection reports: the events' pool, the read models' pool, a worker's session."""
@@ -48,12 +42,12 @@ def test_libpq_parameters_reach_every_connection(postgres_url: str) -> None:
     views = ViewStore.open(env)
     try:
         with app.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
-            assert setting(cursor, "lock_timeout") == "4321ms"
+            assert setting_of(cursor, "lock_timeout") == "4321ms"
         with views.recorder.datastore.transaction(commit=False) as cursor:
-            assert setting(cursor, "lock_timeout") == "4321ms"
+            assert setting_of(cursor, "lock_timeout") == "4321ms"
         with postgres_connector(env, "test")() as session:
             dict_cursor = session.cursor(row_factory=psycopg.rows.dict_row)
-            assert setting(dict_cursor, "lock_timeout") == "4321ms"
+            assert setting_of(dict_cursor, "lock_timeout") == "4321ms"
             assert not encrypted(dict_cursor) or server_offers_tls(postgres_url)
     finally:
         views.close()
