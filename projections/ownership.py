@@ -54,20 +54,29 @@ LIBPQ_PREFIX = "POSTGRES_LIBPQ_"
 
 
 def libpq_options(env: Mapping[str, str]) -> dict[str, str]:
-    """The extra libpq parameters ``env`` carries (see ``LIBPQ_PARAMETERS``)."""
-    return {
-        key.removeprefix(LIBPQ_PREFIX).lower(): value
-        for key, value in env.items()
-        if key.startswith(LIBPQ_PREFIX) and value
-    }
+    """The extra libpq parameters ``env`` carries (see ``LIBPQ_PARAMETERS``). Looked up
+    by name, so an eventsourcing ``Environment`` finds them under its own prefix too."""
+    options = {}
+    for name in LIBPQ_PARAMETERS:
+        value = env.get(LIBPQ_PREFIX + name.upper())
+        if value:
+            options[name] = value
+    return options
 
 
-def apply_libpq_options(datastore: Any, env: Mapping[str, str]) -> None:
-    """Give a not-yet-opened PostgreSQL datastore's pool the extra libpq parameters."""
-    options = libpq_options(env)
+def configure_datastore(datastore: Any, env: Mapping[str, str]) -> None:
+    """Apply to a datastore, before it connects, what the library's factories do not read
+    from ``env``: libpq parameters (PostgreSQL) and how many connections a SQLite pool
+    keeps (one beyond it is opened and closed for a single transaction)."""
     pool = getattr(datastore, "pool", None)
+    if pool is None:
+        return
+    options = libpq_options(env)
     if options and isinstance(getattr(pool, "kwargs", None), dict):
-        pool.kwargs.update(options)  # type: ignore[union-attr]
+        pool.kwargs.update(options)
+    sqlite_pool_size = env.get("SQLITE_POOL_SIZE")
+    if sqlite_pool_size and hasattr(pool, "pool_size"):
+        pool.pool_size = int(sqlite_pool_size)
 
 
 def postgres_connector(env: Mapping[str, str], purpose: str) -> Connect:

@@ -25,7 +25,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
-from projections.ownership import apply_libpq_options
+from projections.ownership import configure_datastore
 
 #: Page cache of each read-model connection, in KiB.
 SQLITE_CACHE_KIB = 65_536
@@ -83,11 +83,7 @@ class ViewStore:
     def open(cls, events_env: Mapping[str, str]) -> ViewStore:
         env = views_environment(events_env)
         factory = InfrastructureFactory.construct(Environment("FlashpointViews", env))
-        apply_libpq_options(getattr(factory, "datastore", None), env)  # before it connects
-        sqlite_pool = env.get("SQLITE_POOL_SIZE")
-        if sqlite_pool and hasattr(getattr(factory, "datastore", None), "pool"):
-            # Query threads read here as they read the events: keep as many connections.
-            factory.datastore.pool.pool_size = int(sqlite_pool)  # type: ignore[attr-defined]
+        configure_datastore(getattr(factory, "datastore", None), env)  # before it connects
         recorder_class: type[Any] = (
             SQLiteViewRecorder
             if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
@@ -188,6 +184,11 @@ class ViewStore:
             f"SELECT live FROM {self.table('fp_generations')} WHERE name = ?", (name,)
         )
         return int(rows[0]["live"]) if rows else None
+
+    def generations(self) -> dict[str, tuple[int, int]]:
+        """Every projection's live generation and the fold version that built it."""
+        rows = self.query(f"SELECT name, live, version FROM {self.table('fp_generations')}")
+        return {str(row["name"]): (int(row["live"]), int(row["version"])) for row in rows}
 
     def live_version(self, name: str) -> int | None:
         """The fold version the live generation was built with."""

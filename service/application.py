@@ -31,7 +31,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
-from projections.ownership import LIBPQ_PARAMETERS, LIBPQ_PREFIX, apply_libpq_options
+from projections.ownership import configure_datastore
 from service.commands import (
     REPORT_COMMANDS,
     Command,
@@ -110,10 +110,6 @@ class FlashpointApplication(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         bind_to_call_deadlines(self.recorder.datastore)  # type: ignore[attr-defined]
-        sqlite_pool = self.env.get("SQLITE_POOL_SIZE")
-        if sqlite_pool:
-            # The library's SQLite factory has no setting for it; its pool reads it on use.
-            self.recorder.datastore.pool.pool_size = int(sqlite_pool)  # type: ignore[attr-defined]
         #: Called with the new head position after each append (projections wake on it).
         self.append_listeners: list[Callable[[int], None]] = []
         self._committer: GroupCommitter | None = None
@@ -139,7 +135,7 @@ class FlashpointApplication(Application[UUID]):
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         factory = super().construct_factory(env)
         # Before the recorder is made: making it opens the pool's first connections.
-        apply_libpq_options(getattr(factory, "datastore", None), store_options(env))
+        configure_datastore(getattr(factory, "datastore", None), env)
         return factory
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -548,10 +544,14 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Insert]) -> None:
         now = time.monotonic()
-        expired = [item for item in batch if item.deadline is not None and item.deadline <= now]
-        for item in expired:  # its caller has gone: record nothing it cannot hear about
-            item.answer(error=DeadlineReached("the call's deadline passed before its append"))
-        batch = [item for item in batch if item not in expired]
+        waiting = []
+        for item in batch:
+            if item.deadline is not None and item.deadline <= now:
+                # Its caller has gone: record nothing it cannot hear about.
+                item.answer(error=DeadlineReached("the call's deadline passed before its append"))
+            else:
+                waiting.append(item)
+        batch = waiting
         if not batch:
             return
         # The batch may take as long as its most patient caller allows, so that no caller's
@@ -576,17 +576,6 @@ class GroupCommitter:
         for item in batch:
             item.answer(ids[start : start + len(item.events)])
             start += len(item.events)
-
-
-def store_options(env: Environment) -> dict[str, str]:
-    """The libpq parameters in an application's environment (which looks keys up under the
-    application's name first, so they are read one by one)."""
-    options = {}
-    for name in LIBPQ_PARAMETERS:
-        value = env.get(LIBPQ_PREFIX + name.upper())
-        if value:
-            options[LIBPQ_PREFIX + name.upper()] = value
-    return options
 
 
 COLLECTIONS: dict[type[Aggregate], str] = {

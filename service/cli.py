@@ -439,6 +439,7 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
     import signal
 
     from service.bootstrap import build
+    from service.metrics import stop_serving
 
     # One worker owns each projection at a time (PostgreSQL); --once catches up everything.
     service = build(settings, follow=False, exclusive=not args.once)
@@ -461,17 +462,13 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
         service.worker.run()
     finally:
         if metrics_http is not None:
-            metrics_http.shutdown()
-            metrics_http.server_close()
+            stop_serving(metrics_http)
         service.close()
     return EXIT_OK
 
 
 def start_worker_metrics(settings: Any, service: Any) -> Any:
     """Serve a projection worker's metrics (positions, lag, its pool) if asked; the server."""
-    import structlog
-    from prometheus_client import start_http_server
-
     from service.api.server import metrics_address, store_answers
     from service.metrics import Metrics
 
@@ -480,10 +477,7 @@ def start_worker_metrics(settings: Any, service: Any) -> Any:
         return None
     metrics = Metrics()
     metrics.watch(service, lambda: store_answers(service.app.recorder))
-    host, port = address
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    structlog.get_logger().info("metrics.started", address=host, port=server.server_port)
-    return server
+    return metrics.serve(*address)
 
 
 def _run_migrate(args: argparse.Namespace, settings: Any) -> int:

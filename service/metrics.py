@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -53,6 +54,13 @@ class Metrics:
             "(its events and receipt are written together).",
             registry=self.registry,
         )
+
+    def serve(self, host: str, port: int) -> WSGIServer:
+        """Serve ``/metrics`` over HTTP at ``host:port`` (in a thread); stop with
+        :func:`stop_serving`."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics.started", address=host, port=server.server_port)
+        return server
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.rpcs.labels(method=method, code=code).inc()
@@ -120,6 +128,11 @@ class _ServiceCollector(Collector):
         yield position
         yield lag
         yield lag_seconds
+
+
+def stop_serving(server: WSGIServer) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 def _pool_metrics(recorder: Any) -> Iterator[Metric]:

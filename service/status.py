@@ -84,10 +84,11 @@ def log_status(service: Flashpoint) -> LogStatus:
         )
 
     store = service.views
+    generations = store.generations()  # one read for all, not three per projection
     projections = []
-    for name, position in sorted(service.worker.positions().items()):
-        generation = store.live_generation(name) or 0
-        version = store.live_version(name) or 0
+    for name in sorted(service.worker.projections):
+        generation, version = generations.get(name, (0, 0))
+        position = store.position(name, generation) if generation else 0
         projections.append(follower(name, generation, version, position))
     chained, _hash = service.log_tables.chain_head()
     return LogStatus(

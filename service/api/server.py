@@ -20,7 +20,6 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from service.api.auth import Authenticator, load_tokens
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
@@ -32,7 +31,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import CallInterceptor
 from service.api.servicers import AuditServicer, CommandServicer, QueryServicer
 from service.bootstrap import Flashpoint, build
-from service.metrics import Metrics
+from service.metrics import Metrics, stop_serving
 from service.settings import Settings
 from service.status import log_status
 
@@ -149,11 +148,7 @@ class RunningServer:
 
     def start(self) -> None:
         if self.metrics_address is not None:
-            host, port = self.metrics_address
-            self._metrics_http, _thread = start_http_server(
-                port, addr=host, registry=self.metrics.registry
-            )
-            log.info("metrics.started", address=host, port=self.metrics_port)
+            self._metrics_http = self.metrics.serve(*self.metrics_address)
         self.server.start()
         set_health(self.health, health_pb2.HealthCheckResponse.SERVING)
         self.store_watcher.check()
@@ -165,8 +160,7 @@ class RunningServer:
         self.store_watcher.stop()
         self.server.stop(grace).wait()
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+            stop_serving(self._metrics_http)
             self._metrics_http = None
 
 
