@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from projections.events import RawEvent
 from projections.store import Table
+from service.adapters.eventlog import RawEvent
 
 State = dict[str, Any]
 

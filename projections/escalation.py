@@ -26,8 +26,8 @@ from projections.base import (
     State,
     epoch,
 )
-from projections.events import RawEvent
 from projections.store import Table
+from service.adapters.eventlog import RawEvent
 
 DAY = 86_400.0
 

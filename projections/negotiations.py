@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from projections.base import NEGOTIATION_EVENTS, Projection, State
-from projections.events import RawEvent
 from projections.store import Table
+from service.adapters.eventlog import RawEvent
 
 STATUS_AFTER = {
     "NegotiationsProposed": "proposed",

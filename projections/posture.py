@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from projections.base import Projection, State, epoch
-from projections.events import RawEvent
 from projections.store import Table
+from service.adapters.eventlog import RawEvent
 
 #: A deployment has no end event; it counts as in progress for this long after it began.
 DEPLOYMENT_DAYS = 30

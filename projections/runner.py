@@ -20,9 +20,9 @@ import structlog
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from projections.base import Projection, State
-from projections.events import EventSource, RawEvent
 from projections.ownership import Ownership
 from projections.store import PositionMoved, ViewStore
+from service.adapters.eventlog import EventSource, RawEvent
 
 log = structlog.get_logger()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from projections.base import SANCTIONS_EVENTS, Projection, State, epoch
-from projections.events import RawEvent
 from projections.store import Table
+from service.adapters.eventlog import RawEvent
 
 
 class SanctionsProjection(Projection):

@@ -25,7 +25,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
-from projections.ownership import configure_datastore
+from service.adapters.datastore import configure_datastore
 
 #: Page cache of each read-model connection, in KiB.
 SQLITE_CACHE_KIB = 65_536

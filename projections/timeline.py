@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 from projections.base import INCIDENT_EVENTS, INCIDENT_REPORTED, Projection, State, epoch
 from projections.escalation import CREDIBILITY, RELIABILITY, better_grading
-from projections.events import RawEvent
 from projections.store import Table
+from service.adapters.eventlog import RawEvent
 
 
 def confidence(evidence: dict[str, Any]) -> float:

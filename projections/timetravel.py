@@ -14,10 +14,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from projections.base import Projection, epoch
-from projections.events import RecorderEventSource
 from projections.readmodels import ReadModels
 from projections.runner import apply_batch, gc_paused
 from projections.store import ViewStore
+from service.adapters.eventlog import RecorderEventSource
 
 PAGE = 10_000
 #: How far past ``as_of`` to keep reading: writers' clocks differ a little, so positions

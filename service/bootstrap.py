@@ -7,23 +7,19 @@ from dataclasses import dataclass
 
 import structlog
 
-from projections.events import RecorderEventSource
-from projections.ownership import (
-    CHANNEL,
-    AppendListener,
-    Ownership,
-    postgres_connector,
-    postgres_scope,
-    setup_serialized,
-)
+from projections.ownership import CHANNEL, AppendListener, Ownership
 from projections.readmodels import ALL, ReadModels
 from projections.runner import FOLLOWERS, ProjectionWorker
 from projections.store import ViewStore
 from projections.timetravel import TimeTravel
-from service.application import FlashpointApplication
-from service.audit import Chainer, LogTables, load_private_key
-from service.deadlines import bind_to_call_deadlines
-from service.persistence import redact, store_environment
+from service.adapters.datastore import postgres_connector, postgres_scope, setup_serialized
+from service.adapters.deadlines import bind_to_call_deadlines
+from service.adapters.eventlog import RecorderEventSource
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import redact, store_environment
+from service.audit.chain import Chainer
+from service.audit.seals import load_private_key
+from service.audit.tables import LogTables
 from service.settings import Settings
 
 log = structlog.get_logger()

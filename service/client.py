@@ -26,8 +26,8 @@ from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
-from service.application import CommandResult
-from service.commands import Command, FieldViolation
+from service.application.handlers import CommandResult
+from service.domain.commands import Command, FieldViolation
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from projections.events import RecorderEventSource
+from service.adapters.eventlog import RecorderEventSource
 
 if TYPE_CHECKING:
     from service.bootstrap import Flashpoint

@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 import pytest
 
+from service.adapters.store import FlashpointApplication
 from service.api.auth import Authenticator, TokenEntry, parse_tokens
 from service.api.server import RunningServer, create_server
-from service.application import FlashpointApplication
 from service.bootstrap import Flashpoint, build
 from service.settings import Settings
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from service import commands as c
+from service.domain import commands as c
 
 C = TypeVar("C", bound=c.Command)
 

@@ -23,7 +23,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from service import commands as c
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
@@ -32,6 +31,7 @@ from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_gr
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.client import FlashpointClient
+from service.domain import commands as c
 from tests.api_support import ServerUnderTest, running_server
 from tests.factories import command, evidence, iso, raw_command, run_concurrently
 

@@ -25,10 +25,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service import commands as c
+from service.adapters.store import FlashpointApplication
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
-from service.application import FlashpointApplication
+from service.domain import commands as c
 from service.domain.receipt import CommandReceipt
 from tests.api_support import running_server
 from tests.factories import command

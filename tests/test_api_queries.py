@@ -28,12 +28,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from projections import parameters
-from service import commands as c
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.api.gen.flashpoint.v1 import query_service_pb2 as q
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
-from service.application import CommandResult, FlashpointApplication
+from service.application.handlers import CommandResult
 from service.client import FlashpointClient
-from service.persistence import store_environment
+from service.domain import commands as c
 from tests.api_support import ServerUnderTest, clean_env, flashpoint, free_port, running_server
 from tests.factories import command, evidence
 

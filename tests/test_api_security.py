@@ -21,7 +21,6 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service import commands as c
 from service.api import translation as tr
 from service.api.auth import (
     REQUIRED_ROLES,
@@ -38,9 +37,10 @@ from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_gr
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.server import ServeRefused, check_exposure, create_server
-from service.application import CommandResult
+from service.application.handlers import CommandResult
 from service.bootstrap import build
 from service.client import ApiError, FlashpointClient, error_from_rpc
+from service.domain import commands as c
 from service.settings import Settings
 from tests.api_support import ServerUnderTest, running_server, token_entries
 from tests.factories import command

@@ -9,16 +9,18 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.domain import Aggregate
 
-from service import commands as c
-from service.application import CommandResult, FlashpointApplication, Submitter
-from service.errors import (
+from service.adapters.mapper import REGISTRY
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
+from service.application.errors import (
     CommandValidationError,
     NotFound,
     RequestIdReused,
     RuleViolation,
     VersionConflict,
 )
-from service.persistence import REGISTRY, store_environment
+from service.application.handlers import CommandResult, Submitter
+from service.domain import commands as c
 from tests.factories import command, run_concurrently
 
 

@@ -34,11 +34,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from projections.escalation import EscalationProjection
-from projections.events import RecorderEventSource
 from projections.readmodels import EscalationView, RankingView, ReadModels
 from projections.runner import ProjectionWorker
 from projections.store import ViewStore
-from service import commands as c
+from service.adapters.eventlog import RecorderEventSource
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.api import translation as tr
 from service.api.auth import new_token
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
@@ -46,8 +47,7 @@ from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
-from service.application import FlashpointApplication
-from service.persistence import store_environment
+from service.domain import commands as c
 from tests.api_support import ServerUnderTest, clean_env, flashpoint, running_server, token_entries
 from tests.benchmarks.bench_rebuild import generate
 from tests.factories import NOW, command, evidence

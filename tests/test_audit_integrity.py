@@ -38,15 +38,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from psycopg import sql
 
-from service import commands as c
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.api.auth import new_token
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
-from service.application import FlashpointApplication
-from service.audit import ImportRefused, VerifyReport, export_lines, import_log, make_seal, verify
+from service.application.errors import NotFound
+from service.audit.export import ImportRefused, export_lines, import_log
+from service.audit.seals import make_seal
+from service.audit.verify import VerifyReport, verify
 from service.bootstrap import Flashpoint, build
-from service.errors import NotFound
-from service.persistence import store_environment
+from service.domain import commands as c
 from service.settings import Settings
 from tests.api_support import ServerUnderTest, running_server, token_entries
 from tests.factories import command

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.auth import parse_tokens
-from service.cli import EXIT_FAILED, EXIT_USAGE
+from service.cli.main import EXIT_FAILED, EXIT_USAGE
 from tests.api_support import clean_env, flashpoint, free_port
 
 #: How long a server may take to start answering, and to stop after SIGTERM.

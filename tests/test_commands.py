@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
-from service.commands import (
+from service.domain.commands import (
     CLOCK_SKEW,
     COMMANDS,
     Command,

@@ -12,13 +12,13 @@ import grpc
 import psycopg
 import pytest
 
-from service import commands as c
+from service.adapters.deadlines import deadline_after, deadline_at
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
-from service.application import FlashpointApplication
-from service.deadlines import deadline_after, deadline_at
-from service.errors import DeadlineReached
-from service.persistence import store_environment
+from service.application.errors import DeadlineReached
+from service.domain import commands as c
 from tests.api_support import running_server
 from tests.factories import command
 

@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
+from service.adapters.store_url import store_environment
 from service.api.auth import parse_tokens
 from service.api.server import is_loopback
-from service.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser
-from service.persistence import store_environment
+from service.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser
 from service.settings import ENV_PREFIX, Settings
 from tests.api_support import free_port
 

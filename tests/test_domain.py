@@ -15,8 +15,8 @@ from uuid import uuid4
 import pytest
 from eventsourcing.domain import Aggregate
 
-from service.commands import REPORT_COMMANDS, ReportDevelopment
 from service.domain.coding import coding_for
+from service.domain.commands import REPORT_COMMANDS, ReportDevelopment
 from service.domain.errors import RuleViolation
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack

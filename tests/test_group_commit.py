@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from service import commands as c
-from service.application import CommandResult, FlashpointApplication
-from service.errors import RequestIdReused, RuleViolation, VersionConflict
-from service.persistence import store_environment
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
+from service.application.errors import RequestIdReused, RuleViolation, VersionConflict
+from service.application.handlers import CommandResult
+from service.domain import commands as c
 from tests.factories import command, run_concurrently
 
 

@@ -17,12 +17,12 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import commands as c
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+from service.domain import commands as c
 from tests.api_support import ServerUnderTest, free_port, running_server
 from tests.factories import command
 from tests.test_cli_serve import serving

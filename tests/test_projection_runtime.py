@@ -26,14 +26,14 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from projections.base import Projection
-from projections.events import RawEvent, RecorderEventSource
 from projections.readmodels import ALL, ESCALATION, TIMELINE, RankingView
 from projections.runner import Progress, ProjectionWorker, apply_batch
 from projections.store import PositionMoved, ViewStore
-from service import commands as c
-from service.application import FlashpointApplication
+from service.adapters.eventlog import RawEvent, RecorderEventSource
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.bootstrap import Flashpoint, build
-from service.persistence import store_environment
+from service.domain import commands as c
 from service.settings import Settings
 from tests.api_support import clean_env, flashpoint
 from tests.factories import NOW, command, evidence

@@ -17,12 +17,12 @@ import grpc
 import pytest
 
 from projections.readmodels import ALL
-from service import commands as c
 from service.api import translation as tr
 from service.api.auth import new_token
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+from service.domain import commands as c
 from tests.api_support import (
     clean_env,
     flashpoint,
@@ -200,8 +200,8 @@ def test_the_cli_shows_the_lag_locally_and_through_a_server(tmp_path: Path) -> N
     would hide the lag); with ``--server`` it asks the server."""
     import json
 
-    from service.application import FlashpointApplication
-    from service.persistence import store_environment
+    from service.adapters.store import FlashpointApplication
+    from service.adapters.store_url import store_environment
 
     store = f"sqlite:///{tmp_path}/flashpoint.db"
     app = FlashpointApplication(env=store_environment(store))

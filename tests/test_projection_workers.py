@@ -21,12 +21,12 @@ import orjson
 import psycopg
 import pytest
 
-from projections.ownership import lock_key
 from projections.readmodels import ALL
 from projections.runner import FOLLOWERS
 from projections.store import ViewStore
-from service import commands as c
+from service.adapters.datastore import lock_key
 from service.bootstrap import Flashpoint, build
+from service.domain import commands as c
 from service.settings import Settings
 from tests.api_support import clean_env, flashpoint
 from tests.factories import command

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from projections import parameters as p
 from projections.base import Projection, State, epoch
 from projections.escalation import EscalationProjection, Score, score_states, scores_by_country
-from projections.events import RawEvent, RecorderEventSource
 from projections.negotiations import NegotiationsProjection
 from projections.posture import PostureProjection
 from projections.readmodels import ALL, ReadModels
@@ -40,9 +39,10 @@ from projections.runner import ProjectionWorker
 from projections.sanctions import SanctionsProjection
 from projections.store import ViewStore
 from projections.timeline import TimelineProjection
-from service import commands as c
-from service.application import FlashpointApplication
-from service.persistence import store_environment
+from service.adapters.eventlog import RawEvent, RecorderEventSource
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
+from service.domain import commands as c
 from tests.factories import NOW, command, evidence
 
 ESCALATION = EscalationProjection()

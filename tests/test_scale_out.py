@@ -24,13 +24,13 @@ from uuid import UUID
 import grpc
 import pytest
 
-from projections.events import RecorderEventSource
 from projections.readmodels import ALL
-from service import commands as c
-from service.application import CommandResult
-from service.audit import verify
+from service.adapters.eventlog import RecorderEventSource
+from service.application.handlers import CommandResult
+from service.audit.verify import verify
 from service.bootstrap import Flashpoint, build
 from service.client import ApiError, FlashpointClient
+from service.domain import commands as c
 from service.settings import Settings
 from tests.api_support import clean_env, flashpoint, free_port
 from tests.factories import command

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import grpc
 
-from service import commands as c
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
+from service.domain import commands as c
 from tests.api_support import clean_env, flashpoint, free_port
 from tests.factories import command
 from tests.test_cli_serve import STOP_SECONDS, Served, wait_serving

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
 
-from projections.ownership import postgres_connector
 from projections.store import ViewStore
-from service.application import FlashpointApplication
-from service.persistence import store_environment
+from service.adapters.datastore import postgres_connector
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from tests.test_deadlines import setting_of
 
 

@@ -14,17 +14,19 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel
 
-from projections.events import RecorderEventSource
 from projections.negotiations import NegotiationsProjection
-from service import commands as c
-from service import queries
+from service.adapters import log_views
+from service.adapters.eventlog import RecorderEventSource
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
-from service.application import CommandResult, FlashpointApplication
-from service.persistence import store_environment
+from service.application import queries
+from service.application.handlers import CommandResult
+from service.domain import commands as c
 from tests.factories import command, evidence, iso
 
 COMMAND_NAMES = sorted(c.COMMANDS)
@@ -279,7 +281,7 @@ class TestFieldNames:
         [
             (queries.IncidentView, query_pb.Incident, {}),
             (queries.SanctionsRegimeView, query_pb.SanctionsRegime, {}),
-            (queries.LogEventView, audit_pb.LogEvent, {"payload": "payload_json"}),
+            (log_views.LogEventView, audit_pb.LogEvent, {"payload": "payload_json"}),
         ],
     )
     def test_read_model_messages_have_the_view_fields(
@@ -490,7 +492,7 @@ class TestReadModels:
     ) -> None:
         """Position, type, schema version, resource, version, time and payload all survive."""
         result = app.execute(command(c.ReportIncursion, request_id="logged"))
-        views = list(queries.read_events(app))
+        views = list(log_views.read_events(app))
         assert [view.type for view in views] == ["IncursionReported", "CommandAccepted"]
         for view in views:
             message = tr.log_event_to_proto(view)

@@ -30,7 +30,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from projections.readmodels import InvalidQuery
-from service.errors import (
+from service.application.errors import (
     CommandValidationError,
     DeadlineReached,
     NotFound,

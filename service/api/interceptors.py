@@ -19,10 +19,10 @@ import grpc
 import structlog
 from grpc_status import rpc_status
 
+from service.adapters.deadlines import call_deadline, deadline_after
 from service.api.auth import LOCAL_DEVELOPER, OPEN_PREFIXES, Authenticator, Principal
 from service.api.errors import map_error
-from service.deadlines import call_deadline, deadline_after
-from service.errors import CommandValidationError, DeadlineReached, StoreUnavailable
+from service.application.errors import CommandValidationError, DeadlineReached, StoreUnavailable
 from service.metrics import Metrics
 
 log = structlog.get_logger()

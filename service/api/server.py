@@ -342,7 +342,7 @@ def serve_workers(settings: Settings) -> int:
     # Create the store's tables once here: workers starting together would race to.
     build(settings, follow=False).close()
     stopping = stop_on_signals()
-    code = "import sys; from service.cli import main; sys.exit(main(['serve']))"
+    code = "import sys; from service.cli.main import main; sys.exit(main(['serve']))"
     children: list[subprocess.Popen[bytes]] = []
     try:
         for index in range(settings.workers):

@@ -21,22 +21,26 @@ from projections.parameters import LEVEL_NAMES
 from projections.readmodels import EscalationView, ReadModels
 from projections.runner import Progress
 from projections.timetravel import TimeTravel
-from service import audit, queries
-from service import commands as c
+from service.adapters import log_views
+from service.adapters.store import FlashpointApplication
 from service.api import translation as tr
 from service.api.errors import ReadNotCaughtUp
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
-from service.api.gen.flashpoint.v1 import command_service_pb2 as pb
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import current_client, current_principal
-from service.application import FlashpointApplication, Submitter
+from service.application import queries
+from service.application.errors import NotFound
+from service.application.handlers import Submitter
+from service.application.queries import IncidentView
+from service.audit.hashing import canonical_json
+from service.audit.seals import InvalidSeal, check_seal_shape, parse_public_key
+from service.audit.verify import verify
 from service.bootstrap import Flashpoint
-from service.commands import CommandValidationError
-from service.errors import NotFound
-from service.queries import IncidentView
+from service.domain import commands as c
+from service.domain.commands import CommandValidationError
 from service.status import LogStatus
 
 R = TypeVar("R", bound=Message)
@@ -44,148 +48,30 @@ Context = grpc.ServicerContext
 
 
 class CommandServicer(command_grpc.CommandServiceServicer):
+    """One RPC per command, each made from the command's declaration (``COMMANDS``): a new
+    command needs no code here."""
+
     def __init__(self, app: FlashpointApplication) -> None:
         self._app = app
 
-    def _execute(
-        self, command_class: type[c.Command], request: Message, response_class: type[R]
-    ) -> R:
+    def execute(self, command_class: type[c.Command], request: Message) -> Message:
         command = tr.command_from_request(command_class, request)
         submitter = Submitter(current_principal.get().name, current_client.get())
-        return tr.response_from_result(self._app.execute(command, submitter), response_class)
+        result = self._app.execute(command, submitter)
+        return tr.response_from_result(result, tr.response_class(command_class))
 
-    def ReportIncursion(
-        self, request: pb.ReportIncursionRequest, context: Context
-    ) -> pb.ReportIncursionResponse:
-        return self._execute(c.ReportIncursion, request, pb.ReportIncursionResponse)
 
-    def ReportStrike(
-        self, request: pb.ReportStrikeRequest, context: Context
-    ) -> pb.ReportStrikeResponse:
-        return self._execute(c.ReportStrike, request, pb.ReportStrikeResponse)
+def _command_rpc(command_class: type[c.Command]) -> Callable[..., Message]:
+    def rpc(self: CommandServicer, request: Message, context: Context) -> Message:
+        return self.execute(command_class, request)
 
-    def ReportClash(
-        self, request: pb.ReportClashRequest, context: Context
-    ) -> pb.ReportClashResponse:
-        return self._execute(c.ReportClash, request, pb.ReportClashResponse)
+    rpc.__name__ = rpc.__qualname__ = command_class.command_name
+    rpc.__doc__ = command_class.__doc__
+    return rpc
 
-    def StartMilitaryExercise(
-        self, request: pb.StartMilitaryExerciseRequest, context: Context
-    ) -> pb.StartMilitaryExerciseResponse:
-        return self._execute(c.StartMilitaryExercise, request, pb.StartMilitaryExerciseResponse)
 
-    def EndMilitaryExercise(
-        self, request: pb.EndMilitaryExerciseRequest, context: Context
-    ) -> pb.EndMilitaryExerciseResponse:
-        return self._execute(c.EndMilitaryExercise, request, pb.EndMilitaryExerciseResponse)
-
-    def DeployTroops(
-        self, request: pb.DeployTroopsRequest, context: Context
-    ) -> pb.DeployTroopsResponse:
-        return self._execute(c.DeployTroops, request, pb.DeployTroopsResponse)
-
-    def RaiseAlert(self, request: pb.RaiseAlertRequest, context: Context) -> pb.RaiseAlertResponse:
-        return self._execute(c.RaiseAlert, request, pb.RaiseAlertResponse)
-
-    def ReportThreat(
-        self, request: pb.ReportThreatRequest, context: Context
-    ) -> pb.ReportThreatResponse:
-        return self._execute(c.ReportThreat, request, pb.ReportThreatResponse)
-
-    def RecordStatement(
-        self, request: pb.RecordStatementRequest, context: Context
-    ) -> pb.RecordStatementResponse:
-        return self._execute(c.RecordStatement, request, pb.RecordStatementResponse)
-
-    def IssueCondemnation(
-        self, request: pb.IssueCondemnationRequest, context: Context
-    ) -> pb.IssueCondemnationResponse:
-        return self._execute(c.IssueCondemnation, request, pb.IssueCondemnationResponse)
-
-    def SummonEnvoy(
-        self, request: pb.SummonEnvoyRequest, context: Context
-    ) -> pb.SummonEnvoyResponse:
-        return self._execute(c.SummonEnvoy, request, pb.SummonEnvoyResponse)
-
-    def ExpelDiplomats(
-        self, request: pb.ExpelDiplomatsRequest, context: Context
-    ) -> pb.ExpelDiplomatsResponse:
-        return self._execute(c.ExpelDiplomats, request, pb.ExpelDiplomatsResponse)
-
-    def ReportCyberAttack(
-        self, request: pb.ReportCyberAttackRequest, context: Context
-    ) -> pb.ReportCyberAttackResponse:
-        return self._execute(c.ReportCyberAttack, request, pb.ReportCyberAttackResponse)
-
-    def ImposeSanctions(
-        self, request: pb.ImposeSanctionsRequest, context: Context
-    ) -> pb.ImposeSanctionsResponse:
-        return self._execute(c.ImposeSanctions, request, pb.ImposeSanctionsResponse)
-
-    def ExtendSanctions(
-        self, request: pb.ExtendSanctionsRequest, context: Context
-    ) -> pb.ExtendSanctionsResponse:
-        return self._execute(c.ExtendSanctions, request, pb.ExtendSanctionsResponse)
-
-    def EaseSanctions(
-        self, request: pb.EaseSanctionsRequest, context: Context
-    ) -> pb.EaseSanctionsResponse:
-        return self._execute(c.EaseSanctions, request, pb.EaseSanctionsResponse)
-
-    def LiftSanctions(
-        self, request: pb.LiftSanctionsRequest, context: Context
-    ) -> pb.LiftSanctionsResponse:
-        return self._execute(c.LiftSanctions, request, pb.LiftSanctionsResponse)
-
-    def ProposeNegotiations(
-        self, request: pb.ProposeNegotiationsRequest, context: Context
-    ) -> pb.ProposeNegotiationsResponse:
-        return self._execute(c.ProposeNegotiations, request, pb.ProposeNegotiationsResponse)
-
-    def HoldNegotiationRound(
-        self, request: pb.HoldNegotiationRoundRequest, context: Context
-    ) -> pb.HoldNegotiationRoundResponse:
-        return self._execute(c.HoldNegotiationRound, request, pb.HoldNegotiationRoundResponse)
-
-    def PauseNegotiations(
-        self, request: pb.PauseNegotiationsRequest, context: Context
-    ) -> pb.PauseNegotiationsResponse:
-        return self._execute(c.PauseNegotiations, request, pb.PauseNegotiationsResponse)
-
-    def ResumeNegotiations(
-        self, request: pb.ResumeNegotiationsRequest, context: Context
-    ) -> pb.ResumeNegotiationsResponse:
-        return self._execute(c.ResumeNegotiations, request, pb.ResumeNegotiationsResponse)
-
-    def RejectNegotiations(
-        self, request: pb.RejectNegotiationsRequest, context: Context
-    ) -> pb.RejectNegotiationsResponse:
-        return self._execute(c.RejectNegotiations, request, pb.RejectNegotiationsResponse)
-
-    def SignAgreement(
-        self, request: pb.SignAgreementRequest, context: Context
-    ) -> pb.SignAgreementResponse:
-        return self._execute(c.SignAgreement, request, pb.SignAgreementResponse)
-
-    def CorroborateIncident(
-        self, request: pb.CorroborateIncidentRequest, context: Context
-    ) -> pb.CorroborateIncidentResponse:
-        return self._execute(c.CorroborateIncident, request, pb.CorroborateIncidentResponse)
-
-    def DisputeIncident(
-        self, request: pb.DisputeIncidentRequest, context: Context
-    ) -> pb.DisputeIncidentResponse:
-        return self._execute(c.DisputeIncident, request, pb.DisputeIncidentResponse)
-
-    def CorrectIncident(
-        self, request: pb.CorrectIncidentRequest, context: Context
-    ) -> pb.CorrectIncidentResponse:
-        return self._execute(c.CorrectIncident, request, pb.CorrectIncidentResponse)
-
-    def RetractIncident(
-        self, request: pb.RetractIncidentRequest, context: Context
-    ) -> pb.RetractIncidentResponse:
-        return self._execute(c.RetractIncident, request, pb.RetractIncidentResponse)
+for _command_class in c.COMMANDS.values():
+    setattr(CommandServicer, _command_class.command_name, _command_rpc(_command_class))
 
 
 def _time(message: Message, field: str) -> float | None:
@@ -473,7 +359,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         resource_id, collection = None, None
         if request.resource:
             collection, resource_id = queries.parse_any_name(request.resource, "resource")
-        log_filter = queries.LogFilter(
+        log_filter = log_views.LogFilter(
             resource_id=resource_id,
             collection=collection,
             types=tuple(request.types),
@@ -482,7 +368,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             occurred_after=_datetime(request, "occurred_after"),
             occurred_before=_datetime(request, "occurred_before"),
         )
-        events = queries.read_events(self._app, request.from_position, request.limit, log_filter)
+        events = log_views.read_events(self._app, request.from_position, request.limit, log_filter)
         for view in events:
             if not context.is_active():
                 return
@@ -491,7 +377,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     def GetHistory(
         self, request: audit_pb.GetHistoryRequest, context: Context
     ) -> audit_pb.GetHistoryResponse:
-        events = queries.history(self._app, request.name)
+        events = log_views.history(self._app, request.name)
         return audit_pb.GetHistoryResponse(events=[tr.log_event_to_proto(e) for e in events])
 
     def VerifyLog(
@@ -500,34 +386,34 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         seals = []
         for index, text in enumerate(request.seals_json):
             try:
-                seals.append(audit.check_seal_shape(json.loads(text)))
+                seals.append(check_seal_shape(json.loads(text)))
             except json.JSONDecodeError as error:
                 raise CommandValidationError.single(
                     f"seals_json[{index}]", f"is not JSON: {error.msg}"
                 ) from None
-            except audit.InvalidSeal as error:
+            except InvalidSeal as error:
                 raise CommandValidationError.single(f"seals_json[{index}]", str(error)) from None
         public_key = None
         if request.public_key_pem:
             try:
-                public_key = audit.parse_public_key(request.public_key_pem.encode())
+                public_key = parse_public_key(request.public_key_pem.encode())
             except ValueError as error:
                 raise CommandValidationError.single("public_key_pem", str(error)) from None
-        report = audit.verify(self._service.log_tables, against=seals, public_key=public_key)
+        report = verify(self._service.log_tables, against=seals, public_key=public_key)
         return tr.verify_report_to_proto(report)
 
     def ListSeals(
         self, request: audit_pb.ListSealsRequest, context: Context
     ) -> audit_pb.ListSealsResponse:
         seals = self._service.log_tables.seal_list()
-        return audit_pb.ListSealsResponse(seals_json=[audit.canonical_json(s) for s in seals])
+        return audit_pb.ListSealsResponse(seals_json=[canonical_json(s) for s in seals])
 
     def SealLog(
         self, request: audit_pb.SealLogRequest, context: Context
     ) -> audit_pb.SealLogResponse:
         self._service.chainer.catch_up()
         seal = self._service.chainer.seal()
-        return audit_pb.SealLogResponse(seal_json=audit.canonical_json(seal) if seal else "")
+        return audit_pb.SealLogResponse(seal_json=canonical_json(seal) if seal else "")
 
     def RebuildProjection(
         self, request: audit_pb.RebuildProjectionRequest, context: Context

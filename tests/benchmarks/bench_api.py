@@ -24,9 +24,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service import commands as c
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
+from service.domain import commands as c
 from tests.api_support import free_port
 from tests.factories import command
 

@@ -24,16 +24,19 @@ from tests.benchmarks.bench_rebuild import ensure_log
 
 
 def _tables(path: str) -> tuple[object, object]:
-    from service.application import FlashpointApplication
-    from service.audit import LogTables
-    from service.persistence import store_environment
+    from service.adapters.store import FlashpointApplication
+    from service.adapters.store_url import store_environment
+    from service.audit.tables import LogTables
 
     app = FlashpointApplication(env=store_environment(f"sqlite:///{path}"))
     return app, LogTables(app.recorder)
 
 
 def measure(kind: str, path: str) -> dict[str, float]:
-    from service.audit import Chainer, LogTables, export_lines, verify
+    from service.audit.chain import Chainer
+    from service.audit.export import export_lines
+    from service.audit.tables import LogTables
+    from service.audit.verify import verify
 
     started = time.perf_counter()
     if kind == "baseline":

@@ -28,13 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service import commands as c
+from service.adapters.store import FlashpointApplication
+from service.adapters.store_url import store_environment
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2 as pb
-from service.application import FlashpointApplication
+from service.domain import commands as c
 from service.domain.receipt import CommandReceipt
 from service.domain.submitter import submitted_by
-from service.persistence import store_environment
 from tests.factories import command
 
 

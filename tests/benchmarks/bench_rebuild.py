@@ -30,7 +30,7 @@ COUNTRIES = ["RUS", "UKR", "POL", "BLR", "LTU", "LVA", "EST", "FIN", "DEU", "FRA
 
 
 def _template_commands(rng: random.Random, count: int) -> list[Any]:
-    from service import commands as c
+    from service.domain import commands as c
     from tests.factories import raw_command
 
     kinds = list(c.REPORT_COMMANDS.values())
@@ -58,11 +58,11 @@ def _template_commands(rng: random.Random, count: int) -> list[Any]:
 
 def generate(path: Path, events: int, seed: int = 7) -> None:
     """A log of ``events`` stored events, written straight into the events table."""
-    from service import commands as c
-    from service.application import FlashpointApplication
+    from service.adapters.store import FlashpointApplication
+    from service.adapters.store_url import store_environment
+    from service.domain import commands as c
     from service.domain.incident import Incident
     from service.domain.submitter import submitted_by
-    from service.persistence import store_environment
 
     rng = random.Random(seed)
     app = FlashpointApplication(env=store_environment(f"sqlite:///{path}"))
@@ -168,11 +168,11 @@ def measure_scan(path: str) -> dict[str, float]:
 
 def measure_rebuild(path: str) -> dict[str, float]:
     from projections.escalation import EscalationProjection
-    from projections.events import RecorderEventSource
     from projections.runner import ProjectionWorker
     from projections.store import ViewStore
-    from service.application import FlashpointApplication
-    from service.persistence import store_environment
+    from service.adapters.eventlog import RecorderEventSource
+    from service.adapters.store import FlashpointApplication
+    from service.adapters.store_url import store_environment
 
     env = store_environment(f"sqlite:///{path}")
     app = FlashpointApplication(env=env)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import ApplicationRecorder
 
 SCHEMA_VERSION_KEY = "schema_version"
 
@@ -104,3 +105,29 @@ class RecorderEventSource:
             if len(events) < page:
                 return
             after = events[-1].position
+
+
+def positions_of(recorder: ApplicationRecorder, originator_id: UUID) -> dict[int, int]:
+    """The log position (notification id) of each stored version of one aggregate.
+
+    The library's recorders answer by position or by aggregate, never both; audits need both.
+    """
+    datastore: Any = recorder.datastore  # type: ignore[attr-defined]
+    table = recorder.events_table_name  # type: ignore[attr-defined]
+    if type(recorder).__module__.startswith("eventsourcing.sqlite"):
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT originator_version, rowid FROM {table} WHERE originator_id=?",
+                (originator_id.hex,),
+            )
+            return {int(row[0]): int(row[1]) for row in cursor.fetchall()}
+    schema = getattr(datastore, "schema", "") or "public"
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT originator_version, notification_id FROM {schema}.{table} "
+            "WHERE originator_id=%s",
+            (originator_id,),
+        )
+        return {
+            int(row["originator_version"]): int(row["notification_id"]) for row in cursor.fetchall()
+        }

@@ -9,30 +9,30 @@ was appended.
 from __future__ import annotations
 
 import copy
-import queue
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
-    InfrastructureFactory,
     IntegrityError,
-    Mapper,
     Notification,
     PersistenceError,
     Recording,
     StoredEvent,
 )
-from eventsourcing.utils import Environment
 
-from projections.ownership import configure_datastore
-from service.commands import (
+from service.application.errors import (
+    DomainError,
+    NotFound,
+    RequestIdReused,
+    StoreUnavailable,
+    VersionConflict,
+)
+from service.domain.commands import (
     REPORT_COMMANDS,
     Command,
     CommandValidationError,
@@ -58,30 +58,20 @@ from service.commands import (
     SignAgreement,
     validating,
 )
-from service.deadlines import bind_to_call_deadlines, call_deadline, deadline_at
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack
 from service.domain.receipt import CommandReceipt, receipt_id
 from service.domain.sanctions import SanctionsRegime
 from service.domain.submitter import submitted_by
-from service.errors import (
-    DeadlineReached,
-    DomainError,
-    NotFound,
-    RequestIdReused,
-    StoreUnavailable,
-    VersionConflict,
-)
-from service.persistence import StableNameMapper, positions_of
 
 log = structlog.get_logger()
 
+
 A = TypeVar("A", bound=Aggregate)
+
 
 #: How often a command without an expected version is decided again after losing a race.
 MAX_ATTEMPTS = 5
-#: The most commands group commit appends in one transaction.
-GROUP_COMMIT_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -104,23 +94,34 @@ class CommandResult:
     replayed: bool = False
 
 
-class FlashpointApplication(Application[UUID]):
+class Committer(Protocol):
+    """Appends stored events, maybe together with other commands' (group commit)."""
+
+    def insert(self, events: Sequence[StoredEvent]) -> list[int]: ...
+
+    def stop(self) -> None: ...
+
+
+class CommandHandlers(Application[UUID]):
+    """The application: decides commands on their aggregates, records them with their
+    receipts, and reads aggregates back. What it is stored on (names, pools, deadlines,
+    group commit) is the adapters' business: see ``service.adapters.store``."""
+
     name = "Flashpoint"
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
-        bind_to_call_deadlines(self.recorder.datastore)  # type: ignore[attr-defined]
         #: Called with the new head position after each append (projections wake on it).
         self.append_listeners: list[Callable[[int], None]] = []
-        self._committer: GroupCommitter | None = None
-        if self.env.get("GROUP_COMMIT", "").lower() in ("1", "true", "yes", "on"):
-            self.enable_group_commit()
+        self._committer: Committer | None = None
 
-    def enable_group_commit(self, max_batch: int = GROUP_COMMIT_MAX) -> None:
-        """Append the events of concurrent commands in shared transactions (see
-        :class:`GroupCommitter`); each command is still decided and answered on its own."""
+    def use_committer(self, committer: Committer) -> None:
+        """Append first attempts through ``committer`` (each command still decided and
+        answered on its own)."""
         if self._committer is None:
-            self._committer = GroupCommitter(self.recorder.insert_events, max_batch)
+            self._committer = committer
+        else:
+            committer.stop()
 
     @property
     def group_commit(self) -> bool:
@@ -132,14 +133,9 @@ class FlashpointApplication(Application[UUID]):
             committer.stop()
         super().close()
 
-    def construct_factory(self, env: Environment) -> InfrastructureFactory:
-        factory = super().construct_factory(env)
-        # Before the recorder is made: making it opens the pool's first connections.
-        configure_datastore(getattr(factory, "datastore", None), env)
-        return factory
-
-    def construct_mapper(self) -> Mapper[UUID]:
-        return StableNameMapper(transcoder=self.construct_transcoder())
+    def positions_of(self, originator_id: UUID) -> dict[int, int]:
+        """The log position of each stored version of one aggregate (the store knows)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ commands
 
@@ -252,7 +248,7 @@ class FlashpointApplication(Application[UUID]):
     def _replay(self, receipt: CommandReceipt, command: Command) -> CommandResult:
         if receipt.fingerprint != command.fingerprint():
             raise RequestIdReused(receipt.request_id, receipt.command)
-        position = positions_of(self.recorder, receipt.id).get(1)
+        position = self.positions_of(receipt.id).get(1)
         if position is None:  # pragma: no cover - the receipt was just read from the store
             raise StoreUnavailable("the receipt's position could not be read")
         return CommandResult(
@@ -460,122 +456,6 @@ class FlashpointApplication(Application[UUID]):
         if expected_version is not None and aggregate.version != expected_version:
             raise VersionConflict(resource_name(aggregate), expected_version, aggregate.version)
         return aggregate
-
-
-@dataclass(eq=False)
-class _Insert:
-    """One command's stored events waiting for the group committer, and its answer."""
-
-    events: Sequence[StoredEvent]
-    #: The submitting call's deadline (``time.monotonic()``), or None.
-    deadline: float | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    ids: list[int] = field(default_factory=list)
-    error: BaseException | None = None
-
-    def answer(self, ids: Sequence[int] | None = None, error: BaseException | None = None) -> None:
-        self.ids = list(ids or [])
-        self.error = error
-        self.done.set()
-
-
-class GroupCommitter:
-    """Appends the events of commands arriving together in one transaction.
-
-    Callers hand over their decided events and wait; one thread takes everything queued
-    (up to ``max_batch`` commands) and inserts it at once. If that insert breaks an
-    integrity rule (a lost race for a version, a request recorded twice), no one's events
-    were recorded, and each command's events are inserted again alone, so each caller gets
-    the answer it would have had without grouping: its positions, or its own
-    IntegrityError. Other store errors fail every command of the batch.
-    """
-
-    def __init__(
-        self, insert: Callable[[list[StoredEvent]], Sequence[int] | None], max_batch: int
-    ) -> None:
-        self._insert = insert
-        self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Insert | None] = queue.SimpleQueue()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self._thread.start()
-
-    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        """The notification ids of ``events``, once they are recorded with others."""
-        if self._stopped:
-            return list(self._insert(list(events)) or [])
-        item = _Insert(events, call_deadline.get())
-        self._queue.put(item)
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        return item.ids
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._queue.put(None)
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-        # Anything queued while stopping is inserted alone.
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                self._commit([item])
-
-    def _commit(self, batch: list[_Insert]) -> None:
-        now = time.monotonic()
-        waiting = []
-        for item in batch:
-            if item.deadline is not None and item.deadline <= now:
-                # Its caller has gone: record nothing it cannot hear about.
-                item.answer(error=DeadlineReached("the call's deadline passed before its append"))
-            else:
-                waiting.append(item)
-        batch = waiting
-        if not batch:
-            return
-        # The batch may take as long as its most patient caller allows, so that no caller's
-        # deadline cuts its neighbours short; with one caller without a deadline, unbounded.
-        deadlines = [item.deadline for item in batch]
-        bound = None if None in deadlines else max(d for d in deadlines if d is not None)
-        try:
-            with deadline_at(bound):
-                ids = list(self._insert([event for item in batch for event in item.events]) or [])
-        except IntegrityError as error:
-            if len(batch) == 1:
-                batch[0].answer(error=error)
-                return
-            for item in batch:
-                self._commit([item])
-            return
-        except BaseException as error:  # the store failed: every caller hears of it
-            for item in batch:
-                item.answer(error=error)
-            return
-        start = 0
-        for item in batch:
-            item.answer(ids[start : start + len(item.events)])
-            start += len(item.events)
 
 
 COLLECTIONS: dict[type[Aggregate], str] = {

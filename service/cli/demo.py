@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from service.application import CommandResult
-from service.commands import COMMANDS, Command, parse_command
+from service.application.handlers import CommandResult
+from service.domain.commands import COMMANDS, Command, parse_command
 
 #: The valid time to look at the scenario: the day after the drills began.
 SCENARIO_AT = datetime(2025, 9, 13, 12, 0, tzinfo=UTC)
@@ -162,10 +162,10 @@ def run_scenario(execute: Callable[[Command], CommandResult]) -> dict[str, Comma
 
 
 def load_demo(args: argparse.Namespace, settings: Any) -> int:
-    from service.cli_query import ranking_text
+    from service.cli.query import ranking_text
 
     if args.server:
-        from service.cli import make_client
+        from service.cli.main import make_client
 
         with make_client(args) as client:
             results = run_scenario(client.execute)

@@ -20,14 +20,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from projections.readmodels import EscalationView, HistoryView
 from projections.runner import Progress
+from service.adapters.log_views import LogEventView
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
-from service.application import CommandResult
-from service.audit import VerifyReport
-from service.commands import COMMANDS, Command, CommandValidationError, parse_command
-from service.queries import IncidentView, LogEventView, SanctionsRegimeView
+from service.application.handlers import CommandResult
+from service.application.queries import IncidentView, SanctionsRegimeView
+from service.audit.verify import VerifyReport
+from service.domain.commands import COMMANDS, Command, CommandValidationError, parse_command
 from service.status import FollowerStatus, LogStatus
 
 M = TypeVar("M", bound=Message)

@@ -178,8 +178,9 @@ class LocalBackend(Backend):
         self._service.close()
 
     def answer(self, args: argparse.Namespace) -> Any:
-        from service import queries
-        from service.errors import CommandValidationError, NotFound
+        from service.adapters import log_views
+        from service.application import queries
+        from service.application.errors import CommandValidationError, NotFound
 
         read, app = self._service.read_models, self._service.app
         now = datetime.now(UTC)
@@ -251,7 +252,7 @@ class LocalBackend(Backend):
                     status = log_status_to_proto(log_status(self._service))
                     return message_to_json(status, zeros=True)
                 case _:
-                    events = queries.history(app, args.name)
+                    events = log_views.history(app, args.name)
                     return {"events": [event.model_dump(mode="json") for event in events]}
         except CommandValidationError as error:
             raise ValueError(str(error)) from None
@@ -281,7 +282,7 @@ class RemoteBackend(Backend):
     """Asks a running server through the typed client."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from service.cli import make_client
+        from service.cli.main import make_client
 
         self._client = make_client(args)
 

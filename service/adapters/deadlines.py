@@ -22,7 +22,7 @@ import psycopg
 from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresDatastore
 
-from service.errors import DeadlineReached
+from service.application.errors import DeadlineReached
 
 #: ``time.monotonic()`` by which the current call must be answered; None without a deadline.
 call_deadline: ContextVar[float | None] = ContextVar("call_deadline", default=None)

@@ -68,7 +68,7 @@ def _service(settings: Any, **overrides: Any) -> Any:
 
 
 def _tables(settings: Any) -> tuple[Any, Callable[[], None]]:
-    from service.audit import LogTables
+    from service.audit.tables import LogTables
     from service.bootstrap import build_application
 
     app = build_application(settings)
@@ -76,7 +76,7 @@ def _tables(settings: Any) -> tuple[Any, Callable[[], None]]:
 
 
 def _read_seals(path: str) -> list[dict[str, Any]]:
-    from service.audit import check_seal_shape
+    from service.audit.seals import check_seal_shape
 
     text = Path(path).read_text().strip()
     loaded: Any = (
@@ -88,7 +88,8 @@ def _read_seals(path: str) -> list[dict[str, Any]]:
 
 
 def run_verify(args: argparse.Namespace, settings: Any) -> int:
-    from service.audit import load_public_key, verify
+    from service.audit.seals import load_public_key
+    from service.audit.verify import verify
 
     try:
         against = _read_seals(args.against) if args.against else None
@@ -109,7 +110,7 @@ def run_verify(args: argparse.Namespace, settings: Any) -> int:
 
 
 def run_seal(args: argparse.Namespace, settings: Any) -> int:
-    from service.audit import canonical_json
+    from service.audit.hashing import canonical_json
 
     service = _service(settings, **({"seal_key": args.seal_key} if args.seal_key else {}))
     try:
@@ -133,7 +134,7 @@ def _output(path: str | None) -> TextIO:
 
 
 def run_export(args: argparse.Namespace, settings: Any) -> int:
-    from service.audit import export_lines
+    from service.audit.export import export_lines
 
     tables, close = _tables(settings)
     out = _output(args.output)
@@ -148,7 +149,7 @@ def run_export(args: argparse.Namespace, settings: Any) -> int:
 
 
 def run_import(args: argparse.Namespace, settings: Any) -> int:
-    from service.audit import ImportRefused, import_log
+    from service.audit.export import ImportRefused, import_log
 
     tables, close = _tables(settings)
     try:
@@ -165,9 +166,10 @@ def run_import(args: argparse.Namespace, settings: Any) -> int:
 def run_replay(args: argparse.Namespace, settings: Any) -> int:
     from datetime import UTC, datetime
 
-    from service import queries
+    from service.adapters import log_views
+    from service.application import queries
+    from service.application.errors import CommandValidationError
     from service.bootstrap import build_application
-    from service.errors import CommandValidationError
 
     def when(text: str | None) -> datetime | None:
         if not text:
@@ -182,7 +184,7 @@ def run_replay(args: argparse.Namespace, settings: Any) -> int:
         collection, resource_id = (
             queries.parse_any_name(args.resource) if args.resource else (None, None)
         )
-        log_filter = queries.LogFilter(
+        log_filter = log_views.LogFilter(
             resource_id=resource_id,
             collection=collection,
             types=tuple(args.types),
@@ -191,7 +193,7 @@ def run_replay(args: argparse.Namespace, settings: Any) -> int:
             occurred_after=when(args.occurred_after),
             occurred_before=when(args.occurred_before),
         )
-        for view in queries.read_events(app, args.from_position, args.limit, log_filter):
+        for view in log_views.read_events(app, args.from_position, args.limit, log_filter):
             out.write(view.model_dump_json() + "\n")
     except (CommandValidationError, ValueError) as error:
         sys.stderr.write(f"flashpoint: {error}\n")

@@ -5,7 +5,7 @@ The API maps each of these to one gRPC status code in one table (``service.api.e
 
 from __future__ import annotations
 
-from service.commands import CommandValidationError, FieldViolation
+from service.domain.commands import CommandValidationError, FieldViolation
 from service.domain.errors import DomainError, RuleViolation
 
 __all__ = [

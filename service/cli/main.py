@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from service.cli_audit import add_audit_parsers
-from service.cli_query import add_query_parser
-from service.commands import (
+from service.cli.audit import add_audit_parsers
+from service.cli.query import add_query_parser
+from service.domain.commands import (
     COMMANDS,
     Command,
     CommandValidationError,
@@ -328,8 +328,8 @@ def _run_report(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _report_local(settings: Any, command: Command) -> int:
+    from service.application.errors import NotFound, RequestIdReused, RuleViolation, VersionConflict
     from service.bootstrap import build_application
-    from service.errors import NotFound, RequestIdReused, RuleViolation, VersionConflict
 
     app = build_application(settings)
     try:
@@ -519,7 +519,7 @@ def _run_health(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _run_demo(args: argparse.Namespace, settings: Any) -> int:
-    from service.demo import load_demo
+    from service.cli.demo import load_demo
 
     return load_demo(args, settings)
 

@@ -1,0 +1,194 @@
+"""The events table and the chain and seal tables beside it, for either store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+from service.audit.hashing import (
+    FIRST,
+    GENESIS,
+    PAGE,
+    ChainRow,
+    StoredRow,
+    as_bytes,
+    canonical_id,
+    canonical_json,
+    exact_sqlite_id,
+)
+
+
+class LogTables:
+    """The events table and the chain and seal tables beside it, for either store."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.datastore = recorder.datastore
+        self.sqlite = type(recorder).__module__.startswith("eventsourcing.sqlite")
+        if self.sqlite:
+            self.events = recorder.events_table_name
+            self.chain, self.seals = "fp_chain", "fp_seals"
+            self.position_column = "rowid"
+        else:
+            schema = getattr(self.datastore, "schema", "") or "public"
+            self.events = f"{schema}.{recorder.events_table_name}"
+            self.chain, self.seals = f"{schema}.fp_chain", f"{schema}.fp_seals"
+            self.position_column = "notification_id"
+        self._create()
+
+    def sql(self, statement: str) -> str:
+        return statement if self.sqlite else statement.replace("?", "%s")
+
+    def _create(self) -> None:
+        blob = "BLOB" if self.sqlite else "BYTEA"
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.chain} (position BIGINT PRIMARY KEY, "
+                f"content_hash {blob} NOT NULL, event_hash {blob} NOT NULL, "
+                f"chain_hash {blob} NOT NULL)"
+            )
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.seals} "
+                "(last_position BIGINT PRIMARY KEY, seal TEXT NOT NULL)"
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def head(self) -> int:
+        return int(self.recorder.max_notification_id() or 0)
+
+    def rows(self, after: int, limit: int, stop: int | None = None) -> list[StoredRow]:
+        column = self.position_column
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self.sql(
+                    f"SELECT {column} AS position, originator_id, originator_version, topic, "
+                    f"state FROM {self.events} WHERE {column} > ? AND {column} <= ? "
+                    f"ORDER BY {column} LIMIT ?"
+                ),
+                (after, stop if stop is not None else 2**62, limit),
+            )
+            fetched = cursor.fetchall()
+        return [
+            StoredRow(
+                int(row["position"]),
+                canonical_id(row["originator_id"]),
+                int(row["originator_version"]),
+                row["topic"],
+                as_bytes(row["state"]),
+                exact_sqlite_id(row["originator_id"]) if self.sqlite else True,
+            )
+            for row in fetched
+        ]
+
+    def iterate(self, after: int = FIRST, stop: int | None = None) -> Iterator[StoredRow]:
+        while True:
+            page = self.rows(after, PAGE, stop)
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1].position
+
+    def chain_rows(self, after: int, limit: int) -> list[ChainRow]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self.sql(
+                    f"SELECT position, content_hash, event_hash, chain_hash FROM {self.chain} "
+                    "WHERE position > ? ORDER BY position LIMIT ?"
+                ),
+                (after, limit),
+            )
+            fetched = cursor.fetchall()
+        return [
+            ChainRow(
+                int(row["position"]),
+                as_bytes(row["content_hash"]),
+                as_bytes(row["event_hash"]),
+                as_bytes(row["chain_hash"]),
+            )
+            for row in fetched
+        ]
+
+    def iterate_chain(self, stop: int | None = None) -> Iterator[ChainRow]:
+        after = FIRST
+        while True:
+            page = self.chain_rows(after, PAGE)
+            for row in page:
+                if stop is not None and row.position > stop:
+                    return
+                yield row
+            if len(page) < PAGE:
+                return
+            after = page[-1].position
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """(last chained position, its chain hash); (0, genesis) for an empty chain."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT position, chain_hash FROM {self.chain} ORDER BY position DESC LIMIT 1"
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return 0, GENESIS
+        return int(row["position"]), as_bytes(row["chain_hash"])
+
+    def chained_count(self, after: int = 0) -> int:
+        """How many events are chained after position ``after``."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self.sql(f"SELECT COUNT(*) AS n FROM {self.chain} WHERE position > ?"), (after,)
+            )
+            return int(cursor.fetchone()["n"])
+
+    def seal_list(self) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT seal FROM {self.seals} ORDER BY last_position")
+            return [json.loads(row["seal"]) for row in cursor.fetchall()]
+
+    # ------------------------------------------------------------------ writing
+
+    def append_chain(self, rows: list[ChainRow]) -> None:
+        if not rows:
+            return
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(
+                self.sql(f"INSERT INTO {self.chain} VALUES (?, ?, ?, ?)"),
+                [(r.position, r.content_hash, r.event_hash, r.chain_hash) for r in rows],
+            )
+
+    def add_seal(self, seal: dict[str, Any], *, replace: bool = False) -> None:
+        action = "UPDATE SET seal = excluded.seal" if replace else "NOTHING"
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                self.sql(
+                    f"INSERT INTO {self.seals} (last_position, seal) VALUES (?, ?) "
+                    f"ON CONFLICT (last_position) DO {action}"
+                ),
+                (seal["last_position"], canonical_json(seal)),
+            )
+
+    def insert_rows(self, rows: list[StoredRow]) -> None:
+        """Store events at their exact positions (import into an empty store)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            if self.sqlite:
+                cursor.executemany(
+                    f"INSERT INTO {self.events} (rowid, originator_id, originator_version, "
+                    "topic, state) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (r.position, UUID(r.resource_id).hex, r.version, r.type, r.state)
+                        for r in rows
+                    ],
+                )
+            else:
+                cursor.executemany(
+                    f"INSERT INTO {self.events} (notification_id, originator_id, "
+                    "originator_version, topic, state) VALUES (%s, %s, %s, %s, %s)",
+                    [(r.position, UUID(r.resource_id), r.version, r.type, r.state) for r in rows],
+                )
+                cursor.execute(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), "
+                    "GREATEST((SELECT MAX(notification_id) FROM " + self.events + "), 1))",
+                    (self.events,),
+                )
