@@ -221,7 +221,10 @@ def create_server(
         maximum_concurrent_rpcs=settings.threads * 8,
     )
     app = service.app
-    command_grpc.add_CommandServiceServicer_to_server(CommandServicer(app), server)
+    # Its RPCs are set from the command table when the module loads, which the generated
+    # stub's abstract methods cannot see.
+    commands = CommandServicer(app)  # type: ignore[abstract]
+    command_grpc.add_CommandServiceServicer_to_server(commands, server)
     query_grpc.add_QueryServiceServicer_to_server(
         QueryServicer(
             app,

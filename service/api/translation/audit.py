@@ -1,0 +1,52 @@
+"""Audit answers (log events, verification reports, rebuild progress) as messages."""
+
+from __future__ import annotations
+
+import json
+
+from projections.runner import Progress
+from service.adapters.log_views import LogEventView
+from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
+from service.api.translation.values import optional_timestamp
+from service.audit.verify import VerifyReport
+
+
+def log_event_to_proto(view: LogEventView) -> audit_pb.LogEvent:
+    return audit_pb.LogEvent(
+        position=view.position,
+        type=view.type,
+        schema_version=view.schema_version,
+        resource=view.resource,
+        version=view.version,
+        recorded_at=optional_timestamp(view.recorded_at),
+        payload_json=json.dumps(view.payload, sort_keys=True, default=str),
+    )
+
+
+def verify_report_to_proto(report: VerifyReport) -> audit_pb.VerifyLogResponse:
+    found = report.first_break
+    return audit_pb.VerifyLogResponse(
+        intact=report.intact,
+        checked_up_to=report.checked_up_to,
+        events=report.events,
+        digest=report.digest,
+        unchained=report.unchained,
+        seals_checked=report.seals_checked,
+        first_break=(
+            audit_pb.LogBreak(position=found.position, kind=found.kind, detail=found.detail)
+            if found
+            else None
+        ),
+        summary=report.summary(),
+    )
+
+
+def progress_to_proto(progress: Progress, *, done: bool) -> audit_pb.RebuildProjectionResponse:
+    return audit_pb.RebuildProjectionResponse(
+        projection=progress.projection,
+        position=progress.position,
+        total=progress.total,
+        events_per_second=progress.events_per_second,
+        eta_seconds=progress.eta_seconds or 0.0,
+        done=done,
+    )
