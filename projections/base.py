@@ -8,27 +8,16 @@ from typing import Any, ClassVar, Final
 
 from projections.store import Table
 from service.adapters.eventlog import RawEvent
+from service.domain.vocabulary import STEPS, events_of, kinds_in
 
 State = dict[str, Any]
 
 #: The stored event type names projections read (the log's stable vocabulary).
-INCIDENT_REPORTED: Final = frozenset({
-    "IncursionReported", "StrikeReported", "ClashReported", "MilitaryExerciseStarted",
-    "TroopsDeployed", "AlertRaised", "ThreatReported", "StatementRecorded",
-    "CondemnationIssued", "EnvoySummoned", "DiplomatsExpelled", "CyberAttackReported",
-})  # fmt: skip
-INCIDENT_LIFECYCLE: Final = frozenset({
-    "IncidentCorroborated", "IncidentDisputed", "IncidentCorrected", "IncidentRetracted",
-    "MilitaryExerciseEnded",
-})  # fmt: skip
+INCIDENT_REPORTED: Final = events_of(kinds_in("incidents"))
+INCIDENT_LIFECYCLE: Final = events_of(step for step in STEPS if step.collection == "incidents")
 INCIDENT_EVENTS: Final = INCIDENT_REPORTED | INCIDENT_LIFECYCLE
-SANCTIONS_EVENTS: Final = frozenset(
-    {"SanctionsImposed", "SanctionsExtended", "SanctionsEased", "SanctionsLifted"}
-)
-NEGOTIATION_EVENTS: Final = frozenset({
-    "NegotiationsProposed", "NegotiationRoundHeld", "NegotiationsPaused",
-    "NegotiationsResumed", "NegotiationsRejected", "AgreementSigned",
-})  # fmt: skip
+SANCTIONS_EVENTS: Final = events_of(kinds_in("sanctions"))
+NEGOTIATION_EVENTS: Final = events_of(kinds_in("negotiations"))
 
 
 def epoch(iso: str) -> float:

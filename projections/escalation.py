@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from projections import parameters as p
 from projections.base import (
@@ -28,26 +28,17 @@ from projections.base import (
 )
 from projections.store import Table
 from service.adapters.eventlog import RawEvent
+from service.domain import vocabulary
+from service.domain.vocabulary import kinds_in
 
 DAY = 86_400.0
 
 RELIABILITY = {"A": 1.0, "B": 0.75, "C": 0.5, "D": 0.25, "E": 0.0, "F": 0.5}
 CREDIBILITY = {1: 1.0, 2: 0.75, 3: 0.5, 4: 0.25, 5: 0.0, 6: 0.5}
 
-NEGOTIATION_KINDS = {
-    "NegotiationsProposed": "negotiations_proposed",
-    "NegotiationRoundHeld": "negotiation_round_held",
-    "NegotiationsPaused": "negotiations_paused",
-    "NegotiationsResumed": "negotiations_resumed",
-    "NegotiationsRejected": "negotiations_rejected",
-    "AgreementSigned": "agreement_signed",
-}
-SANCTIONS_KINDS = {
-    "SanctionsImposed": "sanctions_imposed",
-    "SanctionsExtended": "sanctions_extended",
-    "SanctionsEased": "sanctions_eased",
-    "SanctionsLifted": "sanctions_lifted",
-}
+#: Stored event type -> kind, for the steps of regimes and tracks (each step is a kind).
+NEGOTIATION_KINDS: Final[dict[str, str]] = {k.event: k.kind for k in kinds_in("negotiations")}
+SANCTIONS_KINDS: Final[dict[str, str]] = {k.event: k.kind for k in kinds_in("sanctions")}
 
 
 def graded_confidence(evidence: dict[str, Any]) -> float:
@@ -55,32 +46,18 @@ def graded_confidence(evidence: dict[str, Any]) -> float:
 
 
 def weight_key(kind: str, details: dict[str, Any]) -> str:
-    if kind == "condemnation" and details.get("accusation"):
-        return "accusation"
-    if kind == "threat" and details.get("threat_kind") in ("military", "ultimatum"):
-        return "military_threat"
-    return kind
+    """The parameter table's weight for a development (UnknownKind for an unknown kind)."""
+    return vocabulary.by_kind(kind).weight_key_for(details)
 
 
 def incident_size(kind: str, details: dict[str, Any]) -> tuple[float, float]:
     """(size, fatalities) that set an incident's magnitude."""
-    fatalities = float(details.get("fatalities", 0) or 0)
-    if kind == "airspace_incursion":
-        return float(details.get("count", 0)), 0.0
-    if kind == "strike":
-        return float(details.get("munitions_count", 0)), fatalities
-    if kind in ("military_exercise", "troop_deployment"):
-        return float(details.get("troop_count", 0)) / 1000, 0.0
-    if kind == "alert":
-        return float(details.get("aircraft_count", 0)), 0.0
-    if kind == "diplomats_expelled":
-        return float(details.get("count", 0)), 0.0
-    return 0.0, fatalities
+    return vocabulary.by_kind(kind).size_of(details)
 
 
 def contribution(weight: str, size: float, fatalities: float, confidence: float) -> float:
     """s = -weight x magnitude x confidence: positive escalates, negative calms."""
-    return -p.WEIGHTS[weight] * p.magnitude(size, fatalities) * confidence
+    return -p.weight_of(weight) * p.magnitude(size, fatalities) * confidence
 
 
 def _version(
@@ -102,7 +79,7 @@ def _version(
         "known_to_position": None,
         "base": base,
         "occurred": epoch(occurred_at),
-        "half_life": p.HALF_LIFE_DAYS[p.CLASS_OF[weight]],
+        "half_life": p.half_life_of(weight),
         "actors": actor_set,
         "targets": target_set,
         "located": sorted(set(located) - involved),
@@ -205,16 +182,16 @@ def fold_incident(state: State | None, event: RawEvent) -> State | None:
 
 def fold_sanctions(state: State | None, event: RawEvent) -> State | None:
     payload = event.payload
-    if event.type == "SanctionsImposed":
+    kind = vocabulary.kind_of_event(event.type)
+    if kind.kind == "sanctions_imposed":
         facts = {"authority": payload["authority"], "target": payload["target"]}
         developments: list[dict[str, Any]] = []
-        size = payload["entities_count"] / 10
     elif state is None:
         return None
     else:
         facts, developments = state["facts"], state["developments"]
-        size = payload.get("entities_added", payload.get("entities_removed", 0)) / 10
-    weight = SANCTIONS_KINDS[event.type]
+    size, _ = kind.size_of(payload)
+    weight = kind.weight_key
     evidence = payload["evidence"]
     version = _version(
         event,
@@ -228,7 +205,7 @@ def fold_sanctions(state: State | None, event: RawEvent) -> State | None:
     development = {
         "id": f"{event.originator_id}:{event.version}",
         "resource": f"sanctions/{event.originator_id}",
-        "kind": weight,
+        "kind": kind.kind,
         "versions": [version],
     }
     return {"facts": facts, "developments": [*developments, development]}
@@ -251,7 +228,8 @@ def fold_negotiation(state: State | None, event: RawEvent) -> State | None:
     else:
         # Rounds and agreements are mutual (and a mediator's proposal binds the parties).
         actors, targets = parties, parties
-    weight = NEGOTIATION_KINDS[event.type]
+    kind = vocabulary.kind_of_event(event.type)
+    weight = kind.weight_key
     evidence = payload["evidence"]
     version = _version(
         event,
@@ -265,7 +243,7 @@ def fold_negotiation(state: State | None, event: RawEvent) -> State | None:
     development = {
         "id": f"{event.originator_id}:{event.version}",
         "resource": f"negotiations/{event.originator_id}",
-        "kind": weight,
+        "kind": kind.kind,
         "versions": [version],
     }
     return {"facts": facts, "developments": [*developments, development]}

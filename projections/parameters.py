@@ -4,6 +4,9 @@ Weights are Goldstein-like (-10 most hostile ... +10 most cooperative), from the
 Goldstein table and the PLOVER manual (DESIGN.md section 2). Changing any value here means
 a new ``VERSION``: a published level must always be reproducible from the log and the table
 version it names.
+
+Which weight and half-life class a development takes is declared with its kind in
+:mod:`service.domain.vocabulary`; the numbers are here.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import math
 from typing import Final
 
-VERSION: Final = "2026-11.2"
+from service.domain.vocabulary import KINDS
+
+VERSION: Final = "2026-12.1"
 
 #: Weight of each kind of development.
 WEIGHTS: Final[dict[str, float]] = {
@@ -33,6 +38,11 @@ WEIGHTS: Final[dict[str, float]] = {
     "cyber_attack": -7.0,
     "strike": -9.5,
     "armed_clash": -10.0,
+    # CAMEO's Goldstein table: 196 "violate ceasefire" is -9.5, as is 191 "impose blockade".
+    # Both sit just below armed_clash (190, -10): force used or threatened against a party,
+    # short of open fighting.
+    "ceasefire_violation": -9.5,
+    "naval_blockade": -9.5,
     "negotiations_proposed": 4.0,
     "negotiation_round_held": 4.0,
     "negotiations_resumed": 4.0,
@@ -45,19 +55,51 @@ WEIGHTS: Final[dict[str, float]] = {
 HALF_LIFE_DAYS: Final[dict[str, float]] = {"verbal": 7.0, "posture": 14.0, "material": 21.0,
                                            "economic": 30.0}  # fmt: skip
 
-CLASS_OF: Final[dict[str, str]] = {
-    "statement": "verbal", "condemnation": "verbal", "accusation": "verbal",
-    "envoy_summoned": "verbal", "threat": "verbal", "military_threat": "verbal",
-    "diplomats_expelled": "verbal", "negotiations_paused": "verbal",
-    "negotiations_rejected": "verbal", "negotiations_proposed": "verbal",
-    "negotiation_round_held": "verbal", "negotiations_resumed": "verbal",
-    "agreement_signed": "verbal",
-    "military_exercise": "posture", "troop_deployment": "posture", "alert": "posture",
-    "airspace_incursion": "material", "strike": "material", "armed_clash": "material",
-    "cyber_attack": "material",
-    "sanctions_imposed": "economic", "sanctions_extended": "economic",
-    "sanctions_eased": "economic", "sanctions_lifted": "economic",
-}  # fmt: skip
+
+class MissingParameter(ValueError):
+    """A weight key or half-life class this table has no figure for.
+
+    Raised (never defaulted) so a development the table cannot score is set aside with its
+    reason rather than counted as zero or folded into a KeyError.
+    """
+
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"parameter table {VERSION} has no {what} for {key!r}")
+        self.what = what
+        self.key = key
+
+
+def _class_of() -> dict[str, str]:
+    classes: dict[str, str] = {}
+    for kind in KINDS:
+        for key in sorted(kind.weight_keys):
+            if classes.setdefault(key, kind.half_life) != kind.half_life:
+                raise ValueError(f"weight {key!r} is declared with two half-life classes")
+    return classes
+
+
+#: Weight key -> half-life class, from the vocabulary (a refined key takes its kind's class).
+CLASS_OF: Final[dict[str, str]] = _class_of()
+
+
+def weight_of(key: str) -> float:
+    try:
+        return WEIGHTS[key]
+    except KeyError:
+        raise MissingParameter("weight", key) from None
+
+
+def half_life_of(key: str) -> float:
+    """Days it takes a development weighed as ``key`` to count half."""
+    try:
+        half_life_class = CLASS_OF[key]
+    except KeyError:
+        raise MissingParameter("half-life class", key) from None
+    try:
+        return HALF_LIFE_DAYS[half_life_class]
+    except KeyError:
+        raise MissingParameter("half-life", half_life_class) from None
+
 
 #: Magnitude = min(CAP, 1 + SIZE_SLOPE*log10(1 + size) + FATALITY_SLOPE*log10(1 + fatalities)).
 MAGNITUDE_CAP: Final = 3.0

@@ -4,6 +4,11 @@ The embedded store has no subscription, so the worker polls the head of the log,
 never spins: it sleeps on an event that the in-process application sets after every append
 (``notify``), and otherwise wakes every ``poll_interval`` to catch appends made by other
 processes.
+
+One event a fold cannot process (a type it does not know, a payload that does not decode,
+a fold that raises) never halts a projection: it is set aside in the view store's
+quarantine with the batch, the state it would have changed stays as it was, and the
+projection goes on. A rebuild (with the fold fixed) or ``retry_quarantined`` processes it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +27,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from projections.base import Projection, State
 from projections.ownership import Ownership
-from projections.store import PositionMoved, ViewStore
+from projections.store import PositionMoved, QuarantinedEvent, ViewStore
 from service.adapters.eventlog import EventSource, RawEvent
 
 log = structlog.get_logger()
@@ -56,6 +62,54 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def failure(error: BaseException) -> str:
+    """One line saying what failed and where (the innermost frame)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def set_aside(
+    projection: Projection, generation: int, event: RawEvent, key: str | None, error: str
+) -> QuarantinedEvent:
+    return QuarantinedEvent(
+        projection.name, generation, event.position, event.type, key, error, event.recorded_at
+    )
+
+
+def report_quarantined(entries: Sequence[QuarantinedEvent]) -> None:
+    for entry in entries:
+        log.warning(
+            "projection.event_quarantined", projection=entry.projection,
+            generation=entry.generation, position=entry.position, type=entry.type,
+            key=entry.key, error=entry.error,
+        )  # fmt: skip
+
+
+def fold_events(
+    projection: Projection,
+    generation: int,
+    states: dict[str, State | None],
+    relevant: Sequence[tuple[str, RawEvent]],
+) -> list[QuarantinedEvent]:
+    """Fold ``relevant`` (key, event) pairs into ``states``; the events it set aside.
+
+    An event that cannot be folded leaves its key's state as it was before it (folds are
+    pure), so the key's later events fold on that.
+    """
+    aside: list[QuarantinedEvent] = []
+    fold = projection.fold
+    for key, event in relevant:
+        if event.error is not None:
+            aside.append(set_aside(projection, generation, event, key, event.error))
+            continue
+        try:
+            states[key] = fold(states.get(key), event)
+        except Exception as error:
+            aside.append(set_aside(projection, generation, event, key, failure(error)))
+    return aside
+
+
 def apply_batch(
     projection: Projection,
     store: ViewStore,
@@ -63,15 +117,26 @@ def apply_batch(
     events: Sequence[RawEvent],
     last_position: int,
     after: int,
+    *,
+    report: bool = True,
 ) -> int:
-    """Fold ``events`` (read after position ``after``) and commit the changed states with
-    ``last_position`` in one transaction; fails with PositionMoved if another worker moved
-    the projection meanwhile. Returns how many events changed a state."""
+    """Fold ``events`` (read after position ``after``) and commit the changed states, the
+    events set aside and ``last_position`` in one transaction; fails with PositionMoved if
+    another worker moved the projection meanwhile. Returns how many events it routed to a
+    state (set aside or not). ``report``: log a warning per event set aside."""
     relevant: list[tuple[str, RawEvent]] = []
     created: set[str] = set()
     needed: set[str] = set()
+    aside: list[QuarantinedEvent] = []
+    key_of = projection.key_of
     for event in events:
-        key = projection.key_of(event)
+        try:
+            key = key_of(event)
+        except Exception as error:
+            # Every projection keys by originator id: the retry re-folds that one.
+            aside.append(set_aside(projection, generation, event, event.originator_id,
+                                   failure(error)))  # fmt: skip
+            continue
         if key is None:
             continue
         relevant.append((key, event))
@@ -85,8 +150,7 @@ def apply_batch(
         loaded = store.load(projection.table, generation, sorted(needed))
         states.update(loaded)
         stored = set(loaded)
-    for key, event in relevant:
-        states[key] = projection.fold(states.get(key), event)
+    aside += fold_events(projection, generation, states, relevant)
     changed = {
         key: (state, projection.columns(state), projection.countries(state))
         for key, state in states.items()
@@ -94,8 +158,21 @@ def apply_batch(
     }
     with store.transaction() as cursor:
         store.write(cursor, projection.table, generation, changed, existing=stored)
+        store.quarantine(cursor, aside)
         store.record_position(cursor, projection.name, generation, last_position, after)
+    if report:
+        report_quarantined(aside)
     return len(relevant)
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    """What ``retry_quarantined`` did: of the events set aside, how many now fold."""
+
+    projection: str
+    retried: int
+    released: int
+    remaining: tuple[QuarantinedEvent, ...]
 
 
 class ProjectionWorker:
@@ -335,6 +412,89 @@ class ProjectionWorker:
                 if events:
                     start, position = position, events[-1].position
                     apply_batch(projection, self.store, generation, events, position, start)
+
+    # ------------------------------------------------------------------ quarantine
+
+    def retry_quarantined(self, name: str, *, attempts: int = 5) -> RetryOutcome:
+        """Fold again, from the log, every state that events set aside by ``name``'s live
+        generation touched; drop the entries whose events now fold, keep (with their new
+        error) those that still do not.
+
+        The states are replaced in one transaction that checks the projection did not move
+        meanwhile (retried up to ``attempts`` times, for a live worker folding on).
+        """
+        projection = self.projections[name]
+        superseded: Exception = RuntimeError(f"{name}: no attempt made to retry")
+        with self._rebuild_lock:
+            generation = self._live(name)
+            for _attempt in range(attempts):
+                entries = self.store.quarantined(name, generation)
+                if not entries:
+                    return RetryOutcome(name, 0, 0, ())
+                position = self.store.position(name, generation)
+                keys = sorted({entry.key for entry in entries if entry.key is not None})
+                states: dict[str, State | None] = {}
+                aside: list[QuarantinedEvent] = []
+                for key in keys:
+                    relevant = []
+                    for event in self._events_of(key, position):
+                        try:
+                            routed = projection.key_of(event)
+                        except Exception as error:
+                            aside.append(set_aside(projection, generation, event, key,
+                                                   failure(error)))  # fmt: skip
+                            continue
+                        if routed == key:
+                            relevant.append((key, event))
+                    aside += fold_events(projection, generation, states, relevant)
+                changed = {
+                    key: (state, projection.columns(state), projection.countries(state))
+                    for key, state in states.items()
+                    if state is not None
+                }
+                existing = set(self.store.load(projection.table, generation, sorted(changed)))
+                retried = [entry.position for entry in entries if entry.key in set(keys)]
+                try:
+                    with self.store.transaction() as cursor:
+                        current = self.store.locked_position(cursor, name, generation)
+                        if current != position:
+                            raise PositionMoved(name, generation, expected=position, actual=current)
+                        self.store.write(
+                            cursor, projection.table, generation, changed, existing=existing
+                        )
+                        self.store.release(cursor, name, generation, retried)
+                        self.store.quarantine(cursor, aside)
+                except (PositionMoved, IntegrityError, OperationalError) as error:
+                    log.info("projection.retry_superseded", projection=name, error=str(error))
+                    superseded = error
+                    continue
+                remaining = tuple(self.store.quarantined(name, generation))
+                still = {entry.position for entry in remaining}
+                released = sum(1 for position in retried if position not in still)
+                outcome = RetryOutcome(name, len(retried), released, remaining)
+                log.info(
+                    "projection.quarantine_retried", projection=name, generation=generation,
+                    retried=outcome.retried, released=outcome.released,
+                    remaining=len(remaining),
+                )  # fmt: skip
+                return outcome
+        # The live worker kept moving the projection: the caller may simply retry later.
+        raise superseded
+
+    def _events_of(self, key: str, stop: int) -> list[RawEvent]:
+        """The events of one originator up to ``stop``: by id when the source can, else by
+        scanning the log."""
+        by_id: Callable[[str, int], list[RawEvent]] | None = getattr(self.source, "events_of", None)
+        if by_id is not None:
+            return by_id(key, stop)
+        found, after = [], 0
+        while after < stop:
+            page = self.source.read(after, self.batch_size, stop)
+            found += [event for event in page if event.originator_id == key]
+            if len(page) < self.batch_size:
+                break
+            after = page[-1].position
+        return found
 
 
 def _progress(name: str, position: int, total: int, started: float) -> Progress:

@@ -9,6 +9,9 @@ recorded one: a batch is applied exactly once, whatever crashes in between.
 Tables come in generations (``esc_g1_state``, ``esc_g2_state``...). A rebuild fills the
 next generation while queries read the live one; switching is one update of the
 ``fp_generations`` row, so readers never see an empty or half-built model.
+
+Events a fold could not process are set aside in ``fp_quarantine`` (per projection and
+generation, written in the batch's transaction), so one bad event never halts a model.
 """
 
 from __future__ import annotations
@@ -58,6 +61,21 @@ class PositionMoved(Exception):
             f"{name} generation {generation} is at position {actual}, not {expected}: "
             "another worker applied events meanwhile"
         )
+
+
+@dataclass(frozen=True)
+class QuarantinedEvent:
+    """An event a projection's fold could not process, set aside so the projection goes on."""
+
+    projection: str
+    generation: int
+    position: int
+    type: str
+    #: The state the event would have changed (the originator id), if it could be told.
+    key: str | None
+    error: str
+    #: When the event was recorded (ISO 8601), "" when that could not be read either.
+    recorded_at: str
 
 
 @dataclass(frozen=True)
@@ -178,6 +196,12 @@ class ViewStore:
                 f"CREATE TABLE IF NOT EXISTS {self.table('fp_generations')} "
                 "(name TEXT PRIMARY KEY, live INTEGER NOT NULL, version INTEGER NOT NULL)"
             )
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table('fp_quarantine')} "
+                "(name TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL, "
+                "type TEXT NOT NULL, key TEXT, error TEXT NOT NULL, recorded_at TEXT NOT NULL, "
+                "PRIMARY KEY (name, generation, position))"
+            )
 
     def live_generation(self, name: str) -> int | None:
         rows = self.query(
@@ -243,6 +267,13 @@ class ViewStore:
                     self.sql(f"DELETE FROM {self._tracking_table()} WHERE application_name = ?"),
                     (self.tracking_name(name, generation),),
                 )
+                cursor.execute(
+                    self.sql(
+                        f"DELETE FROM {self.table('fp_quarantine')} "
+                        "WHERE name = ? AND generation = ?"
+                    ),
+                    (name, generation),
+                )
 
     def set_live(self, cursor: Any, name: str, generation: int, version: int) -> None:
         cursor.execute(
@@ -253,6 +284,66 @@ class ViewStore:
             ),
             (name, generation, version),
         )
+
+    # ------------------------------------------------------------------ quarantine
+
+    def quarantine(self, cursor: Any, entries: list[QuarantinedEvent]) -> None:
+        """Set ``entries`` aside within ``cursor``'s transaction (an entry set aside again
+        replaces the earlier one)."""
+        if not entries:
+            return
+        cursor.executemany(
+            self.sql(
+                f"INSERT INTO {self.table('fp_quarantine')} "
+                "(name, generation, position, type, key, error, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, generation, position) "
+                "DO UPDATE SET type = excluded.type, key = excluded.key, "
+                "error = excluded.error, recorded_at = excluded.recorded_at"
+            ),
+            [
+                (e.projection, e.generation, e.position, e.type, e.key, e.error, e.recorded_at)
+                for e in entries
+            ],
+        )
+
+    def release(self, cursor: Any, name: str, generation: int, positions: list[int]) -> None:
+        """Drop the entries at ``positions`` within ``cursor``'s transaction."""
+        for start in range(0, len(positions), 500):
+            chunk = positions[start : start + 500]
+            cursor.execute(
+                self.sql(
+                    f"DELETE FROM {self.table('fp_quarantine')} WHERE name = ? AND "
+                    f"generation = ? AND position IN ({','.join('?' * len(chunk))})"
+                ),
+                (name, generation, *chunk),
+            )
+
+    def quarantined(
+        self, name: str, generation: int, limit: int | None = None
+    ) -> list[QuarantinedEvent]:
+        """The events ``name``'s generation set aside, oldest first (the first ``limit``)."""
+        rows = self.query(
+            f"SELECT name, generation, position, type, key, error, recorded_at "
+            f"FROM {self.table('fp_quarantine')} WHERE name = ? AND generation = ? "
+            f"ORDER BY position{'' if limit is None else f' LIMIT {int(limit)}'}",
+            (name, generation),
+        )
+        return [
+            QuarantinedEvent(
+                str(row["name"]), int(row["generation"]), int(row["position"]),
+                str(row["type"]), row["key"], str(row["error"]), str(row["recorded_at"]),
+            )
+            for row in rows
+        ]  # fmt: skip
+
+    def quarantine_counts(self) -> dict[str, int]:
+        """How many events each projection's live generation has set aside (one query)."""
+        rows = self.query(
+            f"SELECT q.name AS name, COUNT(*) AS n FROM {self.table('fp_quarantine')} q "
+            f"JOIN {self.table('fp_generations')} g ON g.name = q.name AND g.live = q.generation "
+            "GROUP BY q.name"
+        )
+        return {str(row["name"]): int(row["n"]) for row in rows}
 
     # ------------------------------------------------------------------ tracking
 

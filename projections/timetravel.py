@@ -70,10 +70,23 @@ class TimeTravel:
                 page = self._source.read(position, PAGE)
                 if not page:
                     break
-                known = [event for event in page if epoch(event.recorded_at) <= as_of]
+                # An event whose recording time cannot be read was not known at any time.
+                known = [event for event in page if _epoch(event.recorded_at, INF) <= as_of]
                 start, position = position, page[-1].position
                 for projection in self._projections:
-                    apply_batch(projection, store, 1, known, position, start)
-            if len(page) < PAGE or epoch(page[-1].recorded_at) > as_of + CLOCK_SKEW_SECONDS:
+                    # The live worker already reported what it set aside.
+                    apply_batch(projection, store, 1, known, position, start, report=False)
+            last = _epoch(page[-1].recorded_at, -INF)
+            if len(page) < PAGE or last > as_of + CLOCK_SKEW_SECONDS:
                 break
         return store
+
+
+INF = float("inf")
+
+
+def _epoch(iso: str, unknown: float) -> float:
+    try:
+        return epoch(iso) if iso else unknown
+    except ValueError:
+        return unknown

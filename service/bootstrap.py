@@ -1,9 +1,16 @@
-"""The composition root: builds the store, application, read models and their worker."""
+"""The composition root: builds the store, application, read models and their worker, and
+everything else a server, a projection worker or a CLI command needs.
+
+Entry points (the CLI, and through it ``serve``) call it; nothing below them wires stores.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 
@@ -20,23 +27,40 @@ from service.adapters.store_url import redact, store_environment
 from service.audit.chain import Chainer
 from service.audit.seals import load_private_key
 from service.audit.tables import LogTables
+from service.metrics import Metrics
 from service.settings import Settings
+from service.status import LogStatus, log_status
 
 log = structlog.get_logger()
 
 #: Threads besides the RPC threads that use the event store's pool.
 STORE_THREADS = 4
+#: How long one check of the event store may take (the server's store watcher).
+STORE_CHECK_TIMEOUT = 1.5
 
 
-def build_application(settings: Settings) -> FlashpointApplication:
+def _open_application(settings: Settings, env: dict[str, str]) -> FlashpointApplication:
     """Open the configured event store (creating its tables) and the application on it."""
-    # Every RPC thread may hold a connection, beside the committer, the projections, the
-    # chainer and the health watcher.
-    app = FlashpointApplication(
-        env=store_environment(settings.store, pool_size=settings.threads + STORE_THREADS)
-    )
-    log.info("store.opened", store=redact(settings.store))
+    app = FlashpointApplication(env=env)
+    if settings.group_commit:
+        app.enable_group_commit()
+    log.info("store.opened", store=redact(settings.store), group_commit=app.group_commit)
     return app
+
+
+def check_store(recorder: Any, timeout: float = STORE_CHECK_TIMEOUT) -> None:
+    """Raise unless the event store answers a trivial query within about ``timeout``.
+
+    On PostgreSQL this borrows a connection from the recorder's own pool with a short
+    timeout: the recorder's methods retry a lost connection ten times over most of a
+    minute, far too slow to notice an outage. SQLite asks for the head of the log.
+    """
+    pool = getattr(getattr(recorder, "datastore", None), "pool", None)
+    if pool is None or not hasattr(pool, "connection"):
+        recorder.max_notification_id()
+        return
+    with pool.connection(timeout=timeout) as connection:
+        connection.execute("SELECT 1").fetchone()
 
 
 @dataclass
@@ -54,6 +78,25 @@ class Flashpoint:
     #: Wakes the worker on appends by other processes (exclusive workers on PostgreSQL).
     listener: AppendListener | None = None
 
+    def status(self) -> LogStatus:
+        """How far behind the log each read model and the audit chain are, read now."""
+        return log_status(self)
+
+    def check_store(self) -> None:
+        """Raise unless the event store answers at once (see :func:`check_store`)."""
+        check_store(self.app.recorder)
+
+    def store_answers(self) -> bool:
+        try:
+            self.check_store()
+        except Exception:
+            return False
+        return True
+
+    def watch(self, metrics: Metrics, store_up: Callable[[], bool]) -> None:
+        """Have ``metrics`` report this service (appends, positions, lag, pools)."""
+        metrics.watch(self, store_up)
+
     def close(self) -> None:
         self.worker.stop()  # first: releasing ownership lets a standby take over at once
         if self.listener is not None:
@@ -62,14 +105,18 @@ class Flashpoint:
         self.app.close()
 
 
-def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flashpoint:
+def build(settings: Settings, *, follow: bool = False, exclusive: bool = False) -> Flashpoint:
     """Build the service; with ``follow`` the projections are kept current in this process.
+
+    Group commit is on as ``settings.group_commit`` says, for servers and CLI commands alike.
 
     ``exclusive`` (``flashpoint project``): on PostgreSQL, the worker processes only the
     projections it holds an advisory lock for (standing by for the others, to take over
     when their owner dies), and a LISTEN on the events table's trigger wakes it on every
     append. On SQLite it changes nothing.
     """
+    # Every RPC thread may hold a connection, beside the committer, the projections, the
+    # chainer and the health watcher.
     env = store_environment(settings.store, pool_size=settings.threads + STORE_THREADS)
     ownership: Ownership | None = None
     if exclusive and env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
@@ -85,7 +132,7 @@ def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flash
     elif env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         setup = setup_serialized(env)
     with setup:
-        app = build_application(settings)
+        app = _open_application(settings, env)
         views = ViewStore.open(env)
         bind_to_call_deadlines(views.recorder.datastore)  # queries run under RPC deadlines
         source = RecorderEventSource(app.recorder)
@@ -116,3 +163,43 @@ def build(settings: Settings, *, follow: bool, exclusive: bool = False) -> Flash
         time_travel=TimeTravel(source, ALL),
         listener=listener,
     )
+
+
+@dataclass
+class AuditLog:
+    """The log alone, as the audit commands that only read or import it need: no read
+    models (so none of their tables are made)."""
+
+    app: FlashpointApplication
+    log_tables: LogTables
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def build_log(settings: Settings) -> AuditLog:
+    app = _open_application(settings, store_environment(settings.store))
+    return AuditLog(app=app, log_tables=LogTables(app.recorder))
+
+
+def build_server(settings: Settings) -> Flashpoint:
+    """The service ``serve`` answers from: it keeps the read models current itself unless
+    separate workers do (``projections = external``)."""
+    return build(settings, follow=settings.projections == "embedded")
+
+
+def prepare_store(settings: Settings) -> None:
+    """Create every table the service uses (IF NOT EXISTS), then let go of the store; for a
+    parent process whose workers would otherwise race to."""
+    build(settings).close()
+
+
+def serve_worker_metrics(settings: Settings, service: Flashpoint) -> WSGIServer | None:
+    """Serve a projection worker's metrics (positions, lag, its pool) if the settings ask
+    for them; the HTTP server, to stop with ``service.metrics.stop_serving``."""
+    address = settings.metrics_address()
+    if address is None:
+        return None
+    metrics = Metrics()
+    service.watch(metrics, service.store_answers)
+    return metrics.serve(*address)

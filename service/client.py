@@ -16,15 +16,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from service.api import translation as tr
-from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
-from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.application.handlers import CommandResult
 from service.domain.commands import Command, FieldViolation
@@ -37,7 +32,7 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 class ApiError(Exception):
     """A call failed; ``code`` is its gRPC status, ``details`` the unpacked rich details."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, details: list[Message]) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, details: list[tr.Detail]) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
@@ -50,10 +45,9 @@ class ApiError(Exception):
 class InvalidArgument(ApiError):
     @property
     def violations(self) -> list[FieldViolation]:
-        bad = self.detail(error_details_pb2.BadRequest)
         return [
-            FieldViolation(field=v.field, description=v.description)
-            for v in (bad.field_violations if bad else [])
+            FieldViolation(field=field, description=description)
+            for field, description in tr.field_violations(self.details)
         ]
 
 
@@ -92,27 +86,15 @@ _ERRORS: dict[grpc.StatusCode, type[ApiError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
 }
 
-_DETAIL_TYPES: tuple[type[Message], ...] = (
-    error_details_pb2.BadRequest,
-    error_details_pb2.ErrorInfo,
-    error_details_pb2.PreconditionFailure,
-    error_details_pb2.ResourceInfo,
-    error_details_pb2.RetryInfo,
-)
-
 
 def error_from_rpc(error: grpc.RpcError) -> ApiError:
     code: grpc.StatusCode = error.code()
-    message: str = error.details() or ""
-    details: list[Message] = []
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    if status is not None:
-        for packed in status.details:
-            for detail_type in _DETAIL_TYPES:
-                if packed.Is(detail_type.DESCRIPTOR):
-                    detail = detail_type()
-                    packed.Unpack(detail)
-                    details.append(detail)
+    return api_error(code, error.details() or "", tr.details_of_call(error))
+
+
+def api_error(code: grpc.StatusCode, message: str, details: list[tr.Detail]) -> ApiError:
+    """The error a caller sees for a status: the same whether it came over the wire or
+    from servicers called in-process (the CLI without ``--server``)."""
     return _ERRORS.get(code, ApiError)(code, message, details)
 
 
@@ -162,7 +144,7 @@ class FlashpointClient:
     def close(self) -> None:
         self._channel.close()
 
-    def call(self, call: Callable[..., T], request: Message, *, retry: bool = True) -> T:
+    def call(self, call: Callable[..., T], request: tr.Message, *, retry: bool = True) -> T:
         """Make one unary call with the deadline, metadata and (if ``retry``) retries."""
         deadline = time.monotonic() + self.timeout
         attempt = 0
@@ -196,34 +178,60 @@ class FlashpointClient:
 
     # ------------------------------------------------------------------ queries
 
-    def get_incident(self, name: str) -> query_pb.Incident:
-        request = query_pb.GetIncidentRequest(name=name)
-        return self.call(self.queries.GetIncident, request, retry=True).incident
+    def unary(self, service: tr.Service, method: str, request: tr.Message) -> Any:
+        """The response of one unary query or audit call by method name (retried on
+        UNAVAILABLE: they change nothing, except SealLog, which seals what is there however
+        often)."""
+        call: Callable[..., Any] = getattr(self._stub(service), method)
+        return self.call(call, request, retry=True)
 
-    def list_incidents(self, **fields: Any) -> query_pb.ListIncidentsResponse:
-        request = query_pb.ListIncidentsRequest(**fields)
-        return self.call(self.queries.ListIncidents, request, retry=True)
-
-    def get_sanctions_regime(self, name: str) -> query_pb.SanctionsRegime:
-        request = query_pb.GetSanctionsRegimeRequest(name=name)
-        return self.call(self.queries.GetSanctionsRegime, request, retry=True).regime
-
-    def get_negotiation(self, name: str) -> query_pb.Negotiation:
-        request = query_pb.GetNegotiationRequest(name=name)
-        return self.call(self.queries.GetNegotiation, request, retry=True).negotiation
-
-    # ------------------------------------------------------------------ audit
-
-    def read_events(self, from_position: int = 1, limit: int = 0) -> Iterator[audit_pb.LogEvent]:
-        request = audit_pb.ReadEventsRequest(from_position=from_position, limit=limit)
+    def stream(self, service: tr.Service, method: str, request: tr.Message) -> Iterator[Any]:
+        """The responses of a server-streaming call, under one deadline."""
+        call: Callable[..., Iterator[Any]] = getattr(self._stub(service), method)
+        metadata = (*self._metadata, ("x-request-id", uuid.uuid4().hex))
         try:
-            for response in self.audit.ReadEvents(
-                request, timeout=self.timeout, metadata=self._metadata
-            ):
-                yield response.event
+            yield from call(request, timeout=self.timeout, metadata=metadata)
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
 
-    def history(self, name: str) -> list[audit_pb.LogEvent]:
-        request = audit_pb.GetHistoryRequest(name=name)
-        return list(self.call(self.audit.GetHistory, request, retry=True).events)
+    def _stub(self, service: tr.Service) -> Any:
+        return {"command": self.commands, "query": self.queries, "audit": self.audit}[service]
+
+    def get_incident(self, name: str) -> tr.query_pb.Incident:
+        request = tr.request_of("query", "GetIncident", name=name)
+        response: tr.query_pb.GetIncidentResponse = self.unary("query", "GetIncident", request)
+        return response.incident
+
+    def list_incidents(self, **fields: Any) -> tr.query_pb.ListIncidentsResponse:
+        request = tr.request_of("query", "ListIncidents", **fields)
+        response: tr.query_pb.ListIncidentsResponse = self.unary("query", "ListIncidents", request)
+        return response
+
+    def get_sanctions_regime(self, name: str) -> tr.query_pb.SanctionsRegime:
+        request = tr.request_of("query", "GetSanctionsRegime", name=name)
+        response: tr.query_pb.GetSanctionsRegimeResponse = self.unary(
+            "query", "GetSanctionsRegime", request
+        )
+        return response.regime
+
+    def get_negotiation(self, name: str) -> tr.query_pb.Negotiation:
+        request = tr.request_of("query", "GetNegotiation", name=name)
+        response: tr.query_pb.GetNegotiationResponse = self.unary(
+            "query", "GetNegotiation", request
+        )
+        return response.negotiation
+
+    # ------------------------------------------------------------------ audit
+
+    def read_events(
+        self, from_position: int = 1, limit: int = 0, **filters: Any
+    ) -> Iterator[tr.audit_pb.LogEvent]:
+        request = tr.request_of(
+            "audit", "ReadEvents", from_position=from_position, limit=limit, **filters
+        )
+        for response in self.stream("audit", "ReadEvents", request):
+            yield response.event
+
+    def history(self, name: str) -> list[tr.audit_pb.LogEvent]:
+        request = tr.request_of("audit", "GetHistory", name=name)
+        return list(self.unary("audit", "GetHistory", request).events)

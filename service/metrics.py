@@ -1,4 +1,5 @@
-"""Prometheus metrics: RPCs, latency, appends, projection positions and lag, the store's pool.
+"""Prometheus metrics: RPCs, latency, appends, projection positions, lag and quarantined
+events, the store's pool.
 
 Every server keeps its metrics in a registry of its own (not prometheus-client's global
 one), so several servers can live in one process (the tests build many). Values that
@@ -121,13 +122,22 @@ class _ServiceCollector(Collector):
             "How long the oldest event each projection has not processed has waited.",
             labels=["projection"],
         )
+        quarantined = GaugeMetricFamily(
+            "flashpoint_projection_quarantined_events",
+            "Events each projection's live generation set aside because its fold could not "
+            "process them (see ListProjections); 0 when none.",
+            labels=["projection"],
+        )
         for follower in [*status.projections, status.audit_chain]:
             position.add_metric([follower.name], float(follower.position))
             lag.add_metric([follower.name], float(follower.lag_events))
             lag_seconds.add_metric([follower.name], follower.lag_seconds)
+        for follower in status.projections:
+            quarantined.add_metric([follower.name], float(follower.quarantined_events))
         yield position
         yield lag
         yield lag_seconds
+        yield quarantined
 
 
 def stop_serving(server: WSGIServer) -> None:

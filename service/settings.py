@@ -64,6 +64,16 @@ class Settings(BaseModel):
             raise ValueError("store is a URL: sqlite:///path/file.db or postgresql://host/db")
         return value
 
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where to serve ``/metrics``: ``metrics_host`` (default the gRPC listen host), on
+        ``metrics_port`` (None or 0: nowhere)."""
+        if not self.metrics_port:
+            return None
+        if self.metrics_host:
+            return self.metrics_host, self.metrics_port
+        host = self.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"  # noqa: S104
+        return host, self.metrics_port
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``FLASHPOINT_*`` variables, then explicit (CLI) overrides."""

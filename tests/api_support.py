@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,3 +77,15 @@ def flashpoint() -> str:
 def clean_env() -> dict[str, str]:
     """This environment without FLASHPOINT_* settings, so nothing leaks into the CLI."""
     return {key: value for key, value in os.environ.items() if not key.startswith("FLASHPOINT_")}
+
+
+def run_flashpoint(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, without our environment's FLASHPOINT_* settings."""
+    return subprocess.run(
+        [flashpoint(), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=timeout,
+        check=False,
+    )

@@ -57,6 +57,8 @@ EVENT_TYPES: dict[str, str] = {
     "SummonEnvoy": "EnvoySummoned",
     "ExpelDiplomats": "DiplomatsExpelled",
     "ReportCyberAttack": "CyberAttackReported",
+    "ReportCeasefireViolation": "CeasefireViolationReported",
+    "ImposeBlockade": "BlockadeImposed",
     "ImposeSanctions": "SanctionsImposed",
     "ExtendSanctions": "SanctionsExtended",
     "EaseSanctions": "SanctionsEased",

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.auth import parse_tokens
 from service.cli.main import EXIT_FAILED, EXIT_USAGE
-from tests.api_support import clean_env, flashpoint, free_port
+from tests.api_support import clean_env, flashpoint, free_port, run_flashpoint
 
 #: How long a server may take to start answering, and to stop after SIGTERM.
 START_SECONDS = 20.0
@@ -33,14 +33,7 @@ INCURSION_FLAGS = [
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [flashpoint(), *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=COMMAND_SECONDS,
-        check=False,
-    )
+    return run_flashpoint(*args, timeout=COMMAND_SECONDS)
 
 
 def store_url(directory: Path) -> str:

@@ -38,7 +38,7 @@ def run(store: str, *args: str) -> str:
 def ranking(store: str) -> list[dict[str, Any]]:
     answer = json.loads(run(store, "query", "--json", "ranking", "--at", AT))
     return [
-        {"subject": e["subject"], "score": round(float(e["score"]), 6), "level": e["level"]}
+        {"subject": e["subject"], "score": round(float(e.get("score", 0)), 6), "level": e["level"]}
         for e in answer["escalations"]
     ]
 

@@ -73,6 +73,8 @@ KIND_DETAILS: dict[str, dict[str, Any]] = {
     "envoy_summoned": {"target": {"country": "POL"}},
     "diplomats_expelled": {"target": {"country": "POL"}, "count": 2},
     "cyber_attack": {"attack_kind": "ddos"},
+    "ceasefire_violation": {"target": {"country": "UKR"}, "fatalities": 1},
+    "naval_blockade": {"target": {"country": "UKR"}, "vessels_count": 12},
 }
 
 
@@ -170,6 +172,17 @@ REPORTED: dict[str, tuple[type[Incident.Reported], str, dict[str, str]]] = {
         Incident.CyberAttackReported,
         "CyberAttackReported",
         coding("", "COERCE", "cyber"),
+    ),
+    # Made from the vocabulary with no static name: looked up where the class is set.
+    "ceasefire_violation": (
+        vars(Incident)["CeasefireViolationReported"],
+        "CeasefireViolationReported",
+        coding("196", "ASSAULT", "ceasefire_violation"),
+    ),
+    "naval_blockade": (
+        vars(Incident)["BlockadeImposed"],
+        "BlockadeImposed",
+        coding("191", "COERCE", "blockade"),
     ),
 }
 

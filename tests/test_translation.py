@@ -73,6 +73,8 @@ FULL_OVERRIDES: dict[type[c.Command], dict[str, Any]] = {
     c.SummonEnvoy: {"envoy_title": "charge d'affaires"},
     c.ExpelDiplomats: {"reason": "activities incompatible with their status"},
     c.ReportCyberAttack: {"systems_affected": "railway signalling"},
+    c.ReportCeasefireViolation: {"injured": 4},
+    c.ImposeBlockade: {},
     c.CorroborateIncident: {
         "source": {"name": "BBC", "url": "https://www.bbc.co.uk/news"},
         "note": "second outlet confirms",

@@ -8,6 +8,7 @@ class moves. Flashpoint stores every event under an explicit, stable type name
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +32,12 @@ class UnknownEventType(LookupError):
     pass
 
 
+Upcast = Callable[[dict[str, Any]], None]
+#: What reading one stored type takes: the class's schema version and, by stored version
+#: v, the function taking a state from v to v + 1.
+UpcastPlan = tuple[int, dict[int, Upcast]]
+
+
 class EventTypeRegistry:
     """Two-way map between event classes and the stable names they are stored under."""
 
@@ -39,6 +46,9 @@ class EventTypeRegistry:
         self._name_by_class: dict[type[Any], str] = {}
         self._class_by_topic: dict[str, type[Any]] = {}
         self._aggregate_by_name: dict[str, str] = {}
+        # Read on every decoded event (a rebuild decodes hundreds of thousands a second),
+        # so the per-event check is one dict lookup rather than attribute lookups on a class.
+        self._plans: dict[str, UpcastPlan] = {}
 
     def register(self, name: str, cls: type[Any], *, replace: bool = False) -> None:
         existing = self._class_by_name.get(name)
@@ -49,6 +59,40 @@ class EventTypeRegistry:
         self._class_by_name[name] = cls
         self._name_by_class[cls] = name
         self._class_by_topic[get_topic(cls)] = cls
+        self._plans[name] = _plan_of(cls)
+
+    def refresh_upcasts(self) -> None:
+        """Re-read every class's ``class_version`` and ``upcast_vN_vN+1`` methods (needed
+        only when a class is changed after it was registered, as tests do)."""
+        self._plans = {name: _plan_of(cls) for name, cls in self._class_by_name.items()}
+
+    def is_known(self, name: str) -> bool:
+        return name in self._plans
+
+    @property
+    def plans(self) -> Mapping[str, UpcastPlan]:
+        """Stored type name -> (schema version, upcasts): for readers' fast path."""
+        return self._plans
+
+    def upcast(self, name: str, state: dict[str, Any]) -> tuple[int, int]:
+        """Bring a stored state of type ``name`` (its own fields, with ``schema_version``)
+        to the registered class's schema version, in place: (stored, resulting) versions.
+
+        The one upcast path: aggregates, projections and log views all read through it.
+        Upcasts see the event's stored fields as JSON values (``timestamp`` included, in
+        whatever form the caller decoded it) and must leave ``timestamp`` and the
+        ``originator_*`` fields alone. Raises UnknownEventType for an unregistered type.
+        """
+        plan = self._plans.get(name)
+        if plan is None:
+            raise UnknownEventType(f"no class is registered for stored type {name!r}")
+        stored = int(state.pop(SCHEMA_VERSION_KEY, 1))
+        current, steps = plan
+        version = stored
+        while version < current:
+            steps[version](state)
+            version += 1
+        return stored, version
 
     def register_aggregate(self, aggregate_class: type[Any], name: str, collection: str) -> None:
         """Register an aggregate and its events (the nested classes with a ``type_name``)."""
@@ -99,6 +143,23 @@ def default_registry() -> EventTypeRegistry:
     return registry
 
 
+def _plan_of(cls: type[Any]) -> UpcastPlan:
+    current = int(getattr(cls, "class_version", 1) or 1)
+    steps: dict[int, Upcast] = {}
+    for version in range(1, current):
+        name = f"upcast_v{version}_v{version + 1}"
+        # A missing step fails the events that need it, when read, not the registry.
+        steps[version] = getattr(cls, name, None) or _missing(cls, name)
+    return current, steps
+
+
+def _missing(cls: type[Any], name: str) -> Upcast:
+    def fail(state: dict[str, Any]) -> None:
+        raise TypeError(f"{cls.__qualname__} has no {name}")
+
+    return fail
+
+
 REGISTRY = default_registry()
 
 
@@ -146,11 +207,7 @@ class StableNameMapper(Mapper[UUID]):
         state["originator_version"] = stored_event.originator_version
         if "originator_topic" in state:
             state["originator_topic"] = get_topic(registry.class_of(state["originator_topic"]))
-        from_version = int(state.pop(SCHEMA_VERSION_KEY, 1))
-        to_version = getattr(cls, "class_version", 1)
-        while from_version < to_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
+        registry.upcast(stored_event.topic, state)
         domain_event = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", state)
         return domain_event  # type: ignore[no-any-return]

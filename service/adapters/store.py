@@ -1,17 +1,18 @@
 """The application on its event store: stable type names, datastore options, call
-deadlines, group commit and the positions of stored versions."""
+deadlines, group commit, and the log reader behind its reads of the log."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory, Mapper
+from eventsourcing.persistence import InfrastructureFactory, Mapper, Notification
 from eventsourcing.utils import Environment
 
 from service.adapters.datastore import configure_datastore
 from service.adapters.deadlines import bind_to_call_deadlines
-from service.adapters.eventlog import positions_of
+from service.adapters.eventlog import LogReader
 from service.adapters.group_commit import GROUP_COMMIT_MAX, GroupCommitter
 from service.adapters.mapper import StableNameMapper
 from service.application.handlers import CommandHandlers
@@ -20,8 +21,14 @@ from service.application.handlers import CommandHandlers
 class FlashpointApplication(CommandHandlers):
     """The command handlers on a SQLite or PostgreSQL store (``store_url.store_environment``)."""
 
+    #: The library names tables and environment prefixes after this: it must stay
+    #: "Flashpoint" (``flashpoint_events``) for existing stores to open.
+    name = "Flashpoint"
+
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        #: The one reader of the events table (see ``service.adapters.eventlog``).
+        self.log_reader = LogReader(self.recorder)
         datastore: Any = getattr(self.recorder, "datastore", None)
         bind_to_call_deadlines(datastore)
         if self.env.get("GROUP_COMMIT", "").lower() in ("1", "true", "yes", "on"):
@@ -43,4 +50,30 @@ class FlashpointApplication(CommandHandlers):
         return StableNameMapper(transcoder=self.construct_transcoder())
 
     def positions_of(self, originator_id: UUID) -> dict[int, int]:
-        return positions_of(self.recorder, originator_id)
+        return self.log_reader.positions_of(originator_id)
+
+    def head_position(self) -> int:
+        """The position of the last event in the log (0 when empty)."""
+        return self.log_reader.head()
+
+    def recorded_at(self, position: int) -> float:
+        """When the event at ``position`` was recorded (epoch seconds); NotFound if none."""
+        return self.log_reader.recorded_at(position)
+
+    def read_log(
+        self, start: int = 1, *, stop: int | None = None, page_size: int = 1000
+    ) -> Iterator[Notification]:
+        """The stored log from ``start`` (inclusive), as the library's records (tools and
+        tests); read through the log reader, exactly as stored."""
+        for row in self.log_reader.iterate_rows(max(start, 1) - 1, stop, page=page_size):
+            yield Notification(
+                id=row.position,
+                originator_id=UUID(row.resource_id) if row.exact_id else row.resource_id,
+                originator_version=row.version,
+                topic=row.type,
+                state=row.state,
+            )
+
+    def decode(self, notification: Notification) -> Any:
+        """A stored record as its domain event, upcast (the aggregates' path)."""
+        return self.mapper.to_domain_event(notification)

@@ -30,6 +30,7 @@ REQUIRED_ROLES: dict[str, frozenset[str]] = {
 EXACT_ROLES: dict[str, frozenset[str]] = {
     "/flashpoint.v1.AuditService/RebuildProjection": frozenset({"admin"}),
     "/flashpoint.v1.AuditService/SealLog": frozenset({"admin"}),
+    "/flashpoint.v1.AuditService/RetryQuarantinedEvents": frozenset({"admin"}),
 }
 
 #: Methods anyone may call: health checks and reflection.

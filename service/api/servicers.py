@@ -1,6 +1,9 @@
-"""gRPC servicers: thin adapters from messages to the application and back.
+"""gRPC servicers: thin adapters from requests to the application and read models and back.
 
-Errors are raised, never turned into statuses here: the interceptor maps them in one place.
+Requests are read into typed arguments, and views made into responses, by the translation
+package; errors are raised, never turned into statuses here: the interceptor maps them in
+one place. The servicers are given the parts they use (``ServiceParts``), not the
+composition root, so the CLI can answer with the very same methods in-process.
 """
 
 from __future__ import annotations
@@ -10,41 +13,82 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
 
 import grpc
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from projections.parameters import LEVEL_NAMES
 from projections.readmodels import EscalationView, ReadModels
-from projections.runner import Progress
+from projections.runner import Progress, ProjectionWorker
+from projections.store import PositionMoved
 from projections.timetravel import TimeTravel
 from service.adapters import log_views
 from service.adapters.store import FlashpointApplication
 from service.api import translation as tr
 from service.api.errors import ReadNotCaughtUp
-from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
-from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import current_client, current_principal
 from service.application import queries
-from service.application.errors import NotFound
+from service.application.errors import NotFound, StoreUnavailable
 from service.application.handlers import Submitter
 from service.application.queries import IncidentView
+from service.audit.chain import Chainer
 from service.audit.hashing import canonical_json
 from service.audit.seals import InvalidSeal, check_seal_shape, parse_public_key
+from service.audit.tables import LogTables
 from service.audit.verify import verify
-from service.bootstrap import Flashpoint
 from service.domain import commands as c
 from service.domain.commands import CommandValidationError
 from service.status import LogStatus
 
-R = TypeVar("R", bound=Message)
-Context = grpc.ServicerContext
+
+class Context(Protocol):
+    """What the servicers use of a call's context: a gRPC ``ServicerContext``, or the CLI's
+    stand-in for a call made in-process."""
+
+    def time_remaining(self) -> float | None: ...
+    def is_active(self) -> bool: ...
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn: ...
+
+
+class ServiceParts(Protocol):
+    """What the servicers answer from (``service.bootstrap.Flashpoint`` is one)."""
+
+    @property
+    def app(self) -> FlashpointApplication: ...
+    @property
+    def read_models(self) -> ReadModels: ...
+    @property
+    def worker(self) -> ProjectionWorker: ...
+    @property
+    def log_tables(self) -> LogTables: ...
+    @property
+    def chainer(self) -> Chainer: ...
+    @property
+    def time_travel(self) -> TimeTravel: ...
+    def status(self) -> LogStatus: ...
+
+
+@dataclass(frozen=True)
+class Servicers:
+    commands: CommandServicer
+    queries: QueryServicer
+    audit: AuditServicer
+
+
+def servicers_for(parts: ServiceParts) -> Servicers:
+    """The three servicers over one service's parts."""
+    return Servicers(
+        # Its RPCs are set from the command table when the module loads, which the
+        # generated stub's abstract methods cannot see.
+        commands=CommandServicer(parts.app),  # type: ignore[abstract]
+        queries=QueryServicer(
+            parts.app, parts.read_models, parts.worker.notify, parts.time_travel, parts.status
+        ),
+        audit=AuditServicer(parts.app, parts.log_tables, parts.chainer, parts.worker),
+    )
 
 
 class CommandServicer(command_grpc.CommandServiceServicer):
@@ -54,15 +98,15 @@ class CommandServicer(command_grpc.CommandServiceServicer):
     def __init__(self, app: FlashpointApplication) -> None:
         self._app = app
 
-    def execute(self, command_class: type[c.Command], request: Message) -> Message:
+    def execute(self, command_class: type[c.Command], request: tr.Message) -> tr.Message:
         command = tr.command_from_request(command_class, request)
         submitter = Submitter(current_principal.get().name, current_client.get())
         result = self._app.execute(command, submitter)
         return tr.response_from_result(result, tr.response_class(command_class))
 
 
-def _command_rpc(command_class: type[c.Command]) -> Callable[..., Message]:
-    def rpc(self: CommandServicer, request: Message, context: Context) -> Message:
+def _command_rpc(command_class: type[c.Command]) -> Callable[..., tr.Message]:
+    def rpc(self: CommandServicer, request: tr.Message, context: Context) -> tr.Message:
         return self.execute(command_class, request)
 
     rpc.__name__ = rpc.__qualname__ = command_class.command_name
@@ -72,14 +116,6 @@ def _command_rpc(command_class: type[c.Command]) -> Callable[..., Message]:
 
 for _command_class in c.COMMANDS.values():
     setattr(CommandServicer, _command_class.command_name, _command_rpc(_command_class))
-
-
-def _time(message: Message, field: str) -> float | None:
-    """An optional Timestamp field as epoch seconds."""
-    if not message.HasField(field):
-        return None
-    stamp: Timestamp = getattr(message, field)
-    return stamp.seconds + stamp.nanos / 1e9
 
 
 def _wait_budget(context: Context) -> float:
@@ -93,6 +129,8 @@ def _wait_budget(context: Context) -> float:
 MAX_WAIT_SECONDS = 5.0
 #: How often a watch re-evaluates levels even without new events (decay moves them).
 WATCH_REFRESH_SECONDS = 60.0
+#: Between points of an escalation history when the request names no step.
+DEFAULT_STEP_SECONDS = 86_400.0
 
 
 class QueryServicer(query_grpc.QueryServiceServicer):
@@ -110,9 +148,8 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         self._time_travel = time_travel
         self._status = status
 
-    def _as_of(self, request: Message) -> ReadModels:
+    def _as_of(self, as_of: float | None) -> ReadModels:
         """The live read models, or (with ``as_of``) those replayed up to that moment."""
-        as_of = _time(request, "as_of")
         if as_of is None:
             return self._read
         if self._time_travel is None:
@@ -140,175 +177,155 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             time.sleep(0.02)
 
     def GetIncident(
-        self, request: query_pb.GetIncidentRequest, context: Context
-    ) -> query_pb.GetIncidentResponse:
-        self._log_has(request.min_position, context)
-        view = queries.get_incident(self._app, request.name)
-        return query_pb.GetIncidentResponse(incident=tr.incident_to_proto(view))
+        self, request: tr.query_pb.GetIncidentRequest, context: Context
+    ) -> tr.query_pb.GetIncidentResponse:
+        asked = tr.name_query(request)
+        self._log_has(asked.min_position, context)
+        return tr.get_incident_response(queries.get_incident(self._app, asked.name))
 
     def ListIncidents(
-        self, request: query_pb.ListIncidentsRequest, context: Context
-    ) -> query_pb.ListIncidentsResponse:
-        position = self._caught_up(request.min_position, context)
-        chosen = queries.incident_filter(**tr.list_incidents_arguments(request))
-        states, token = self._as_of(request).incidents(
-            **chosen.arguments(), page_size=request.page_size, page_token=request.page_token
+        self, request: tr.query_pb.ListIncidentsRequest, context: Context
+    ) -> tr.query_pb.ListIncidentsResponse:
+        asked = tr.incidents_query(request)
+        position = self._caught_up(asked.min_position, context)
+        chosen = queries.incident_filter(**asked.filters)
+        states, token = self._as_of(asked.as_of).incidents(
+            **chosen.arguments(), page_size=asked.page_size, page_token=asked.page_token
         )
-        return query_pb.ListIncidentsResponse(
-            incidents=[tr.incident_to_proto(IncidentView.from_timeline(s)) for s in states],
-            next_page_token=token,
-            position=position,
-        )
+        views = [IncidentView.from_timeline(state) for state in states]
+        return tr.list_incidents_response(views, token, position)
 
     def GetSanctionsRegime(
-        self, request: query_pb.GetSanctionsRegimeRequest, context: Context
-    ) -> query_pb.GetSanctionsRegimeResponse:
-        self._log_has(request.min_position, context)
-        view = queries.get_sanctions_regime(self._app, request.name)
-        return query_pb.GetSanctionsRegimeResponse(regime=tr.sanctions_regime_to_proto(view))
+        self, request: tr.query_pb.GetSanctionsRegimeRequest, context: Context
+    ) -> tr.query_pb.GetSanctionsRegimeResponse:
+        asked = tr.name_query(request)
+        self._log_has(asked.min_position, context)
+        return tr.get_sanctions_regime_response(queries.get_sanctions_regime(self._app, asked.name))
 
     def GetNegotiation(
-        self, request: query_pb.GetNegotiationRequest, context: Context
-    ) -> query_pb.GetNegotiationResponse:
-        track_id = queries.parse_name(request.name, "negotiations")
-        position = self._caught_up(request.min_position, context)
-        state = self._as_of(request).negotiation(str(track_id))
+        self, request: tr.query_pb.GetNegotiationRequest, context: Context
+    ) -> tr.query_pb.GetNegotiationResponse:
+        asked = tr.name_query(request)
+        track_id = queries.parse_name(asked.name, "negotiations")
+        position = self._caught_up(asked.min_position, context)
+        state = self._as_of(asked.as_of).negotiation(str(track_id))
         if state is None:
-            raise NotFound(request.name)
-        return query_pb.GetNegotiationResponse(
-            negotiation=tr.negotiation_state_to_proto(state), position=position
-        )
+            raise NotFound(asked.name)
+        return tr.get_negotiation_response(state, position)
 
     def ListNegotiations(
-        self, request: query_pb.ListNegotiationsRequest, context: Context
-    ) -> query_pb.ListNegotiationsResponse:
-        party = queries.country(request.party, "party") if request.party else None
-        if request.status and request.status not in NEGOTIATION_STATUSES:
+        self, request: tr.query_pb.ListNegotiationsRequest, context: Context
+    ) -> tr.query_pb.ListNegotiationsResponse:
+        asked = tr.negotiations_query(request)
+        party = queries.country(asked.party, "party") if asked.party else None
+        if asked.status and asked.status not in NEGOTIATION_STATUSES:
             raise CommandValidationError.single(
                 "status", f"must be one of {', '.join(sorted(NEGOTIATION_STATUSES))}"
             )
-        position = self._caught_up(request.min_position, context)
-        states = self._as_of(request).negotiations(party=party, status=request.status or None)
-        return query_pb.ListNegotiationsResponse(
-            negotiations=[tr.negotiation_state_to_proto(s) for s in states], position=position
-        )
+        position = self._caught_up(asked.min_position, context)
+        states = self._as_of(asked.as_of).negotiations(party=party, status=asked.status or None)
+        return tr.list_negotiations_response(states, position)
 
     def ListSanctions(
-        self, request: query_pb.ListSanctionsRequest, context: Context
-    ) -> query_pb.ListSanctionsResponse:
-        authority = queries.country(request.authority, "authority") if request.authority else None
-        target = queries.country(request.target, "target") if request.target else None
-        position = self._caught_up(request.min_position, context)
-        states = self._as_of(request).sanctions(
+        self, request: tr.query_pb.ListSanctionsRequest, context: Context
+    ) -> tr.query_pb.ListSanctionsResponse:
+        asked = tr.sanctions_query(request)
+        authority = queries.country(asked.authority, "authority") if asked.authority else None
+        target = queries.country(asked.target, "target") if asked.target else None
+        position = self._caught_up(asked.min_position, context)
+        states = self._as_of(asked.as_of).sanctions(
             authority=authority,
             target=target,
-            in_force_on=_time(request, "in_force_on"),
-            include_lifted=request.include_lifted,
+            in_force_on=asked.in_force_on,
+            include_lifted=asked.include_lifted,
         )
-        return query_pb.ListSanctionsResponse(
-            regimes=[tr.sanctions_state_to_proto(s) for s in states], position=position
-        )
+        return tr.list_sanctions_response(states, position)
 
     def GetForcePosture(
-        self, request: query_pb.GetForcePostureRequest, context: Context
-    ) -> query_pb.GetForcePostureResponse:
-        country = queries.country(request.country, "country") if request.country else None
-        position = self._caught_up(request.min_position, context)
-        states = self._as_of(request).force_posture(country=country, at=_time(request, "at"))
-        return query_pb.GetForcePostureResponse(
-            deployments=[tr.posture_state_to_proto(s) for s in states], position=position
-        )
+        self, request: tr.query_pb.GetForcePostureRequest, context: Context
+    ) -> tr.query_pb.GetForcePostureResponse:
+        asked = tr.posture_query(request)
+        country = queries.country(asked.country, "country") if asked.country else None
+        position = self._caught_up(asked.min_position, context)
+        states = self._as_of(asked.as_of).force_posture(country=country, at=asked.at)
+        return tr.force_posture_response(states, position)
 
     def GetEscalation(
-        self, request: query_pb.GetEscalationRequest, context: Context
-    ) -> query_pb.GetEscalationResponse:
-        country = queries.country(request.country, "country")
-        position = self._caught_up(request.min_position, context)
-        view = self._read.escalation(
-            country, at=_time(request, "at"), as_of=_time(request, "as_of")
-        )
-        return query_pb.GetEscalationResponse(
-            escalation=tr.escalation_to_proto(view), position=position
-        )
+        self, request: tr.query_pb.GetEscalationRequest, context: Context
+    ) -> tr.query_pb.GetEscalationResponse:
+        asked = tr.escalation_query(request)
+        country = queries.country(asked.country, "country")
+        position = self._caught_up(asked.min_position, context)
+        view = self._read.escalation(country, at=asked.at, as_of=asked.as_of)
+        return tr.escalation_response(view, position)
 
     def GetPairEscalation(
-        self, request: query_pb.GetPairEscalationRequest, context: Context
-    ) -> query_pb.GetPairEscalationResponse:
-        actor = queries.country(request.actor, "actor")
-        target = queries.country(request.target, "target")
+        self, request: tr.query_pb.GetPairEscalationRequest, context: Context
+    ) -> tr.query_pb.GetPairEscalationResponse:
+        asked = tr.pair_query(request)
+        actor = queries.country(asked.actor, "actor")
+        target = queries.country(asked.target, "target")
         if actor == target:
             raise CommandValidationError.single("target", "must differ from actor")
-        position = self._caught_up(request.min_position, context)
+        position = self._caught_up(asked.min_position, context)
         view = self._read.escalation(
-            actor,
-            pair=(target, not request.unordered),
-            at=_time(request, "at"),
-            as_of=_time(request, "as_of"),
+            actor, pair=(target, not asked.unordered), at=asked.at, as_of=asked.as_of
         )
-        return query_pb.GetPairEscalationResponse(
-            escalation=tr.escalation_to_proto(view), position=position
-        )
+        return tr.pair_escalation_response(view, position)
 
     def ListEscalations(
-        self, request: query_pb.ListEscalationsRequest, context: Context
-    ) -> query_pb.ListEscalationsResponse:
-        if not 0 <= request.min_level <= 5:
+        self, request: tr.query_pb.ListEscalationsRequest, context: Context
+    ) -> tr.query_pb.ListEscalationsResponse:
+        asked = tr.ranking_query(request)
+        if not 0 <= asked.min_level <= 5:
             raise CommandValidationError.single("min_level", "must be between 1 and 5")
-        if request.limit < 0:
+        if asked.limit < 0:
             raise CommandValidationError.single("limit", "must not be negative")
         countries = [
             queries.country(code, f"countries[{index}]")
-            for index, code in enumerate(request.countries)
+            for index, code in enumerate(asked.countries)
         ]
-        position = self._caught_up(request.min_position, context)
+        position = self._caught_up(asked.min_position, context)
         ranking = self._read.ranking(
-            at=_time(request, "at"),
-            as_of=_time(request, "as_of"),
-            min_level=request.min_level or 1,
+            at=asked.at,
+            as_of=asked.as_of,
+            min_level=asked.min_level or 1,
             countries=countries,
-            limit=request.limit,
+            limit=asked.limit,
         )
-        return query_pb.ListEscalationsResponse(
-            escalations=[tr.escalation_to_proto(view) for view in ranking.escalations],
-            parameters_version=ranking.parameters_version,
-            position=position,
-        )
+        return tr.ranking_response(ranking, position)
 
     def GetEscalationHistory(
-        self, request: query_pb.GetEscalationHistoryRequest, context: Context
-    ) -> query_pb.GetEscalationHistoryResponse:
-        country = queries.country(request.country, "country")
-        start = _time(request, "start_time")
-        if start is None:
+        self, request: tr.query_pb.GetEscalationHistoryRequest, context: Context
+    ) -> tr.query_pb.GetEscalationHistoryResponse:
+        asked = tr.history_query(request)
+        country = queries.country(asked.country, "country")
+        if asked.start is None:
             raise CommandValidationError.single("start_time", "is required")
-        step = (
-            request.step.seconds + request.step.nanos / 1e9
-            if request.HasField("step")
-            else 86_400.0
-        )
-        position = self._caught_up(request.min_position, context)
+        position = self._caught_up(asked.min_position, context)
         view = self._read.escalation_history(
             country,
-            start=start,
-            end=_time(request, "end_time"),
-            step=step,
-            as_of=_time(request, "as_of"),
+            start=asked.start,
+            end=asked.end,
+            step=DEFAULT_STEP_SECONDS if asked.step is None else asked.step,
+            as_of=asked.as_of,
         )
-        return tr.history_to_proto(view, position)
+        return tr.history_response(view, position)
 
     def WatchEscalation(
-        self, request: query_pb.WatchEscalationRequest, context: Context
-    ) -> Iterator[query_pb.WatchEscalationResponse]:
+        self, request: tr.query_pb.WatchEscalationRequest, context: Context
+    ) -> Iterator[tr.query_pb.WatchEscalationResponse]:
+        asked = tr.watch_query(request)
         countries = [
             queries.country(code, f"countries[{index}]")
-            for index, code in enumerate(request.countries)
+            for index, code in enumerate(asked.countries)
         ]
-        if request.from_position < 0:
+        if asked.from_position < 0:
             raise CommandValidationError.single("from_position", "must not be negative")
         known: dict[str, tuple[int, str]] = {}
-        if request.from_position > 0:
-            self._caught_up(request.from_position, context)
-            as_of = self._app.recorded_at(request.from_position)
+        if asked.from_position > 0:
+            self._caught_up(asked.from_position, context)
+            as_of = self._app.recorded_at(asked.from_position)
             for view in self._read.ranking(as_of=as_of, countries=countries).escalations:
                 known[view.subject] = (view.level, view.trend)
         seen, evaluated = -1, 0.0
@@ -324,22 +341,21 @@ class QueryServicer(query_grpc.QueryServiceServicer):
                     if previous == (level, trend):
                         continue
                     known[subject] = (level, trend)
-                    yield query_pb.WatchEscalationResponse(
+                    yield tr.watch_response(
                         country=subject,
                         level=level,
                         previous_level=previous[0] if previous else 0,
-                        level_name=LEVEL_NAMES[level],
                         trend=trend,
                         score=now.score if now else 0.0,
                         position=position,
-                        at=tr.timestamp_of(ranking.at),
+                        at=ranking.at,
                     )
                 seen, evaluated = position, time.monotonic()
             time.sleep(0.1)
 
     def ListProjections(
-        self, request: query_pb.ListProjectionsRequest, context: Context
-    ) -> query_pb.ListProjectionsResponse:
+        self, request: tr.query_pb.ListProjectionsRequest, context: Context
+    ) -> tr.query_pb.ListProjectionsResponse:
         if self._status is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server reports no progress")
         return tr.log_status_to_proto(self._status())
@@ -349,42 +365,51 @@ NEGOTIATION_STATUSES = frozenset({"proposed", "active", "paused", "rejected", "a
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
-    def __init__(self, service: Flashpoint) -> None:
-        self._service = service
-        self._app = service.app
+    def __init__(
+        self,
+        app: FlashpointApplication,
+        log_tables: LogTables,
+        chainer: Chainer,
+        worker: ProjectionWorker,
+    ) -> None:
+        self._app = app
+        self._log_tables = log_tables
+        self._chainer = chainer
+        self._worker = worker
 
     def ReadEvents(
-        self, request: audit_pb.ReadEventsRequest, context: Context
-    ) -> Iterator[audit_pb.ReadEventsResponse]:
+        self, request: tr.audit_pb.ReadEventsRequest, context: Context
+    ) -> Iterator[tr.audit_pb.ReadEventsResponse]:
+        asked = tr.events_query(request)
         resource_id, collection = None, None
-        if request.resource:
-            collection, resource_id = queries.parse_any_name(request.resource, "resource")
+        if asked.resource:
+            collection, resource_id = queries.parse_any_name(asked.resource, "resource")
         log_filter = log_views.LogFilter(
             resource_id=resource_id,
             collection=collection,
-            types=tuple(request.types),
-            recorded_after=_datetime(request, "recorded_after"),
-            recorded_before=_datetime(request, "recorded_before"),
-            occurred_after=_datetime(request, "occurred_after"),
-            occurred_before=_datetime(request, "occurred_before"),
+            types=asked.types,
+            recorded_after=asked.recorded_after,
+            recorded_before=asked.recorded_before,
+            occurred_after=asked.occurred_after,
+            occurred_before=asked.occurred_before,
         )
-        events = log_views.read_events(self._app, request.from_position, request.limit, log_filter)
+        events = log_views.read_events(self._app, asked.from_position, asked.limit, log_filter)
         for view in events:
             if not context.is_active():
                 return
-            yield audit_pb.ReadEventsResponse(event=tr.log_event_to_proto(view))
+            yield tr.read_events_response(view)
 
     def GetHistory(
-        self, request: audit_pb.GetHistoryRequest, context: Context
-    ) -> audit_pb.GetHistoryResponse:
-        events = log_views.history(self._app, request.name)
-        return audit_pb.GetHistoryResponse(events=[tr.log_event_to_proto(e) for e in events])
+        self, request: tr.audit_pb.GetHistoryRequest, context: Context
+    ) -> tr.audit_pb.GetHistoryResponse:
+        return tr.history_events_response(log_views.history(self._app, request.name))
 
     def VerifyLog(
-        self, request: audit_pb.VerifyLogRequest, context: Context
-    ) -> audit_pb.VerifyLogResponse:
+        self, request: tr.audit_pb.VerifyLogRequest, context: Context
+    ) -> tr.audit_pb.VerifyLogResponse:
+        asked = tr.verify_query(request)
         seals = []
-        for index, text in enumerate(request.seals_json):
+        for index, text in enumerate(asked.seals_json):
             try:
                 seals.append(check_seal_shape(json.loads(text)))
             except json.JSONDecodeError as error:
@@ -394,32 +419,31 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             except InvalidSeal as error:
                 raise CommandValidationError.single(f"seals_json[{index}]", str(error)) from None
         public_key = None
-        if request.public_key_pem:
+        if asked.public_key_pem:
             try:
-                public_key = parse_public_key(request.public_key_pem.encode())
+                public_key = parse_public_key(asked.public_key_pem.encode())
             except ValueError as error:
                 raise CommandValidationError.single("public_key_pem", str(error)) from None
-        report = verify(self._service.log_tables, against=seals, public_key=public_key)
+        report = verify(self._log_tables, against=seals, public_key=public_key)
         return tr.verify_report_to_proto(report)
 
     def ListSeals(
-        self, request: audit_pb.ListSealsRequest, context: Context
-    ) -> audit_pb.ListSealsResponse:
-        seals = self._service.log_tables.seal_list()
-        return audit_pb.ListSealsResponse(seals_json=[canonical_json(s) for s in seals])
+        self, request: tr.audit_pb.ListSealsRequest, context: Context
+    ) -> tr.audit_pb.ListSealsResponse:
+        return tr.list_seals_response(canonical_json(s) for s in self._log_tables.seal_list())
 
     def SealLog(
-        self, request: audit_pb.SealLogRequest, context: Context
-    ) -> audit_pb.SealLogResponse:
-        self._service.chainer.catch_up()
-        seal = self._service.chainer.seal()
-        return audit_pb.SealLogResponse(seal_json=canonical_json(seal) if seal else "")
+        self, request: tr.audit_pb.SealLogRequest, context: Context
+    ) -> tr.audit_pb.SealLogResponse:
+        self._chainer.catch_up()
+        seal = self._chainer.seal()
+        return tr.seal_log_response(canonical_json(seal) if seal else "")
 
     def RebuildProjection(
-        self, request: audit_pb.RebuildProjectionRequest, context: Context
-    ) -> Iterator[audit_pb.RebuildProjectionResponse]:
-        worker = self._service.worker
-        if request.projection not in worker.projections:
+        self, request: tr.audit_pb.RebuildProjectionRequest, context: Context
+    ) -> Iterator[tr.audit_pb.RebuildProjectionResponse]:
+        worker, projection = self._worker, request.projection
+        if projection not in worker.projections:
             raise CommandValidationError.single(
                 "projection", f"must be one of {', '.join(sorted(worker.projections))}"
             )
@@ -427,26 +451,35 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
 
         def run() -> None:
             try:
-                worker.rebuild(request.projection, on_progress=progress.put)
+                worker.rebuild(projection, on_progress=progress.put)
             except BaseException as error:
                 progress.put(error)
             else:
                 progress.put(None)
 
-        threading.Thread(target=run, name=f"rebuild-{request.projection}", daemon=True).start()
+        threading.Thread(target=run, name=f"rebuild-{projection}", daemon=True).start()
         last: Progress | None = None
         while (item := progress.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             last = item
             if context.is_active():
-                yield tr.progress_to_proto(item, done=False)
-        position = last.position if last else 0
-        yield audit_pb.RebuildProjectionResponse(
-            projection=request.projection, position=position, total=position, done=True
-        )
+                yield tr.rebuild_progress_response(item)
+        yield tr.rebuild_done_response(projection, last.position if last else 0)
 
-
-def _datetime(message: Message, field: str) -> datetime | None:
-    epoch = _time(message, field)
-    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+    def RetryQuarantinedEvents(
+        self, request: tr.audit_pb.RetryQuarantinedEventsRequest, context: Context
+    ) -> tr.audit_pb.RetryQuarantinedEventsResponse:
+        worker, projection = self._worker, request.projection
+        if projection not in worker.projections:
+            raise CommandValidationError.single(
+                "projection", f"must be one of {', '.join(sorted(worker.projections))}"
+            )
+        try:
+            outcome = worker.retry_quarantined(projection)
+        except PositionMoved:
+            # The live worker kept applying batches under the retry: nothing was changed.
+            raise StoreUnavailable(
+                f"{projection} kept moving while its set-aside events were retried; retry"
+            ) from None
+        return tr.retry_outcome_to_proto(outcome)

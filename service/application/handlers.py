@@ -9,7 +9,7 @@ was appended.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -417,30 +417,6 @@ class CommandHandlers(Application[UUID]):
 
     def get_negotiation_track(self, track_id: UUID) -> NegotiationTrack:
         return self._load(NegotiationTrack, track_id, None)
-
-    def head_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
-
-    def read_log(
-        self, start: int = 1, *, stop: int | None = None, page_size: int = 1000
-    ) -> Iterator[Notification]:
-        """The stored log from ``start`` (inclusive), streamed in pages."""
-        position = max(start, 1)
-        while True:
-            page = self.recorder.select_notifications(position, page_size, stop=stop)
-            yield from page
-            if len(page) < page_size:
-                return
-            position = page[-1].id + 1
-
-    def recorded_at(self, position: int) -> float:
-        """When the event at ``position`` was recorded (epoch seconds)."""
-        for notification in self.recorder.select_notifications(position, 1, stop=position):
-            return float(self.decode(notification).timestamp.timestamp())
-        raise NotFound(f"log position {position}")
-
-    def decode(self, notification: Notification) -> Any:
-        return self.mapper.to_domain_event(notification)
 
     def _find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         try:

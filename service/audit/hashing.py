@@ -8,11 +8,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import structlog
 
-from service.adapters.eventlog import dashed_uuid
+# The canonical form of a stored row is the log reader's: total, so that any row, however
+# it was edited, can be chained (and so stays covered by the chain).
+from service.adapters.eventlog import (
+    FIRST,
+    PAGE,
+    StoredRow,
+    as_bytes,
+    canonical_id,
+    exact_sqlite_id,
+)
 
 log = structlog.get_logger()
 
@@ -27,9 +35,6 @@ EXPORT_VERSION = 1
 
 
 SEAL_FORMAT = "flashpoint-seal"
-
-
-PAGE = 5000
 
 
 #: A seal every this many chained events (and whenever asked).
@@ -50,18 +55,6 @@ def chain_hash(previous: bytes, event: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRow:
-    position: int
-    resource_id: str
-    version: int
-    type: str
-    state: bytes
-    #: False when the stored id is not in the store's own spelling (edited by hand): the
-    #: event then no longer belongs to its resource, whatever the canonical id says.
-    exact_id: bool = True
-
-
-@dataclass(frozen=True, slots=True)
 class ChainRow:
     position: int
     content_hash: bytes
@@ -69,26 +62,12 @@ class ChainRow:
     chain_hash: bytes
 
 
-def as_bytes(value: Any) -> bytes:
-    # A row edited by hand may come back as text rather than the blob the store wrote.
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-#: Positions start at 1; reading from the lowest possible one shows rows forged below that.
-FIRST = -(2**62)
-
-
-def exact_sqlite_id(raw: Any) -> bool:
-    text = str(raw)
-    return len(text) == 32 and set(text) <= _HEX
-
-
-def canonical_id(raw: Any) -> str:
-    return str(raw) if isinstance(raw, UUID) else dashed_uuid(str(raw).lower())
-
-
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+__all__ = [
+    "EXPORT_FORMAT", "EXPORT_VERSION", "FIRST", "GENESIS", "PAGE", "SEAL_FORMAT", "SEAL_INTERVAL",
+    "ChainRow", "StoredRow", "as_bytes", "canonical_id", "canonical_json", "chain_hash",
+    "content_hash", "event_hash", "exact_sqlite_id", "log",
+]  # fmt: skip

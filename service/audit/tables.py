@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
+from service.adapters.eventlog import LogReader
 from service.audit.hashing import (
     FIRST,
     GENESIS,
@@ -14,9 +15,7 @@ from service.audit.hashing import (
     ChainRow,
     StoredRow,
     as_bytes,
-    canonical_id,
     canonical_json,
-    exact_sqlite_id,
 )
 
 
@@ -25,17 +24,17 @@ class LogTables:
 
     def __init__(self, recorder: Any) -> None:
         self.recorder = recorder
+        #: The log's one reader: the chain, verify and export read the rows through it.
+        self.reader = LogReader(recorder)
         self.datastore = recorder.datastore
-        self.sqlite = type(recorder).__module__.startswith("eventsourcing.sqlite")
+        self.sqlite = self.reader.sqlite
+        self.events = self.reader.events_table
+        self.position_column = self.reader.position_column
         if self.sqlite:
-            self.events = recorder.events_table_name
             self.chain, self.seals = "fp_chain", "fp_seals"
-            self.position_column = "rowid"
         else:
             schema = getattr(self.datastore, "schema", "") or "public"
-            self.events = f"{schema}.{recorder.events_table_name}"
             self.chain, self.seals = f"{schema}.fp_chain", f"{schema}.fp_seals"
-            self.position_column = "notification_id"
         self._create()
 
     def sql(self, statement: str) -> str:
@@ -57,39 +56,14 @@ class LogTables:
     # ------------------------------------------------------------------ reading
 
     def head(self) -> int:
-        return int(self.recorder.max_notification_id() or 0)
+        return self.reader.head()
 
     def rows(self, after: int, limit: int, stop: int | None = None) -> list[StoredRow]:
-        column = self.position_column
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                self.sql(
-                    f"SELECT {column} AS position, originator_id, originator_version, topic, "
-                    f"state FROM {self.events} WHERE {column} > ? AND {column} <= ? "
-                    f"ORDER BY {column} LIMIT ?"
-                ),
-                (after, stop if stop is not None else 2**62, limit),
-            )
-            fetched = cursor.fetchall()
-        return [
-            StoredRow(
-                int(row["position"]),
-                canonical_id(row["originator_id"]),
-                int(row["originator_version"]),
-                row["topic"],
-                as_bytes(row["state"]),
-                exact_sqlite_id(row["originator_id"]) if self.sqlite else True,
-            )
-            for row in fetched
-        ]
+        """Events exactly as stored (see ``LogReader.rows``)."""
+        return self.reader.rows(after, limit, stop)
 
     def iterate(self, after: int = FIRST, stop: int | None = None) -> Iterator[StoredRow]:
-        while True:
-            page = self.rows(after, PAGE, stop)
-            yield from page
-            if len(page) < PAGE:
-                return
-            after = page[-1].position
+        return self.reader.iterate_rows(after, stop, page=PAGE)
 
     def chain_rows(self, after: int, limit: int) -> list[ChainRow]:
         with self.datastore.transaction(commit=False) as cursor:

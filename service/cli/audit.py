@@ -9,9 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+from projections.readmodels import ALL
+from service import bootstrap
+from service.api import translation as tr
+from service.bootstrap import Flashpoint
+from service.cli.client import add_client_flags
+from service.settings import Settings
+
+#: The projections a rebuild or retry can name.
+PROJECTIONS = tuple(projection.name for projection in ALL)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -49,30 +58,28 @@ def add_audit_parsers(commands: Any) -> None:
     replay.set_defaults(handler=run_replay)
 
     rebuild = commands.add_parser("rebuild", help="rebuild a projection from the log")
-    rebuild.add_argument(
-        "name", choices=["escalation", "timeline", "negotiations", "sanctions", "posture"]
-    )
+    rebuild.add_argument("name", choices=list(PROJECTIONS))
     rebuild.set_defaults(handler=run_rebuild)
+
+    retry = commands.add_parser(
+        "retry-quarantined",
+        help="fold again the events a projection set aside (after a fix), release those "
+        "that now fold",
+    )
+    retry.add_argument("name", choices=list(PROJECTIONS))
+    retry.add_argument("--server", help="ask a running server (HOST:PORT; admin)")
+    add_client_flags(retry)
+    retry.set_defaults(handler=run_retry_quarantined)
 
     keygen = commands.add_parser("keygen", help="make an Ed25519 key for signing seals")
     keygen.add_argument("path", help="where to write the private key (PEM, mode 0600)")
     keygen.set_defaults(handler=run_keygen)
 
 
-def _service(settings: Any, **overrides: Any) -> Any:
-    from service.bootstrap import build
-
+def _service(settings: Settings, **overrides: Any) -> Flashpoint:
     if overrides:
         settings = settings.model_copy(update=overrides)
-    return build(settings, follow=False)
-
-
-def _tables(settings: Any) -> tuple[Any, Callable[[], None]]:
-    from service.audit.tables import LogTables
-    from service.bootstrap import build_application
-
-    app = build_application(settings)
-    return LogTables(app.recorder), app.close
+    return bootstrap.build(settings)
 
 
 def _read_seals(path: str) -> list[dict[str, Any]]:
@@ -87,7 +94,7 @@ def _read_seals(path: str) -> list[dict[str, Any]]:
     return [check_seal_shape(seal) for seal in loaded]
 
 
-def run_verify(args: argparse.Namespace, settings: Any) -> int:
+def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.seals import load_public_key
     from service.audit.verify import verify
 
@@ -97,11 +104,11 @@ def run_verify(args: argparse.Namespace, settings: Any) -> int:
     except (OSError, ValueError) as error:
         sys.stderr.write(f"flashpoint: {error}\n")
         return EXIT_USAGE
-    tables, close = _tables(settings)
+    log = bootstrap.build_log(settings)
     try:
-        report = verify(tables, against=against, public_key=public_key)
+        report = verify(log.log_tables, against=against, public_key=public_key)
     finally:
-        close()
+        log.close()
     if args.json:
         sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
@@ -109,7 +116,7 @@ def run_verify(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK if report.intact else EXIT_FAILED
 
 
-def run_seal(args: argparse.Namespace, settings: Any) -> int:
+def run_seal(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.hashing import canonical_json
 
     service = _service(settings, **({"seal_key": args.seal_key} if args.seal_key else {}))
@@ -133,79 +140,71 @@ def _output(path: str | None) -> TextIO:
     return open(path, "w", encoding="utf-8") if path else sys.stdout
 
 
-def run_export(args: argparse.Namespace, settings: Any) -> int:
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.export import export_lines
 
-    tables, close = _tables(settings)
+    log = bootstrap.build_log(settings)
     out = _output(args.output)
     try:
-        for line in export_lines(tables):
+        for line in export_lines(log.log_tables):
             out.write(line)
     finally:
         if out is not sys.stdout:
             out.close()
-        close()
+        log.close()
     return EXIT_OK
 
 
-def run_import(args: argparse.Namespace, settings: Any) -> int:
+def run_import(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.export import ImportRefused, import_log
 
-    tables, close = _tables(settings)
+    log = bootstrap.build_log(settings)
     try:
-        count = import_log(tables, Path(args.file))
+        count = import_log(log.log_tables, Path(args.file))
     except (ImportRefused, OSError, ValueError, KeyError) as error:
         sys.stderr.write(f"flashpoint: import refused: {error}\n")
         return EXIT_FAILED
     finally:
-        close()
+        log.close()
     sys.stdout.write(json.dumps({"imported": count}) + "\n")
     return EXIT_OK
 
 
-def run_replay(args: argparse.Namespace, settings: Any) -> int:
-    from datetime import UTC, datetime
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """The log's events as JSON Lines, read through the same ReadEvents call a server
+    answers (so the filters mean the same)."""
+    from service.cli.backend import open_backend
+    from service.cli.query import parse_time, write_error
+    from service.client import ApiError
 
-    from service.adapters import log_views
-    from service.application import queries
-    from service.application.errors import CommandValidationError
-    from service.bootstrap import build_application
-
-    def when(text: str | None) -> datetime | None:
-        if not text:
-            return None
-        value = datetime.fromisoformat(text)
-        # A time without an offset is read as UTC, as everywhere in Flashpoint.
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-    app = build_application(settings)
-    out = _output(args.output)
     try:
-        collection, resource_id = (
-            queries.parse_any_name(args.resource) if args.resource else (None, None)
-        )
-        log_filter = log_views.LogFilter(
-            resource_id=resource_id,
-            collection=collection,
-            types=tuple(args.types),
-            recorded_after=when(args.recorded_after),
-            recorded_before=when(args.recorded_before),
-            occurred_after=when(args.occurred_after),
-            occurred_before=when(args.occurred_before),
-        )
-        for view in log_views.read_events(app, args.from_position, args.limit, log_filter):
-            out.write(view.model_dump_json() + "\n")
-    except (CommandValidationError, ValueError) as error:
+        # A time without an offset is read as UTC, as everywhere in Flashpoint.
+        times = {
+            name: parse_time(getattr(args, name), name)
+            for name in ("recorded_after", "recorded_before", "occurred_after", "occurred_before")
+        }
+    except ValueError as error:
         sys.stderr.write(f"flashpoint: {error}\n")
         return EXIT_USAGE
+    request = tr.request_of(
+        "audit", "ReadEvents", from_position=args.from_position, limit=args.limit,
+        resource=args.resource, types=args.types, **times,
+    )  # fmt: skip
+    out = _output(args.output)
+    try:
+        with open_backend(args, settings, catch_up=False) as backend:
+            for event in backend.stream("audit", "ReadEvents", request):
+                data = tr.log_event_data(event.event)
+                out.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
+    except ApiError as error:
+        return write_error(error)
     finally:
         if out is not sys.stdout:
             out.close()
-        app.close()
     return EXIT_OK
 
 
-def run_rebuild(args: argparse.Namespace, settings: Any) -> int:
+def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from projections.runner import Progress
 
     service = _service(settings)
@@ -232,7 +231,23 @@ def run_rebuild(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
-def run_keygen(args: argparse.Namespace, settings: Any) -> int:
+def run_retry_quarantined(args: argparse.Namespace, settings: Settings) -> int:
+    """Through the same RetryQuarantinedEvents call a server answers."""
+    from service.cli.backend import open_backend
+    from service.cli.query import write_error
+    from service.client import ApiError
+
+    request = tr.request_of("audit", "RetryQuarantinedEvents", projection=args.name)
+    try:
+        with open_backend(args, settings, catch_up=False) as backend:
+            response = backend.unary("audit", "RetryQuarantinedEvents", request)
+    except ApiError as error:
+        return write_error(error)
+    sys.stdout.write(json.dumps(tr.message_to_json(response, zeros=True), indent=2) + "\n")
+    return EXIT_OK
+
+
+def run_keygen(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
     from cryptography.hazmat.primitives import serialization

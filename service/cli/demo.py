@@ -15,8 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from service.api import translation as tr
 from service.application.handlers import CommandResult
+from service.cli.backend import open_backend
+from service.cli.query import Query, answer, ranking_text, write_error
+from service.client import ApiError
 from service.domain.commands import COMMANDS, Command, parse_command
+from service.settings import Settings
 
 #: The valid time to look at the scenario: the day after the drills began.
 SCENARIO_AT = datetime(2025, 9, 13, 12, 0, tzinfo=UTC)
@@ -161,36 +166,17 @@ def run_scenario(execute: Callable[[Command], CommandResult]) -> dict[str, Comma
     return results
 
 
-def load_demo(args: argparse.Namespace, settings: Any) -> int:
-    from service.cli.query import ranking_text
-
-    if args.server:
-        from service.cli.main import make_client
-
-        with make_client(args) as client:
-            results = run_scenario(client.execute)
-            from service.api.gen.flashpoint.v1 import query_service_pb2 as q
-            from service.api.translation import message_to_json, timestamp_of
-
+def load_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the scenario through the local store or ``--server``, then show the ranking the
+    same query gives either way."""
+    try:
+        with open_backend(args, settings) as backend:
+            results = run_scenario(backend.execute)
             last = max(result.position for result in results.values())
-            ranking = message_to_json(
-                client.call(
-                    client.queries.ListEscalations,
-                    q.ListEscalationsRequest(at=timestamp_of(SCENARIO_AT), min_position=last),
-                )
-            )
-    else:
-        from service.bootstrap import build
-
-        service = build(settings, follow=False)
-        try:
-            results = run_scenario(service.app.execute)
-            service.worker.catch_up()
-            ranking = service.read_models.ranking(at=SCENARIO_AT.timestamp()).model_dump(
-                mode="json"
-            )
-        finally:
-            service.close()
+            request = tr.request_of("query", "ListEscalations", at=SCENARIO_AT, min_position=last)
+            ranking = answer(backend, Query("query", "ListEscalations", request))
+    except ApiError as error:
+        return write_error(error)
     fresh = sum(1 for result in results.values() if not result.replayed)
     sys.stdout.write(
         f"Loaded {len(results)} developments ({fresh} new). "

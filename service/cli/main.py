@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from service.application.handlers import CommandResult
 from service.cli.audit import add_audit_parsers
+from service.cli.client import add_client_flags
 from service.cli.query import add_query_parser
 from service.domain.commands import (
     COMMANDS,
@@ -25,6 +27,7 @@ from service.domain.commands import (
     ReportDevelopment,
     parse_command,
 )
+from service.settings import Settings
 
 #: Flags handled by hand because they build nested objects.
 _NESTED = {"actor", "target", "location", "evidence", "source", "sources"}
@@ -41,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     from service.logs import configure_logging
-    from service.settings import Settings
 
     try:
         settings = Settings.load(
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_run_serve)
 
-    add_query_parser(commands, _add_client_flags)
+    add_query_parser(commands, add_client_flags)
     add_audit_parsers(commands)
 
     project = commands.add_parser(
@@ -149,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="load the sample scenario (drones over Poland, Zapad, sanctions, talks)"
     )
     demo.add_argument("--server", help="load it through a running server (HOST:PORT)")
-    _add_client_flags(demo)
+    add_client_flags(demo)
     demo.set_defaults(handler=_run_demo)
 
     token = commands.add_parser("token", help="make a bearer token and its tokens-file line")
@@ -181,14 +183,6 @@ def _parser_with(common: argparse.ArgumentParser) -> type[argparse.ArgumentParse
     return SubcommandParser
 
 
-def _add_client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", help="bearer token (env FLASHPOINT_TOKEN)")
-    parser.add_argument("--tls-ca", help="CA certificate to trust the server's TLS certificate")
-    parser.add_argument("--tls-client-cert", help="client certificate for mutual TLS")
-    parser.add_argument("--tls-client-key", help="client key for mutual TLS")
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
-
-
 # ------------------------------------------------------------------ report
 
 
@@ -197,7 +191,7 @@ def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Comm
     parser.add_argument(
         "--server", help="send to a running server (HOST:PORT) instead of the local store"
     )
-    _add_client_flags(parser)
+    add_client_flags(parser)
     fields = command_class.model_fields
     if issubclass(command_class, ReportDevelopment):
         parser.add_argument("--actor", help="country (ISO alpha-3) or organisation that acted")
@@ -306,7 +300,7 @@ def _without_none(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _run_report(args: argparse.Namespace, settings: Any) -> int:
+def _run_report(args: argparse.Namespace, settings: Settings) -> int:
     command_class: type[Command] = args.command_class
     if args.json:
         text = sys.stdin.read() if args.json == "-" else open(args.json).read()  # noqa: SIM115
@@ -322,31 +316,24 @@ def _run_report(args: argparse.Namespace, settings: Any) -> int:
     except CommandValidationError as error:
         _write_violations(error)
         return EXIT_USAGE
-    if args.server:
-        return _report_remote(args, settings, command)
-    return _report_local(settings, command)
+    from service.cli.backend import open_backend
+    from service.client import ApiError, InvalidArgument
 
-
-def _report_local(settings: Any, command: Command) -> int:
-    from service.application.errors import NotFound, RequestIdReused, RuleViolation, VersionConflict
-    from service.bootstrap import build_application
-
-    app = build_application(settings)
+    # The same JSON, and the same refusals, whether the local store or a server records it.
     try:
-        result = app.execute(command)
-    except CommandValidationError as error:
-        _write_violations(error)
+        with open_backend(args, settings) as backend:
+            result = backend.execute(command)
+    except InvalidArgument as error:
+        _write_violations(CommandValidationError(error.violations))
         return EXIT_USAGE
-    except (NotFound, RuleViolation, VersionConflict, RequestIdReused) as error:
+    except ApiError as error:
         sys.stderr.write(f"flashpoint: {error}\n")
         return EXIT_FAILED
-    finally:
-        app.close()
     _write_result(result)
     return EXIT_OK
 
 
-def _write_result(result: Any) -> None:
+def _write_result(result: CommandResult) -> None:
     _write_json(
         {
             "resource": result.resource,
@@ -356,38 +343,6 @@ def _write_result(result: Any) -> None:
             "replayed": result.replayed,
         }
     )
-
-
-def make_client(args: argparse.Namespace) -> Any:
-    import os
-
-    from service.client import FlashpointClient
-
-    return FlashpointClient(
-        args.server,
-        token=args.token or os.environ.get("FLASHPOINT_TOKEN"),
-        tls_ca=args.tls_ca,
-        tls_client_cert=args.tls_client_cert,
-        tls_client_key=args.tls_client_key,
-        timeout=args.timeout,
-        client_name="flashpoint-cli",
-    )
-
-
-def _report_remote(args: argparse.Namespace, settings: Any, command: Command) -> int:
-    from service.client import ApiError, InvalidArgument
-
-    with make_client(args) as client:
-        try:
-            result = client.execute(command)
-        except InvalidArgument as error:
-            _write_violations(CommandValidationError(error.violations))
-            return EXIT_USAGE
-        except ApiError as error:
-            sys.stderr.write(f"flashpoint: {error}\n")
-            return EXIT_FAILED
-    _write_result(result)
-    return EXIT_OK
 
 
 def _write_violations(error: CommandValidationError) -> None:
@@ -402,15 +357,13 @@ def _write_json(value: Any) -> None:
 # ------------------------------------------------------------------ serve, query, token
 
 
-def _run_serve(args: argparse.Namespace, settings: Any) -> int:
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.api.auth import TokenConfigError
-    from service.api.server import ServeRefused, serve
+    from service.cli.serve import ServeRefused, serve
 
     if getattr(args, "workers", None) is not None:
         try:
-            settings = type(settings).model_validate(
-                {**settings.model_dump(), "workers": args.workers}
-            )
+            settings = Settings.model_validate({**settings.model_dump(), "workers": args.workers})
         except ValueError as error:
             sys.stderr.write(f"flashpoint: invalid settings: {error}\n")
             return EXIT_USAGE
@@ -435,14 +388,14 @@ def _add_metrics_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_project(args: argparse.Namespace, settings: Any) -> int:
+def _run_project(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
-    from service.bootstrap import build
+    from service import bootstrap
     from service.metrics import stop_serving
 
     # One worker owns each projection at a time (PostgreSQL); --once catches up everything.
-    service = build(settings, follow=False, exclusive=not args.once)
+    service = bootstrap.build(settings, exclusive=not args.once)
     if args.once:
         try:
             processed = service.worker.catch_up()
@@ -457,7 +410,7 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    metrics_http = start_worker_metrics(settings, service)
+    metrics_http = bootstrap.serve_worker_metrics(settings, service)
     try:
         service.worker.run()
     finally:
@@ -467,24 +420,11 @@ def _run_project(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
-def start_worker_metrics(settings: Any, service: Any) -> Any:
-    """Serve a projection worker's metrics (positions, lag, its pool) if asked; the server."""
-    from service.api.server import metrics_address, store_answers
-    from service.metrics import Metrics
-
-    address = metrics_address(settings)
-    if address is None:
-        return None
-    metrics = Metrics()
-    metrics.watch(service, lambda: store_answers(service.app.recorder))
-    return metrics.serve(*address)
-
-
-def _run_migrate(args: argparse.Namespace, settings: Any) -> int:
-    from service.bootstrap import build
+def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from service import bootstrap
 
     # Building the service creates every table it uses (IF NOT EXISTS), then nothing else.
-    service = build(settings, follow=False)
+    service = bootstrap.build(settings)
     try:
         service.worker.ensure_current()
     finally:
@@ -493,7 +433,7 @@ def _run_migrate(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
-def _run_health(args: argparse.Namespace, settings: Any) -> int:
+def _run_health(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the server reports SERVING (for container health checks)."""
     from pathlib import Path
 
@@ -518,13 +458,13 @@ def _run_health(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK if serving else EXIT_FAILED
 
 
-def _run_demo(args: argparse.Namespace, settings: Any) -> int:
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from service.cli.demo import load_demo
 
     return load_demo(args, settings)
 
 
-def _run_token(args: argparse.Namespace, settings: Any) -> int:
+def _run_token(args: argparse.Namespace, settings: Settings) -> int:
     from service.api.auth import TokenConfigError, new_token
 
     try:

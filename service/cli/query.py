@@ -1,7 +1,9 @@
 """``flashpoint query …``: the read models at a terminal, from the local store or a server.
 
-Both ways give the same data (the server's messages and the local views share field names);
-escalations print as tables, their history also as a bar chart, everything else as JSON.
+Each query is one request message, answered by the same servicer method in this process or
+by a server (``--server``; see ``service.cli.backend``), so both ways print the same: the
+response's JSON mapping (``--json``), or tables made from it (escalations, and their
+history as a bar chart); everything else prints as JSON.
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service.api import translation as tr
+from service.cli.backend import Backend, open_backend
+from service.client import ApiError, InvalidArgument, NotFoundError
+from service.settings import Settings
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-Handler = Callable[[argparse.Namespace, Any], int]
+Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def add_query_parser(commands: Any, add_client_flags: Callable[[Any], None]) -> None:
@@ -127,141 +135,96 @@ def since_time(text: str, now: datetime) -> datetime:
 # ---------------------------------------------------------------------- running
 
 
-def run_query(args: argparse.Namespace, settings: Any) -> int:
-    try:
-        backend: Backend = (
-            RemoteBackend(args)
-            if args.server
-            # Catching up first would hide the lag this query is asked to show.
-            else LocalBackend(settings, catch_up=args.query != "projections")
-        )
-    except ValueError as error:
-        sys.stderr.write(f"flashpoint: {error}\n")
-        return EXIT_USAGE
-    try:
-        result = backend.answer(args)
-    except ValueError as error:
-        sys.stderr.write(f"flashpoint: {error}\n")
-        return EXIT_USAGE
-    except LookupError as error:
-        sys.stderr.write(f"flashpoint: {error}\n")
-        return EXIT_FAILED
-    finally:
-        backend.close()
-    write(args, result)
-    return EXIT_OK
+@dataclass(frozen=True)
+class Query:
+    """One ``flashpoint query`` as the call that answers it."""
 
-
-class Backend:
-    def answer(self, args: argparse.Namespace) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+    service: tr.Service
+    method: str
+    request: tr.Message
+    #: The field of the response that holds the resource asked for (printed alone), or
+    #: None to print the whole response.
+    part: str | None = None
+    #: Print fields at their zero value too (where 0 is news, as in a lag).
+    zeros: bool = False
 
 
 def _qualified(collection: str, name: str) -> str:
     return name if "/" in name else f"{collection}/{name}"
 
 
-class LocalBackend(Backend):
-    """Reads the store directly, after bringing the read models up to date."""
+def query_for(args: argparse.Namespace, now: datetime) -> Query:
+    """The request ``args`` ask for (ValueError for an unreadable time or span)."""
+    at = parse_time(getattr(args, "at", None), "at")
+    as_of = parse_time(getattr(args, "as_of", None), "as_of")
+    mp = args.min_position
 
-    def __init__(self, settings: Any, *, catch_up: bool = True) -> None:
-        from service.bootstrap import build
+    def query(method: str, part: str | None = None, **values: Any) -> Query:
+        request = tr.request_of("query", method, **values)
+        return Query("query", method, request, part=part)
 
-        self._service = build(settings, follow=False)
-        if catch_up:
-            self._service.worker.catch_up()
-
-    def close(self) -> None:
-        self._service.close()
-
-    def answer(self, args: argparse.Namespace) -> Any:
-        from service.adapters import log_views
-        from service.application import queries
-        from service.application.errors import CommandValidationError, NotFound
-
-        read, app = self._service.read_models, self._service.app
-        now = datetime.now(UTC)
-        try:
-            at = _epoch(parse_time(getattr(args, "at", None), "at"))
-            as_of = _epoch(parse_time(getattr(args, "as_of", None), "as_of"))
-            match args.query:
-                case "escalation":
-                    country = queries.country(args.country, "country")
-                    return read.escalation(country, at=at, as_of=as_of).model_dump(mode="json")
-                case "pair":
-                    actor = queries.country(args.actor, "actor")
-                    target = queries.country(args.target, "target")
-                    view = read.escalation(
-                        actor, pair=(target, not args.both_ways), at=at, as_of=as_of
-                    )
-                    return view.model_dump(mode="json")
-                case "ranking":
-                    ranking = read.ranking(
-                        at=at, as_of=as_of, min_level=args.min_level, limit=args.limit
-                    )
-                    return ranking.model_dump(mode="json")
-                case "history":
-                    country = queries.country(args.country, "country")
-                    history = read.escalation_history(
-                        country,
-                        start=since_time(args.since, now).timestamp(),
-                        step=parse_span(args.step, "step").total_seconds(),
-                        as_of=as_of,
-                    )
-                    return history.model_dump(mode="json")
-                case "incident":
-                    incident = queries.get_incident(app, _qualified("incidents", args.name))
-                    return incident.model_dump(mode="json")
-                case "incidents":
-                    chosen = queries.incident_filter(**_incident_filters(args))
-                    states, token = read.incidents(
-                        **chosen.arguments(), page_size=args.page_size, page_token=args.page_token
-                    )
-                    return {"incidents": states, "next_page_token": token}
-                case "sanctions-regime":
-                    regime = queries.get_sanctions_regime(app, _qualified("sanctions", args.name))
-                    return regime.model_dump(mode="json")
-                case "sanctions":
-                    return {
-                        "regimes": read.sanctions(
-                            authority=args.authority,
-                            target=args.target,
-                            in_force_on=_epoch(parse_time(args.in_force_on, "in_force_on")),
-                            include_lifted=args.include_lifted,
-                        )
-                    }
-                case "negotiation":
-                    track = queries.parse_name(
-                        _qualified("negotiations", args.name), "negotiations"
-                    )
-                    state = read.negotiation(str(track))
-                    if state is None:
-                        raise NotFound(_qualified("negotiations", args.name))
-                    return state
-                case "negotiations":
-                    return {"negotiations": read.negotiations(party=args.party, status=args.status)}
-                case "posture":
-                    return {"deployments": read.force_posture(country=args.country, at=at)}
-                case "projections":
-                    from service.api.translation import log_status_to_proto, message_to_json
-                    from service.status import log_status
-
-                    status = log_status_to_proto(log_status(self._service))
-                    return message_to_json(status, zeros=True)
-                case _:
-                    events = log_views.history(app, args.name)
-                    return {"events": [event.model_dump(mode="json") for event in events]}
-        except CommandValidationError as error:
-            raise ValueError(str(error)) from None
-        except NotFound as error:
-            raise LookupError(str(error)) from None
-
-
-def _epoch(value: datetime | None) -> float | None:
-    return value.timestamp() if value else None
+    match args.query:
+        case "escalation":
+            return query(
+                "GetEscalation", "escalation",
+                country=args.country, at=at, as_of=as_of, min_position=mp,
+            )  # fmt: skip
+        case "pair":
+            return query(
+                "GetPairEscalation", "escalation", actor=args.actor, target=args.target,
+                unordered=args.both_ways, at=at, as_of=as_of, min_position=mp,
+            )  # fmt: skip
+        case "ranking":
+            return query(
+                "ListEscalations", at=at, as_of=as_of, min_level=args.min_level,
+                limit=args.limit, min_position=mp,
+            )  # fmt: skip
+        case "history":
+            return query(
+                "GetEscalationHistory", country=args.country,
+                start_time=since_time(args.since, now), step=parse_span(args.step, "step"),
+                as_of=as_of, min_position=mp,
+            )  # fmt: skip
+        case "incident":
+            return query(
+                "GetIncident", "incident", name=_qualified("incidents", args.name), min_position=mp
+            )
+        case "incidents":
+            filters = _incident_filters(args)
+            for key in ("occurred_after", "occurred_before"):
+                if key in filters:
+                    filters[key] = parse_time(filters[key], key)
+            return query(
+                "ListIncidents", page_size=args.page_size, page_token=args.page_token,
+                min_position=mp, **filters,
+            )  # fmt: skip
+        case "sanctions-regime":
+            return query(
+                "GetSanctionsRegime", "regime",
+                name=_qualified("sanctions", args.name), min_position=mp,
+            )  # fmt: skip
+        case "sanctions":
+            return query(
+                "ListSanctions", authority=args.authority, target=args.target,
+                in_force_on=parse_time(args.in_force_on, "in_force_on"),
+                include_lifted=args.include_lifted, min_position=mp,
+            )  # fmt: skip
+        case "negotiation":
+            return query(
+                "GetNegotiation", "negotiation",
+                name=_qualified("negotiations", args.name), min_position=mp,
+            )  # fmt: skip
+        case "negotiations":
+            return query("ListNegotiations", party=args.party, status=args.status, min_position=mp)
+        case "posture":
+            return query("GetForcePosture", country=args.country, at=at, min_position=mp)
+        case "projections":
+            request = tr.request_of("query", "ListProjections")
+            return Query("query", "ListProjections", request, zeros=True)
+        case _:
+            return Query(
+                "audit", "GetHistory", tr.request_of("audit", "GetHistory", name=args.name)
+            )
 
 
 def _incident_filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,163 +241,40 @@ def _incident_filters(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-class RemoteBackend(Backend):
-    """Asks a running server through the typed client."""
+def answer(backend: Backend, query: Query) -> dict[str, Any]:
+    """The answer to ``query`` as the proto's JSON mapping (raises ApiError)."""
+    response = backend.unary(query.service, query.method, query.request)
+    shown = getattr(response, query.part) if query.part else response
+    return tr.message_to_json(shown, zeros=query.zeros)
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        from service.cli.main import make_client
 
-        self._client = make_client(args)
+def run_query(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        query = query_for(args, datetime.now(UTC))
+    except ValueError as error:
+        sys.stderr.write(f"flashpoint: {error}\n")
+        return EXIT_USAGE
+    try:
+        # Catching up first would hide the lag ``projections`` is asked to show.
+        with open_backend(args, settings, catch_up=args.query != "projections") as backend:
+            result = answer(backend, query)
+    except ApiError as error:
+        return write_error(error)
+    write(args, result)
+    return EXIT_OK
 
-    def close(self) -> None:
-        self._client.close()
 
-    def answer(self, args: argparse.Namespace) -> Any:
-        from google.protobuf.duration_pb2 import Duration
-        from google.protobuf.timestamp_pb2 import Timestamp
-
-        from service.api.gen.flashpoint.v1 import query_service_pb2 as q
-        from service.api.translation import message_to_json
-        from service.client import ApiError, InvalidArgument, NotFoundError
-
-        def stamp(value: datetime | None) -> Timestamp | None:
-            if value is None:
-                return None
-            result = Timestamp()
-            result.FromDatetime(value)
-            return result
-
-        c = self._client
-        now = datetime.now(UTC)
-        at = stamp(parse_time(getattr(args, "at", None), "at"))
-        as_of = stamp(parse_time(getattr(args, "as_of", None), "as_of"))
-        mp = args.min_position
-        try:
-            match args.query:
-                case "escalation":
-                    return message_to_json(
-                        c.call(
-                            c.queries.GetEscalation,
-                            q.GetEscalationRequest(
-                                country=args.country, at=at, as_of=as_of, min_position=mp
-                            ),
-                        ).escalation
-                    )
-                case "pair":
-                    return message_to_json(
-                        c.call(
-                            c.queries.GetPairEscalation,
-                            q.GetPairEscalationRequest(
-                                actor=args.actor,
-                                target=args.target,
-                                unordered=args.both_ways,
-                                at=at,
-                                as_of=as_of,
-                                min_position=mp,
-                            ),
-                        ).escalation
-                    )
-                case "ranking":
-                    return message_to_json(
-                        c.call(
-                            c.queries.ListEscalations,
-                            q.ListEscalationsRequest(
-                                at=at,
-                                as_of=as_of,
-                                min_level=args.min_level,
-                                limit=args.limit,
-                                min_position=mp,
-                            ),
-                        )
-                    )
-                case "history":
-                    step = Duration()
-                    step.FromTimedelta(parse_span(args.step, "step"))
-                    return message_to_json(
-                        c.call(
-                            c.queries.GetEscalationHistory,
-                            q.GetEscalationHistoryRequest(
-                                country=args.country,
-                                start_time=stamp(since_time(args.since, now)),
-                                step=step,
-                                as_of=as_of,
-                                min_position=mp,
-                            ),
-                        )
-                    )
-                case "incident":
-                    return message_to_json(c.get_incident(_qualified("incidents", args.name)))
-                case "incidents":
-                    fields: dict[str, Any] = _incident_filters(args)
-                    for key in ("occurred_after", "occurred_before"):
-                        if key in fields:
-                            fields[key] = stamp(parse_time(fields[key], key))
-                    return message_to_json(
-                        c.list_incidents(
-                            page_size=args.page_size,
-                            page_token=args.page_token,
-                            min_position=mp,
-                            **fields,
-                        )
-                    )
-                case "sanctions-regime":
-                    return message_to_json(
-                        c.get_sanctions_regime(_qualified("sanctions", args.name))
-                    )
-                case "sanctions":
-                    return message_to_json(
-                        c.call(
-                            c.queries.ListSanctions,
-                            q.ListSanctionsRequest(
-                                authority=args.authority or "",
-                                target=args.target or "",
-                                in_force_on=stamp(parse_time(args.in_force_on, "in_force_on")),
-                                include_lifted=args.include_lifted,
-                                min_position=mp,
-                            ),
-                        )
-                    )
-                case "negotiation":
-                    return message_to_json(
-                        c.call(
-                            c.queries.GetNegotiation,
-                            q.GetNegotiationRequest(
-                                name=_qualified("negotiations", args.name), min_position=mp
-                            ),
-                        ).negotiation
-                    )
-                case "negotiations":
-                    return message_to_json(
-                        c.call(
-                            c.queries.ListNegotiations,
-                            q.ListNegotiationsRequest(
-                                party=args.party or "", status=args.status or "", min_position=mp
-                            ),
-                        )
-                    )
-                case "posture":
-                    return message_to_json(
-                        c.call(
-                            c.queries.GetForcePosture,
-                            q.GetForcePostureRequest(
-                                country=args.country or "", at=at, min_position=mp
-                            ),
-                        )
-                    )
-                case "projections":
-                    return message_to_json(
-                        c.call(c.queries.ListProjections, q.ListProjectionsRequest()), zeros=True
-                    )
-                case _:
-                    return {"events": [message_to_json(e) for e in c.history(args.name)]}
-        except InvalidArgument as error:
-            raise ValueError(
-                "; ".join(f"{v.field}: {v.description}" for v in error.violations) or str(error)
-            ) from None
-        except NotFoundError as error:
-            raise LookupError(error.message) from None
-        except ApiError as error:
-            raise LookupError(str(error)) from None
+def write_error(error: ApiError) -> int:
+    """Say what failed on stderr, the same for a local and a remote answer; the exit code."""
+    if isinstance(error, InvalidArgument):
+        violations = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
+        sys.stderr.write(f"flashpoint: {violations or error.message}\n")
+        return EXIT_USAGE
+    if isinstance(error, NotFoundError):
+        sys.stderr.write(f"flashpoint: {error.message}\n")
+        return EXIT_FAILED
+    sys.stderr.write(f"flashpoint: {error}\n")
+    return EXIT_FAILED
 
 
 # ---------------------------------------------------------------------- output
@@ -455,10 +295,11 @@ def write(args: argparse.Namespace, result: Any) -> None:
 
 def escalation_text(view: dict[str, Any]) -> str:
     lines = [
-        f"{view['subject']}: level {view['level']} ({view['level_name']}), "
-        f"score {float(view.get('score', 0)):.2f}, trend {view['trend']} "
+        f"{view.get('subject', '')}: level {view.get('level', 0)} ({view.get('level_name', '')}), "
+        f"score {float(view.get('score', 0)):.2f}, trend {view.get('trend', '')} "
         f"(30 days earlier {float(view.get('earlier_score', 0)):.2f})",
-        f"at {view['at']}, as known at {view['as_of']}; parameters {view['parameters_version']}",
+        f"at {view.get('at', '')}, as known at {view.get('as_of', '')}; "
+        f"parameters {view.get('parameters_version', '')}",
     ]
     contributions = view.get("contributions") or []
     if contributions:
@@ -466,8 +307,8 @@ def escalation_text(view: dict[str, Any]) -> str:
         lines.append(f"{'contribution':>12}  {'kind':<24} {'occurred':<20} resource")
         for item in contributions:
             lines.append(
-                f"{float(item['contribution']):12.2f}  {item['kind']:<24} "
-                f"{str(item['occurred_at'])[:19]:<20} {item['resource']}"
+                f"{float(item.get('contribution', 0)):12.2f}  {item.get('kind', ''):<24} "
+                f"{str(item.get('occurred_at', ''))[:19]:<20} {item.get('resource', '')}"
             )
     return "\n".join(lines) + "\n"
 
@@ -476,10 +317,10 @@ def ranking_text(ranking: dict[str, Any]) -> str:
     rows = ranking.get("escalations") or []
     lines = [f"{'#':>3}  {'country':<8} {'level':<20} {'score':>8}  trend"]
     for rank, view in enumerate(rows, 1):
-        level = f"{view['level']} {view['level_name']}"
+        level = f"{view.get('level', 0)} {view.get('level_name', '')}"
         lines.append(
-            f"{rank:>3}  {view['subject']:<8} {level:<20} {float(view.get('score', 0)):8.2f}  "
-            f"{view['trend']}"
+            f"{rank:>3}  {view.get('subject', ''):<8} {level:<20} "
+            f"{float(view.get('score', 0)):8.2f}  {view.get('trend', '')}"
         )
     if not rows:
         lines.append("  (no escalation recorded)")
@@ -490,9 +331,14 @@ def ranking_text(ranking: dict[str, Any]) -> str:
 def history_text(history: dict[str, Any], width: int = 50) -> str:
     points = history.get("points") or []
     peak = max((float(point.get("score", 0)) for point in points), default=0.0)
-    lines = [f"{history['subject']} escalation (parameters {history['parameters_version']})"]
+    lines = [
+        f"{history.get('subject', '')} escalation "
+        f"(parameters {history.get('parameters_version', '')})"
+    ]
     for point in points:
         score = float(point.get("score", 0))
         bar = "█" * round(width * score / peak) if peak > 0 and score > 0 else ""
-        lines.append(f"{str(point['at'])[:16]:<16}  L{point['level']}  {score:8.2f}  {bar}")
+        lines.append(
+            f"{str(point.get('at', ''))[:16]:<16}  L{point.get('level', 0)}  {score:8.2f}  {bar}"
+        )
     return "\n".join(lines) + "\n"

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.domain import vocabulary
+
 #: How far into the future a reported time may lie before it is refused (clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -36,6 +38,10 @@ CLOCK_SKEW = timedelta(minutes=5)
 ORGANISATIONS: frozenset[str] = frozenset(
     {"EU", "UN", "NATO", "G7", "AU", "ASEAN", "OSCE", "ECOWAS", "CSTO", "OAS", "GCC"}
 )
+
+
+#: The command classes the vocabulary declares, by command name (filled as they are defined).
+_DECLARED: dict[str, type[Command]] = {}
 
 
 class FieldViolation(BaseModel):
@@ -214,6 +220,11 @@ class Command(Model):
         super().__init_subclass__(**kwargs)
         if "command_name" not in cls.__dict__:
             cls.command_name = cls.__name__
+        # Names on other surfaces come from the vocabulary, never from the class itself.
+        entry = vocabulary.BY_COMMAND.get(cls.command_name)
+        if entry is not None:
+            cls.cli_name = entry.cli
+            _DECLARED[cls.command_name] = cls
 
     def fingerprint(self) -> str:
         """A digest of what the command asks, so a reused request id can be told apart."""
@@ -244,7 +255,8 @@ class ExistingResourceCommand(Command):
 
 
 class ReportDevelopment(Command):
-    """Base of the commands that report a new incident."""
+    """Base of the commands that report a new incident (one per incident kind of the
+    vocabulary, which gives each its ``kind``)."""
 
     kind: ClassVar[str]
     actor: Party
@@ -255,6 +267,16 @@ class ReportDevelopment(Command):
     COMMON_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"request_id", "actor", "target", "location", "evidence"}
     )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        entry = vocabulary.BY_COMMAND.get(cls.command_name)
+        if not isinstance(entry, vocabulary.Kind) or entry.collection != "incidents":
+            raise TypeError(
+                f"{cls.command_name} reports an incident but the vocabulary declares no "
+                "incident kind with that command"
+            )
+        cls.kind = entry.kind
 
     def report(self) -> dict[str, Any]:
         return self.model_dump(mode="json", include={"actor", "target", "location", "evidence"})
@@ -272,8 +294,6 @@ class ReportDevelopment(Command):
 class ReportIncursion(ReportDevelopment):
     """Aircraft, drones or missiles entered another country's airspace."""
 
-    kind = "airspace_incursion"
-    cli_name = "incursion"
     target: Party
     platform: Literal["drone", "aircraft", "missile", "helicopter", "balloon"] = "drone"
     count: Annotated[int, Field(ge=1, le=100_000)]
@@ -292,8 +312,6 @@ class ReportIncursion(ReportDevelopment):
 class ReportStrike(ReportDevelopment):
     """An air, missile or drone strike."""
 
-    kind = "strike"
-    cli_name = "strike"
     weapon: Literal["missile", "drone", "aircraft", "artillery", "mixed"] = "mixed"
     munitions_count: Count = 0
     target_kind: Annotated[str, StringConstraints(max_length=100)] = ""
@@ -304,8 +322,6 @@ class ReportStrike(ReportDevelopment):
 class ReportClash(ReportDevelopment):
     """Armed forces of two parties fought."""
 
-    kind = "armed_clash"
-    cli_name = "clash"
     target: Party
     fatalities: Count = 0
     injured: Count = 0
@@ -315,8 +331,6 @@ class ReportClash(ReportDevelopment):
 class StartMilitaryExercise(ReportDevelopment):
     """A military exercise began (its end is a separate command)."""
 
-    kind = "military_exercise"
-    cli_name = "exercise-start"
     name: Name
     participants: Annotated[tuple[ActorCode, ...], Field(max_length=50)] = ()
     troop_count: Count = 0
@@ -335,8 +349,6 @@ class StartMilitaryExercise(ReportDevelopment):
 class DeployTroops(ReportDevelopment):
     """Troops were deployed, e.g. to a border region."""
 
-    kind = "troop_deployment"
-    cli_name = "troops"
     troop_count: Annotated[int, Field(ge=1, le=10_000_000)]
     region: Annotated[str, StringConstraints(max_length=200)] = ""
     border_with: Annotated[tuple[CountryCode, ...], Field(max_length=20)] = ()
@@ -346,8 +358,6 @@ class DeployTroops(ReportDevelopment):
 class RaiseAlert(ReportDevelopment):
     """Forces put on alert, jets scrambled."""
 
-    kind = "alert"
-    cli_name = "alert"
     alert_kind: Literal["jets_scrambled", "air_defence", "readiness", "other"] = "jets_scrambled"
     aircraft_count: Count = 0
 
@@ -355,8 +365,6 @@ class RaiseAlert(ReportDevelopment):
 class ReportThreat(ReportDevelopment):
     """A military threat or ultimatum was made."""
 
-    kind = "threat"
-    cli_name = "threat"
     threat_kind: Literal["military", "ultimatum", "other"] = "other"
     quote: LongText = ""
 
@@ -364,8 +372,6 @@ class ReportThreat(ReportDevelopment):
 class RecordStatement(ReportDevelopment):
     """A public statement by an official (speaker and quote)."""
 
-    kind = "statement"
-    cli_name = "statement"
     speaker: Name
     quote: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
@@ -373,8 +379,6 @@ class RecordStatement(ReportDevelopment):
 class IssueCondemnation(ReportDevelopment):
     """A condemnation or accusation, with the co-signing countries."""
 
-    kind = "condemnation"
-    cli_name = "condemnation"
     co_signers: Annotated[tuple[ActorCode, ...], Field(max_length=200)] = ()
     accusation: bool = False
     text: LongText = ""
@@ -389,8 +393,6 @@ class IssueCondemnation(ReportDevelopment):
 class SummonEnvoy(ReportDevelopment):
     """The actor summoned the target country's ambassador or envoy."""
 
-    kind = "envoy_summoned"
-    cli_name = "envoy-summoned"
     target: Party
     envoy_title: Annotated[str, StringConstraints(max_length=200)] = "ambassador"
     reason: ShortText = ""
@@ -399,8 +401,6 @@ class SummonEnvoy(ReportDevelopment):
 class ExpelDiplomats(ReportDevelopment):
     """The actor expelled the target country's diplomats."""
 
-    kind = "diplomats_expelled"
-    cli_name = "diplomats-expelled"
     target: Party
     count: Annotated[int, Field(ge=1, le=10_000)]
     reason: ShortText = ""
@@ -409,10 +409,26 @@ class ExpelDiplomats(ReportDevelopment):
 class ReportCyberAttack(ReportDevelopment):
     """A cyber attack attributed to the actor."""
 
-    kind = "cyber_attack"
-    cli_name = "cyber-attack"
     attack_kind: Annotated[str, StringConstraints(max_length=100)] = ""
     systems_affected: ShortText = ""
+
+
+class ReportCeasefireViolation(ReportDevelopment):
+    """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+
+    target: Party
+    agreement: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+    fatalities: Count = 0
+    injured: Count = 0
+
+
+class ImposeBlockade(ReportDevelopment):
+    """The actor's navy blocked the target's ports or waters."""
+
+    target: Party
+    vessels_count: Count = 0
+    waters: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+    ports: Annotated[tuple[Name, ...], Field(max_length=50)] = ()
 
 
 class IncidentCommand(ExistingResourceCommand):
@@ -422,7 +438,6 @@ class IncidentCommand(ExistingResourceCommand):
 class EndMilitaryExercise(IncidentCommand):
     """A reported military exercise ended."""
 
-    cli_name = "exercise-end"
     ended_at: PastTime
     sources: Annotated[tuple[Source, ...], Field(max_length=20)] = ()
 
@@ -430,7 +445,6 @@ class EndMilitaryExercise(IncidentCommand):
 class CorroborateIncident(IncidentCommand):
     """A further source confirms the incident; it may raise the grading."""
 
-    cli_name = "corroborate"
     source: Source
     reliability: Reliability | None = None
     credibility: Credibility | None = None
@@ -440,7 +454,6 @@ class CorroborateIncident(IncidentCommand):
 class DisputeIncident(IncidentCommand):
     """A party disputes the report or (``denial``) denies responsibility."""
 
-    cli_name = "dispute"
     party: ActorCode
     denial: bool = False
     statement: LongText = ""
@@ -450,7 +463,6 @@ class DisputeIncident(IncidentCommand):
 class CorrectIncident(IncidentCommand):
     """Supersede some reported values; ``changes`` has the shape of the original report."""
 
-    cli_name = "correct"
     changes: Annotated[dict[str, Any], Field(min_length=1)]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
@@ -464,7 +476,6 @@ class CorrectIncident(IncidentCommand):
 class RetractIncident(IncidentCommand):
     """Withdraw a report; it stays readable but counts for nothing from now on."""
 
-    cli_name = "retract"
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
@@ -474,7 +485,6 @@ class RetractIncident(IncidentCommand):
 class ImposeSanctions(Command):
     """An authority imposed sanctions on a target country (a new regime)."""
 
-    cli_name = "sanctions-imposed"
     authority: ActorCode
     target: CountryCode
     programme: Annotated[str, StringConstraints(max_length=200)] = ""
@@ -507,7 +517,6 @@ class SanctionsCommand(ExistingResourceCommand):
 class ExtendSanctions(SanctionsCommand):
     """A regime was extended: entities or sectors added, expiry moved later."""
 
-    cli_name = "sanctions-extended"
     entities_added: Count = 0
     entity_names_added: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
     sectors_added: Annotated[tuple[Name, ...], Field(max_length=100)] = ()
@@ -528,7 +537,6 @@ class ExtendSanctions(SanctionsCommand):
 class EaseSanctions(SanctionsCommand):
     """A regime was eased: entities or sectors removed."""
 
-    cli_name = "sanctions-eased"
     entities_removed: Count = 0
     entity_names_removed: Annotated[tuple[Name, ...], Field(max_length=5000)] = ()
     sectors_removed: Annotated[tuple[Name, ...], Field(max_length=100)] = ()
@@ -548,7 +556,6 @@ class EaseSanctions(SanctionsCommand):
 class LiftSanctions(SanctionsCommand):
     """A regime was lifted; it accepts nothing afterwards."""
 
-    cli_name = "sanctions-lifted"
     reason: ShortText = ""
 
 
@@ -558,7 +565,6 @@ class LiftSanctions(SanctionsCommand):
 class ProposeNegotiations(Command):
     """Talks between parties were proposed (a new negotiation track)."""
 
-    cli_name = "negotiations-proposed"
     parties: Annotated[tuple[ActorCode, ...], Field(max_length=50), AfterValidator(_at_least(2))]
     mediator: ActorCode | None = None
     subject: ShortText = ""
@@ -584,14 +590,12 @@ class NegotiationCommand(ExistingResourceCommand):
 class HoldNegotiationRound(NegotiationCommand):
     """A round of talks was held."""
 
-    cli_name = "negotiation-round"
     location: Annotated[str, StringConstraints(max_length=200)] = ""
 
 
 class PauseNegotiations(NegotiationCommand):
     """A party paused the talks."""
 
-    cli_name = "negotiations-paused"
     paused_by: ActorCode
     reason: ShortText = ""
 
@@ -599,14 +603,12 @@ class PauseNegotiations(NegotiationCommand):
 class ResumeNegotiations(NegotiationCommand):
     """Paused talks resumed."""
 
-    cli_name = "negotiations-resumed"
     resumed_by: ActorCode
 
 
 class RejectNegotiations(NegotiationCommand):
     """A party rejected the talks; the track ends."""
 
-    cli_name = "negotiations-rejected"
     rejected_by: ActorCode
     reason: ShortText = ""
 
@@ -614,25 +616,21 @@ class RejectNegotiations(NegotiationCommand):
 class SignAgreement(NegotiationCommand):
     """An agreement (ceasefire, deal) was signed; the track ends."""
 
-    cli_name = "agreement-signed"
     title: Name
     signatories: Annotated[
         tuple[ActorCode, ...], Field(max_length=50), AfterValidator(_at_least(2))
     ]
 
 
-COMMANDS: dict[str, type[Command]] = {
-    cls.command_name: cls
-    for cls in (
-        ReportIncursion, ReportStrike, ReportClash, StartMilitaryExercise, EndMilitaryExercise,
-        DeployTroops, RaiseAlert, ReportThreat, RecordStatement, IssueCondemnation, SummonEnvoy,
-        ExpelDiplomats, ReportCyberAttack,
-        ImposeSanctions, ExtendSanctions, EaseSanctions, LiftSanctions,
-        ProposeNegotiations, HoldNegotiationRound, PauseNegotiations, ResumeNegotiations,
-        RejectNegotiations, SignAgreement,
-        CorroborateIncident, DisputeIncident, CorrectIncident, RetractIncident,
-    )
-}  # fmt: skip
+def _commands() -> dict[str, type[Command]]:
+    missing = [e.command for e in vocabulary.ENTRIES if e.command not in _DECLARED]
+    if missing:
+        raise TypeError(f"the vocabulary declares commands no class defines: {missing}")
+    return {entry.command: _DECLARED[entry.command] for entry in vocabulary.ENTRIES}
+
+
+#: Every command, in the vocabulary's order: one RPC, one ``flashpoint report`` subcommand.
+COMMANDS: dict[str, type[Command]] = _commands()
 
 REPORT_COMMANDS: dict[str, type[ReportDevelopment]] = {
     cls.kind: cls for cls in COMMANDS.values() if issubclass(cls, ReportDevelopment)

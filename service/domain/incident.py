@@ -8,7 +8,7 @@ overwritten: each step is an event, and a retracted incident stays readable.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate
 from service.domain.coding import coding_for
 from service.domain.errors import RuleViolation
 from service.domain.grading import CREDIBILITY, RELIABILITY
+from service.domain.vocabulary import Kind, kinds_in
 
 
 class Incident(Aggregate):
@@ -30,41 +31,22 @@ class Incident(Aggregate):
         details: dict[str, Any]
         coding: dict[str, str]
 
-    class IncursionReported(Reported):
-        type_name = "IncursionReported"
-
-    class StrikeReported(Reported):
-        type_name = "StrikeReported"
-
-    class ClashReported(Reported):
-        type_name = "ClashReported"
-
-    class MilitaryExerciseStarted(Reported):
-        type_name = "MilitaryExerciseStarted"
-
-    class TroopsDeployed(Reported):
-        type_name = "TroopsDeployed"
-
-    class AlertRaised(Reported):
-        type_name = "AlertRaised"
-
-    class ThreatReported(Reported):
-        type_name = "ThreatReported"
-
-    class StatementRecorded(Reported):
-        type_name = "StatementRecorded"
-
-    class CondemnationIssued(Reported):
-        type_name = "CondemnationIssued"
-
-    class EnvoySummoned(Reported):
-        type_name = "EnvoySummoned"
-
-    class DiplomatsExpelled(Reported):
-        type_name = "DiplomatsExpelled"
-
-    class CyberAttackReported(Reported):
-        type_name = "CyberAttackReported"
+    # One ``Reported`` subclass per kind (``IncursionReported``, ...) is made from the
+    # vocabulary after this class. Type checkers cannot see classes made at run time; these
+    # names are declared for them only, for the code that names a kind's class statically.
+    if TYPE_CHECKING:
+        IncursionReported: ClassVar[type[Incident.Reported]]
+        StrikeReported: ClassVar[type[Incident.Reported]]
+        ClashReported: ClassVar[type[Incident.Reported]]
+        MilitaryExerciseStarted: ClassVar[type[Incident.Reported]]
+        TroopsDeployed: ClassVar[type[Incident.Reported]]
+        AlertRaised: ClassVar[type[Incident.Reported]]
+        ThreatReported: ClassVar[type[Incident.Reported]]
+        StatementRecorded: ClassVar[type[Incident.Reported]]
+        CondemnationIssued: ClassVar[type[Incident.Reported]]
+        EnvoySummoned: ClassVar[type[Incident.Reported]]
+        DiplomatsExpelled: ClassVar[type[Incident.Reported]]
+        CyberAttackReported: ClassVar[type[Incident.Reported]]
 
     class MilitaryExerciseEnded(Event):
         type_name = "MilitaryExerciseEnded"
@@ -293,17 +275,21 @@ class Incident(Aggregate):
             )
 
 
-Incident.REPORTED_EVENTS = {
-    "airspace_incursion": Incident.IncursionReported,
-    "strike": Incident.StrikeReported,
-    "armed_clash": Incident.ClashReported,
-    "military_exercise": Incident.MilitaryExerciseStarted,
-    "troop_deployment": Incident.TroopsDeployed,
-    "alert": Incident.AlertRaised,
-    "threat": Incident.ThreatReported,
-    "statement": Incident.StatementRecorded,
-    "condemnation": Incident.CondemnationIssued,
-    "envoy_summoned": Incident.EnvoySummoned,
-    "diplomats_expelled": Incident.DiplomatsExpelled,
-    "cyber_attack": Incident.CyberAttackReported,
-}
+def _reported_event(kind: Kind) -> type[Incident.Reported]:
+    """The event class a kind's report is recorded as, made from its vocabulary entry.
+
+    It is set on ``Incident`` under its stored name with the qualified name a class written
+    there would have (``Incident.IncursionReported``), so the library's topics resolve it.
+    """
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": f"{Incident.__qualname__}.{kind.event}",
+        "__doc__": f"A development of kind {kind.kind!r} was reported ({kind.command}).",
+        "type_name": kind.event,
+    }
+    event_class = type(kind.event, (Incident.Reported,), namespace)
+    setattr(Incident, kind.event, event_class)
+    return event_class
+
+
+Incident.REPORTED_EVENTS = {kind.kind: _reported_event(kind) for kind in kinds_in("incidents")}

@@ -20,6 +20,8 @@ def log_event_to_proto(view: LogEventView) -> audit_pb.LogEvent:
         version=view.version,
         recorded_at=optional_timestamp(view.recorded_at),
         payload_json=json.dumps(view.payload, sort_keys=True, default=str),
+        stored_schema_version=view.stored_schema_version,
+        error=view.error,
     )
 
 

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from service.api.gen.flashpoint.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -32,17 +33,28 @@ class LogEvent(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     RECORDED_AT_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    STORED_SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     position: _builtins.int
     """Its position in the log (1, 2, ...)."""
     type: _builtins.str
     """The stable event type name, e.g. "IncursionReported"."""
     schema_version: _builtins.int
+    """The schema version of the payload as returned: the current one, after upcasting
+    (0 for an event that could not be decoded).
+    """
     resource: _builtins.str
     """The resource it belongs to, e.g. "incidents/{id}"."""
     version: _builtins.int
     """The resource's version this event made."""
     payload_json: _builtins.str
     """The event's fields as a JSON object."""
+    stored_schema_version: _builtins.int
+    """The schema version it is stored under (older ones are upcast on read)."""
+    error: _builtins.str
+    """Set when this server cannot decode the event (an unknown type from a newer server, a
+    payload that is not JSON): the event is still returned, so no position seems missing.
+    """
     @_builtins.property
     def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -55,10 +67,12 @@ class LogEvent(_message.Message):
         version: _builtins.int = ...,
         recorded_at: _timestamp_pb2.Timestamp | None = ...,
         payload_json: _builtins.str = ...,
+        stored_schema_version: _builtins.int = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload_json", b"payload_json", "position", b"position", "recorded_at", b"recorded_at", "resource", b"resource", "schema_version", b"schema_version", "type", b"type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "payload_json", b"payload_json", "position", b"position", "recorded_at", b"recorded_at", "resource", b"resource", "schema_version", b"schema_version", "stored_schema_version", b"stored_schema_version", "type", b"type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -403,3 +417,56 @@ class RebuildProjectionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RebuildProjectionResponse: _TypeAlias = RebuildProjectionResponse  # noqa: Y015
+
+@_typing.final
+class RetryQuarantinedEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECTION_FIELD_NUMBER: _builtins.int
+    projection: _builtins.str
+    """escalation, timeline, negotiations, sanctions or posture."""
+    def __init__(
+        self,
+        *,
+        projection: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["projection", b"projection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryQuarantinedEventsRequest: _TypeAlias = RetryQuarantinedEventsRequest  # noqa: Y015
+
+@_typing.final
+class RetryQuarantinedEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECTION_FIELD_NUMBER: _builtins.int
+    RETRIED_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    projection: _builtins.str
+    retried: _builtins.int
+    """How many events were set aside and tried again."""
+    released: _builtins.int
+    """How many of them now fold (and are no longer set aside)."""
+    @_builtins.property
+    def remaining(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.QuarantinedEvent]:
+        """Those still set aside, with the error of this attempt."""
+
+    def __init__(
+        self,
+        *,
+        projection: _builtins.str = ...,
+        retried: _builtins.int = ...,
+        released: _builtins.int = ...,
+        remaining: _abc.Iterable[_common_pb2.QuarantinedEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["projection", b"projection", "released", b"released", "remaining", b"remaining", "retried", b"retried"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryQuarantinedEventsResponse: _TypeAlias = RetryQuarantinedEventsResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class AuditServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionResponse.FromString,
                 _registered_method=True)
+        self.RetryQuarantinedEvents = channel.unary_unary(
+                '/flashpoint.v1.AuditService/RetryQuarantinedEvents',
+                request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.RetryQuarantinedEventsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.RetryQuarantinedEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -115,6 +120,16 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryQuarantinedEvents(self, request, context):
+        """Folds again, from the log, the states touched by the events a projection set aside
+        (after a fix: new code, a new parameter table), and releases those that now fold
+        (admin). What still fails stays set aside, with its new error. A rebuild does the same
+        for the whole projection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +162,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.RebuildProjection,
                     request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionResponse.SerializeToString,
+            ),
+            'RetryQuarantinedEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryQuarantinedEvents,
+                    request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.RetryQuarantinedEventsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.RetryQuarantinedEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +332,33 @@ class AuditService:
             '/flashpoint.v1.AuditService/RebuildProjection',
             flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionRequest.SerializeToString,
             flashpoint_dot_v1_dot_audit__service__pb2.RebuildProjectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryQuarantinedEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.AuditService/RetryQuarantinedEvents',
+            flashpoint_dot_v1_dot_audit__service__pb2.RetryQuarantinedEventsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_audit__service__pb2.RetryQuarantinedEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,12 @@ class AuditServiceStub:
     """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
     answering until the new one is complete.
     """
+    RetryQuarantinedEvents: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.RetryQuarantinedEventsRequest, _audit_service_pb2.RetryQuarantinedEventsResponse]
+    """Folds again, from the log, the states touched by the events a projection set aside
+    (after a fix: new code, a new parameter table), and releases those that now fold
+    (admin). What still fails stays set aside, with its new error. A rebuild does the same
+    for the whole projection.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -70,6 +76,12 @@ class AuditServiceAsyncStub(AuditServiceStub):
     RebuildProjection: _aio.UnaryStreamMultiCallable[_audit_service_pb2.RebuildProjectionRequest, _audit_service_pb2.RebuildProjectionResponse]  # type: ignore[assignment]
     """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
     answering until the new one is complete.
+    """
+    RetryQuarantinedEvents: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.RetryQuarantinedEventsRequest, _audit_service_pb2.RetryQuarantinedEventsResponse]  # type: ignore[assignment]
+    """Folds again, from the log, the states touched by the events a projection set aside
+    (after a fix: new code, a new parameter table), and releases those that now fold
+    (admin). What still fails stays set aside, with its new error. A rebuild does the same
+    for the whole projection.
     """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +137,18 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.RebuildProjectionResponse], _abc.AsyncIterator[_audit_service_pb2.RebuildProjectionResponse]]:
         """Rebuilds a projection from position 0, streaming progress (admin). The old model keeps
         answering until the new one is complete.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryQuarantinedEvents(
+        self,
+        request: _audit_service_pb2.RetryQuarantinedEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.RetryQuarantinedEventsResponse, _abc.Awaitable[_audit_service_pb2.RetryQuarantinedEventsResponse]]:
+        """Folds again, from the log, the states touched by the events a projection set aside
+        (after a fix: new code, a new parameter table), and releases those that now fold
+        (admin). What still fails stays set aside, with its new error. A rebuild does the same
+        for the whole projection.
         """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1168,6 +1168,192 @@ class ReportCyberAttackResponse(_message.Message):
 Global___ReportCyberAttackResponse: _TypeAlias = ReportCyberAttackResponse  # noqa: Y015
 
 @_typing.final
+class ReportCeasefireViolationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    FATALITIES_FIELD_NUMBER: _builtins.int
+    INJURED_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    agreement: _builtins.str
+    """The ceasefire broken, by name (at most 200 characters)."""
+    fatalities: _builtins.int
+    injured: _builtins.int
+    @_builtins.property
+    def actor(self) -> _common_pb2.Party: ...
+    @_builtins.property
+    def target(self) -> _common_pb2.Party:
+        """The other party to the ceasefire (required)."""
+
+    @_builtins.property
+    def location(self) -> _common_pb2.Location: ...
+    @_builtins.property
+    def evidence(self) -> _common_pb2.Evidence: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        actor: _common_pb2.Party | None = ...,
+        target: _common_pb2.Party | None = ...,
+        location: _common_pb2.Location | None = ...,
+        evidence: _common_pb2.Evidence | None = ...,
+        agreement: _builtins.str | None = ...,
+        fatalities: _builtins.int | None = ...,
+        injured: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_agreement", b"_agreement", "_fatalities", b"_fatalities", "_injured", b"_injured", "actor", b"actor", "agreement", b"agreement", "evidence", b"evidence", "fatalities", b"fatalities", "injured", b"injured", "location", b"location", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agreement", b"_agreement", "_fatalities", b"_fatalities", "_injured", b"_injured", "actor", b"actor", "agreement", b"agreement", "evidence", b"evidence", "fatalities", b"fatalities", "injured", b"injured", "location", b"location", "request_id", b"request_id", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__agreement: _TypeAlias = _typing.Literal["agreement"]  # noqa: Y015
+    _WhichOneofArgType__agreement: _TypeAlias = _typing.Literal["_agreement", b"_agreement"]  # noqa: Y015
+    _WhichOneofReturnType__fatalities: _TypeAlias = _typing.Literal["fatalities"]  # noqa: Y015
+    _WhichOneofArgType__fatalities: _TypeAlias = _typing.Literal["_fatalities", b"_fatalities"]  # noqa: Y015
+    _WhichOneofReturnType__injured: _TypeAlias = _typing.Literal["injured"]  # noqa: Y015
+    _WhichOneofArgType__injured: _TypeAlias = _typing.Literal["_injured", b"_injured"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__agreement) -> _WhichOneofReturnType__agreement | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fatalities) -> _WhichOneofReturnType__fatalities | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__injured) -> _WhichOneofReturnType__injured | None: ...
+
+Global___ReportCeasefireViolationRequest: _TypeAlias = ReportCeasefireViolationRequest  # noqa: Y015
+
+@_typing.final
+class ReportCeasefireViolationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The resource's name, e.g. "incidents/{id}"."""
+    id: _builtins.str
+    version: _builtins.int
+    """The resource's version after the command."""
+    position: _builtins.int
+    """The log position of the last event the command appended."""
+    replayed: _builtins.bool
+    """True when this answers a retry of an earlier request with the same request_id."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        position: _builtins.int = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "position", b"position", "replayed", b"replayed", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportCeasefireViolationResponse: _TypeAlias = ReportCeasefireViolationResponse  # noqa: Y015
+
+@_typing.final
+class ImposeBlockadeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    VESSELS_COUNT_FIELD_NUMBER: _builtins.int
+    WATERS_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    vessels_count: _builtins.int
+    """Vessels enforcing the blockade: the development's size."""
+    waters: _builtins.str
+    """The sea area blocked (at most 200 characters)."""
+    @_builtins.property
+    def actor(self) -> _common_pb2.Party: ...
+    @_builtins.property
+    def target(self) -> _common_pb2.Party:
+        """Whose ports or waters are blocked (required)."""
+
+    @_builtins.property
+    def location(self) -> _common_pb2.Location: ...
+    @_builtins.property
+    def evidence(self) -> _common_pb2.Evidence: ...
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ports blocked, by name."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        actor: _common_pb2.Party | None = ...,
+        target: _common_pb2.Party | None = ...,
+        location: _common_pb2.Location | None = ...,
+        evidence: _common_pb2.Evidence | None = ...,
+        vessels_count: _builtins.int | None = ...,
+        waters: _builtins.str | None = ...,
+        ports: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_vessels_count", b"_vessels_count", "_waters", b"_waters", "actor", b"actor", "evidence", b"evidence", "location", b"location", "target", b"target", "vessels_count", b"vessels_count", "waters", b"waters"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_vessels_count", b"_vessels_count", "_waters", b"_waters", "actor", b"actor", "evidence", b"evidence", "location", b"location", "ports", b"ports", "request_id", b"request_id", "target", b"target", "vessels_count", b"vessels_count", "waters", b"waters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__vessels_count: _TypeAlias = _typing.Literal["vessels_count"]  # noqa: Y015
+    _WhichOneofArgType__vessels_count: _TypeAlias = _typing.Literal["_vessels_count", b"_vessels_count"]  # noqa: Y015
+    _WhichOneofReturnType__waters: _TypeAlias = _typing.Literal["waters"]  # noqa: Y015
+    _WhichOneofArgType__waters: _TypeAlias = _typing.Literal["_waters", b"_waters"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__vessels_count) -> _WhichOneofReturnType__vessels_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__waters) -> _WhichOneofReturnType__waters | None: ...
+
+Global___ImposeBlockadeRequest: _TypeAlias = ImposeBlockadeRequest  # noqa: Y015
+
+@_typing.final
+class ImposeBlockadeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The resource's name, e.g. "incidents/{id}"."""
+    id: _builtins.str
+    version: _builtins.int
+    """The resource's version after the command."""
+    position: _builtins.int
+    """The log position of the last event the command appended."""
+    replayed: _builtins.bool
+    """True when this answers a retry of an earlier request with the same request_id."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        position: _builtins.int = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "position", b"position", "replayed", b"replayed", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImposeBlockadeResponse: _TypeAlias = ImposeBlockadeResponse  # noqa: Y015
+
+@_typing.final
 class ImposeSanctionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -106,6 +106,16 @@ class CommandServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCyberAttackRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCyberAttackResponse.FromString,
                 _registered_method=True)
+        self.ReportCeasefireViolation = channel.unary_unary(
+                '/flashpoint.v1.CommandService/ReportCeasefireViolation',
+                request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCeasefireViolationRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCeasefireViolationResponse.FromString,
+                _registered_method=True)
+        self.ImposeBlockade = channel.unary_unary(
+                '/flashpoint.v1.CommandService/ImposeBlockade',
+                request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeResponse.FromString,
+                _registered_method=True)
         self.ImposeSanctions = channel.unary_unary(
                 '/flashpoint.v1.CommandService/ImposeSanctions',
                 request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeSanctionsRequest.SerializeToString,
@@ -279,6 +289,20 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportCeasefireViolation(self, request, context):
+        """The actor broke a ceasefire with the target (fire, an advance, a strike).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImposeBlockade(self, request, context):
+        """The actor's navy blocked the target's ports or waters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ImposeSanctions(self, request, context):
         """An authority imposed sanctions on a target country (a new regime).
         """
@@ -444,6 +468,16 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.ReportCyberAttack,
                     request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCyberAttackRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCyberAttackResponse.SerializeToString,
+            ),
+            'ReportCeasefireViolation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCeasefireViolation,
+                    request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCeasefireViolationRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCeasefireViolationResponse.SerializeToString,
+            ),
+            'ImposeBlockade': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImposeBlockade,
+                    request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeResponse.SerializeToString,
             ),
             'ImposeSanctions': grpc.unary_unary_rpc_method_handler(
                     servicer.ImposeSanctions,
@@ -874,6 +908,60 @@ class CommandService:
             '/flashpoint.v1.CommandService/ReportCyberAttack',
             flashpoint_dot_v1_dot_command__service__pb2.ReportCyberAttackRequest.SerializeToString,
             flashpoint_dot_v1_dot_command__service__pb2.ReportCyberAttackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportCeasefireViolation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.CommandService/ReportCeasefireViolation',
+            flashpoint_dot_v1_dot_command__service__pb2.ReportCeasefireViolationRequest.SerializeToString,
+            flashpoint_dot_v1_dot_command__service__pb2.ReportCeasefireViolationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImposeBlockade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.CommandService/ImposeBlockade',
+            flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeRequest.SerializeToString,
+            flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeResponse.FromString,
             options,
             channel_credentials,
             insecure,

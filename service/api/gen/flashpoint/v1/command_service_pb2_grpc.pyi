@@ -66,6 +66,10 @@ class CommandServiceStub:
     """The actor expelled the target country's diplomats."""
     ReportCyberAttack: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportCyberAttackRequest, _command_service_pb2.ReportCyberAttackResponse]
     """A cyber attack attributed to the actor."""
+    ReportCeasefireViolation: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportCeasefireViolationRequest, _command_service_pb2.ReportCeasefireViolationResponse]
+    """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+    ImposeBlockade: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ImposeBlockadeRequest, _command_service_pb2.ImposeBlockadeResponse]
+    """The actor's navy blocked the target's ports or waters."""
     ImposeSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ImposeSanctionsRequest, _command_service_pb2.ImposeSanctionsResponse]
     """An authority imposed sanctions on a target country (a new regime)."""
     ExtendSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ExtendSanctionsRequest, _command_service_pb2.ExtendSanctionsResponse]
@@ -133,6 +137,10 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """The actor expelled the target country's diplomats."""
     ReportCyberAttack: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportCyberAttackRequest, _command_service_pb2.ReportCyberAttackResponse]  # type: ignore[assignment]
     """A cyber attack attributed to the actor."""
+    ReportCeasefireViolation: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportCeasefireViolationRequest, _command_service_pb2.ReportCeasefireViolationResponse]  # type: ignore[assignment]
+    """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+    ImposeBlockade: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ImposeBlockadeRequest, _command_service_pb2.ImposeBlockadeResponse]  # type: ignore[assignment]
+    """The actor's navy blocked the target's ports or waters."""
     ImposeSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ImposeSanctionsRequest, _command_service_pb2.ImposeSanctionsResponse]  # type: ignore[assignment]
     """An authority imposed sanctions on a target country (a new regime)."""
     ExtendSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ExtendSanctionsRequest, _command_service_pb2.ExtendSanctionsResponse]  # type: ignore[assignment]
@@ -275,6 +283,22 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportCyberAttackResponse, _abc.Awaitable[_command_service_pb2.ReportCyberAttackResponse]]:
         """A cyber attack attributed to the actor."""
+
+    @_abc_1.abstractmethod
+    def ReportCeasefireViolation(
+        self,
+        request: _command_service_pb2.ReportCeasefireViolationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.ReportCeasefireViolationResponse, _abc.Awaitable[_command_service_pb2.ReportCeasefireViolationResponse]]:
+        """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+
+    @_abc_1.abstractmethod
+    def ImposeBlockade(
+        self,
+        request: _command_service_pb2.ImposeBlockadeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.ImposeBlockadeResponse, _abc.Awaitable[_command_service_pb2.ImposeBlockadeResponse]]:
+        """The actor's navy blocked the target's ports or waters."""
 
     @_abc_1.abstractmethod
     def ImposeSanctions(

@@ -210,3 +210,39 @@ class Coding(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Coding: _TypeAlias = Coding  # noqa: Y015
+
+@_typing.final
+class QuarantinedEvent(_message.Message):
+    """An event a projection set aside."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """Its log position (read it with AuditService.ReadEvents)."""
+    type: _builtins.str
+    """Its stored type name, e.g. "StrikeReported"."""
+    error: _builtins.str
+    """What failed, in one line."""
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded; unset when that could not be read either."""
+
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        type: _builtins.str = ...,
+        error: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "position", b"position", "recorded_at", b"recorded_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuarantinedEvent: _TypeAlias = QuarantinedEvent  # noqa: Y015

@@ -1318,6 +1318,8 @@ class ProjectionStatus(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     LAG_EVENTS_FIELD_NUMBER: _builtins.int
     LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    QUARANTINED_EVENTS_FIELD_NUMBER: _builtins.int
+    QUARANTINED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"escalation", "timeline", ...; "audit-chain" for the chain."""
     generation: _builtins.int
@@ -1329,6 +1331,16 @@ class ProjectionStatus(_message.Message):
     """head - position."""
     lag_seconds: _builtins.float
     """How long the oldest unprocessed event has been waiting; 0 when caught up."""
+    quarantined_events: _builtins.int
+    """Events the live generation set aside because its fold could not process them (a type
+    it does not know, a payload that does not decode, a fold that failed); the projection
+    went on past them. 0 when none (always 0 for the audit chain, which covers every
+    event). A rebuild with the fold fixed processes them anew.
+    """
+    @_builtins.property
+    def quarantined(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.QuarantinedEvent]:
+        """The first of them (at most 20), oldest first."""
+
     def __init__(
         self,
         *,
@@ -1338,10 +1350,12 @@ class ProjectionStatus(_message.Message):
         position: _builtins.int = ...,
         lag_events: _builtins.int = ...,
         lag_seconds: _builtins.float = ...,
+        quarantined_events: _builtins.int = ...,
+        quarantined: _abc.Iterable[_common_pb2.QuarantinedEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fold_version", b"fold_version", "generation", b"generation", "lag_events", b"lag_events", "lag_seconds", b"lag_seconds", "name", b"name", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fold_version", b"fold_version", "generation", b"generation", "lag_events", b"lag_events", "lag_seconds", b"lag_seconds", "name", b"name", "position", b"position", "quarantined", b"quarantined", "quarantined_events", b"quarantined_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

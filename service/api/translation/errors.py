@@ -1,0 +1,129 @@
+"""Errors on the wire: google.rpc statuses with their rich details, packed and unpacked.
+
+Which error becomes which status is decided by the error table (``service.api.errors``);
+this module only knows how a status and its details are spelled in protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+#: A google.rpc.Status, as the interceptor sends it and the client receives it (google.rpc
+#: ships no type hints).
+Status: TypeAlias = Any
+#: One rich detail (BadRequest, ErrorInfo, ...).
+Detail = Message
+
+DOMAIN = "flashpoint.v1"
+
+#: Error text and details travel in trailers, which clients cap (8-16 kB by default): past
+#: that the client sees RESOURCE_EXHAUSTED instead of our status. So errors stay small.
+MAX_MESSAGE_CHARS = 1000
+MAX_VIOLATIONS = 20
+MAX_FIELD_CHARS = 200
+MAX_DESCRIPTION_CHARS = 300
+
+#: The detail types a client unpacks (any other is left packed and ignored).
+DETAIL_TYPES: tuple[type[Message], ...] = (
+    error_details_pb2.BadRequest,
+    error_details_pb2.ErrorInfo,
+    error_details_pb2.PreconditionFailure,
+    error_details_pb2.ResourceInfo,
+    error_details_pb2.RetryInfo,
+)
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_of(code: grpc.StatusCode, message: str, details: Iterable[Detail] = ()) -> Status:
+    """The google.rpc.Status of ``code`` with ``message`` (clipped) and ``details`` packed."""
+    packed: list[Any] = []
+    for detail in details:
+        wrapper = any_pb2.Any()
+        wrapper.Pack(detail)
+        packed.append(wrapper)
+    status: Status = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=clip(message, MAX_MESSAGE_CHARS), details=packed
+    )
+    return status
+
+
+def bad_request(violations: Sequence[tuple[str, str]]) -> Detail:
+    detail: Detail = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=clip(field, MAX_FIELD_CHARS),
+                description=clip(description, MAX_DESCRIPTION_CHARS),
+            )
+            for field, description in violations[:MAX_VIOLATIONS]
+        ]
+    )
+    return detail
+
+
+def resource_info(resource_type: str, resource_name: str, description: str) -> Detail:
+    detail: Detail = error_details_pb2.ResourceInfo(
+        resource_type=resource_type, resource_name=resource_name, description=description
+    )
+    return detail
+
+
+def error_info(reason: str, metadata: Mapping[str, object]) -> Detail:
+    detail: Detail = error_details_pb2.ErrorInfo(
+        reason=reason, domain=DOMAIN, metadata={k: str(v) for k, v in metadata.items()}
+    )
+    return detail
+
+
+def precondition_failure(kind: str, subject: str, description: str) -> Detail:
+    detail: Detail = error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type=kind, subject=subject, description=description
+            )
+        ]
+    )
+    return detail
+
+
+def retry_info(seconds: float) -> Detail:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(round(seconds * 1e9))
+    detail: Detail = error_details_pb2.RetryInfo(retry_delay=delay)
+    return detail
+
+
+def details_of(status: Status | None) -> list[Detail]:
+    """The rich details of a status that a client knows, unpacked."""
+    details: list[Detail] = []
+    for packed in status.details if status is not None else ():
+        for detail_type in DETAIL_TYPES:
+            if packed.Is(detail_type.DESCRIPTOR):
+                detail = detail_type()
+                packed.Unpack(detail)
+                details.append(detail)
+    return details
+
+
+def details_of_call(error: grpc.RpcError) -> list[Detail]:
+    """The rich details a failed call carried in its trailers."""
+    return details_of(rpc_status.from_call(error))  # type: ignore[arg-type]
+
+
+def field_violations(details: Iterable[Detail]) -> list[tuple[str, str]]:
+    """(field, description) of every BadRequest violation among ``details``."""
+    return [
+        (violation.field, violation.description)
+        for detail in details
+        if isinstance(detail, error_details_pb2.BadRequest)
+        for violation in detail.field_violations
+    ]
