@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api_support import clean_env, flashpoint
+from tests.api_support import run_flashpoint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-2026-11"
 AT = "2025-09-13T12:00:00+00:00"
 
 
 def run(store: str, *args: str) -> str:
-    result = subprocess.run(
-        [flashpoint(), "--store", store, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-        check=False,
-    )
+    result = run_flashpoint("--store", store, *args, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
