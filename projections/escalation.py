@@ -12,7 +12,7 @@ development had occurred by ``at``, the decayed contributions.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
@@ -287,6 +287,19 @@ class EscalationProjection(Projection):
 # ---------------------------------------------------------------------- scoring (pure)
 
 
+#: Called between units of a query's work; it raises to stop the work (the caller's
+#: deadline passed, or it went away). Projections know nothing of calls: the API passes it.
+Check = Callable[[], None]
+
+#: Developments scored between two calls of a ``Check``: often enough to stop within a few
+#: milliseconds, rarely enough to cost nothing next to the scoring.
+CHECK_EVERY = 256
+
+
+def _never() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Contribution:
     resource: str
@@ -301,6 +314,24 @@ class Score:
     subject: str
     score: float
     contributions: list[Contribution] = field(default_factory=list)
+    #: The part of ``score`` from developments the subject took part in as actor or
+    #: participant (for a pair: those of its first country against the second).
+    actor: float = 0.0
+    #: The part from developments it was the target or location of; actor + target = score.
+    target: float = 0.0
+    #: How many developments counted (a zero contribution counts): none means nothing was
+    #: known of the subject in the window, which a trend reads as "new", not as a change.
+    developments: int = 0
+
+
+@dataclass
+class CountryScore:
+    """One country's total of a ranking, split as ``Score`` is."""
+
+    score: float = 0.0
+    actor: float = 0.0
+    target: float = 0.0
+    developments: int = 0
 
 
 def version_known_at(versions: list[dict[str, Any]], as_of: float) -> dict[str, Any] | None:
@@ -312,18 +343,31 @@ def version_known_at(versions: list[dict[str, Any]], as_of: float) -> dict[str, 
     return None
 
 
-def share(version: dict[str, Any], country: str) -> float:
-    if country in version["actors"] or country in version["targets"]:
-        return 1.0
+def share(version: dict[str, Any], country: str) -> tuple[float, bool]:
+    """The share of a development ``country`` takes, and whether as actor.
+
+    A country both actor and target of one development (mutual talks, a mediator's party)
+    counts it as actor: what it did comes first.
+    """
+    if country in version["actors"]:
+        return 1.0, True
+    if country in version["targets"]:
+        return 1.0, False
     if country in version["located"]:
-        return p.LOCATION_SHARE
-    return 0.0
+        return p.LOCATION_SHARE, False
+    return 0.0, False
 
 
-def pair_share(version: dict[str, Any], actor: str, target: str, ordered: bool) -> float:
-    forward = actor in version["actors"] and target in version["targets"]
-    backward = target in version["actors"] and actor in version["targets"]
-    return 1.0 if forward or (not ordered and backward) else 0.0
+def pair_share(
+    version: dict[str, Any], actor: str, target: str, ordered: bool
+) -> tuple[float, bool]:
+    """The pair's share of a development, and whether ``actor`` acted in it (else the
+    development went the other way, which only an unordered pair counts)."""
+    if actor in version["actors"] and target in version["targets"]:
+        return 1.0, True
+    if not ordered and target in version["actors"] and actor in version["targets"]:
+        return 1.0, False
+    return 0.0, False
 
 
 def in_window(version: dict[str, Any], at: float) -> bool:
@@ -346,25 +390,35 @@ def score_states(
     country: str | None = None,
     pair: tuple[str, str, bool] | None = None,
     keep: int = 5,
+    check: Check = _never,
 ) -> Score:
     """The escalation of ``country`` (or ``pair``) at ``at`` as known at ``as_of``."""
-    total = 0.0
+    total = actor_part = target_part = 0.0
     top: list[tuple[float, int, Contribution]] = []
-    counter = 0
+    counter = scored = 0
     for state in states:
         for development in state["developments"]:
+            scored += 1
+            if scored % CHECK_EVERY == 0:
+                check()
             version = version_known_at(development["versions"], as_of)
             if version is None or not in_window(version, at):
                 continue
             if pair is not None:
-                factor = pair_share(version, *pair)
+                factor, acted = pair_share(version, *pair)
             else:
-                factor = share(version, country or "")
+                factor, acted = share(version, country or "")
             if not factor:
                 continue
             value = factor * decayed(version, at)
             total += value
+            if acted:
+                actor_part += value
+            else:
+                target_part += value
             counter += 1
+            if not keep:
+                continue
             item = Contribution(
                 development["resource"], development["id"], development["kind"],
                 version["occurred"], value,
@@ -375,20 +429,51 @@ def score_states(
                 heapq.heappushpop(top, (abs(value), counter, item))
     subject = (country or "") if pair is None else f"{pair[0]}{'->' if pair[2] else '<->'}{pair[1]}"
     ranked = [item for _, _, item in sorted(top, key=lambda entry: (-entry[0], entry[1]))]
-    return Score(subject=subject, score=total, contributions=ranked)
+    return Score(
+        subject=subject,
+        score=total,
+        contributions=ranked,
+        actor=actor_part,
+        target=target_part,
+        developments=counter,
+    )
 
 
-def scores_by_country(states: Iterable[State], *, at: float, as_of: float) -> dict[str, float]:
-    """Every country's score at once (for rankings)."""
-    totals: dict[str, float] = {}
+def country_scores(
+    states: Iterable[State], *, at: float, as_of: float, check: Check = _never
+) -> dict[str, CountryScore]:
+    """Every country's score at once (for rankings), with its actor and target parts."""
+    totals: dict[str, CountryScore] = {}
+    scored = 0
     for state in states:
         for development in state["developments"]:
+            scored += 1
+            if scored % CHECK_EVERY == 0:
+                check()
             version = version_known_at(development["versions"], as_of)
             if version is None or not in_window(version, at):
                 continue
             value = decayed(version, at)
-            for country in {*version["actors"], *version["targets"]}:
-                totals[country] = totals.get(country, 0.0) + value
+            actors = set(version["actors"])
+            for country in actors | set(version["targets"]):
+                entry = totals.setdefault(country, CountryScore())
+                entry.score += value
+                entry.developments += 1
+                if country in actors:
+                    entry.actor += value
+                else:
+                    entry.target += value
             for country in version["located"]:
-                totals[country] = totals.get(country, 0.0) + p.LOCATION_SHARE * value
+                entry = totals.setdefault(country, CountryScore())
+                entry.score += p.LOCATION_SHARE * value
+                entry.target += p.LOCATION_SHARE * value
+                entry.developments += 1
     return totals
+
+
+def scores_by_country(states: Iterable[State], *, at: float, as_of: float) -> dict[str, float]:
+    """Every country's score at once (for rankings)."""
+    return {
+        country: entry.score
+        for country, entry in country_scores(states, at=at, as_of=as_of).items()
+    }

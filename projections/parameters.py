@@ -16,7 +16,7 @@ from typing import Final
 
 from service.domain.vocabulary import KINDS
 
-VERSION: Final = "2026-12.1"
+VERSION: Final = "2026-12.2"
 
 #: Weight of each kind of development.
 WEIGHTS: Final[dict[str, float]] = {
@@ -124,7 +124,8 @@ LEVEL_NAMES: Final[dict[int, str]] = {
 }  # fmt: skip
 
 #: Trend: compare with the score this many days earlier; a change counts when it exceeds
-#: both TREND_MIN_CHANGE points and TREND_MIN_RATIO of the earlier score.
+#: both TREND_MIN_CHANGE points and TREND_MIN_RATIO of the earlier score. With nothing
+#: known then (no development in the window), a subject with developments now is "new".
 TREND_DAYS: Final = 30
 TREND_MIN_CHANGE: Final = 2.0
 TREND_MIN_RATIO: Final = 0.2
@@ -152,7 +153,20 @@ def level_of(score: float) -> int:
     return level
 
 
-def trend_of(score: float, earlier: float) -> str:
+#: The trends a figure can have.
+TRENDS: Final = ("new", "deteriorated", "improved", "unchanged")
+
+
+def trend_of(score: float, earlier: float, *, counted: int = 1, counted_earlier: int = 1) -> str:
+    """How ``score`` moved since ``earlier``, the score TREND_DAYS before.
+
+    ``counted`` and ``counted_earlier`` are how many developments each figure summed. With
+    nothing known in the comparison window but something now the trend is "new": an
+    earlier score of 0 there means no knowledge, not calm, and reading it as a change
+    would call every fresh subject (every one, in a young ledger) "deteriorated".
+    """
+    if not counted_earlier and counted:
+        return "new"
     change = score - earlier
     needed = max(TREND_MIN_CHANGE, TREND_MIN_RATIO * abs(earlier))
     if change > needed:

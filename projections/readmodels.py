@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from projections import parameters as p
 from projections.base import State
-from projections.escalation import DAY, EscalationProjection, score_states, scores_by_country
+from projections.escalation import (
+    DAY,
+    Check,
+    CountryScore,
+    EscalationProjection,
+    country_scores,
+    score_states,
+)
 from projections.negotiations import NegotiationsProjection
 from projections.posture import PostureProjection
 from projections.sanctions import SanctionsProjection
@@ -31,6 +38,12 @@ ALL = (ESCALATION, TIMELINE, NEGOTIATIONS, SANCTIONS, POSTURE)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_HISTORY_POINTS = 2000
+#: The finest step of a history: levels move with decay over days, and a finer step only
+#: multiplies the work.
+MIN_HISTORY_STEP_SECONDS = 1.0
+#: Points of a history are placed to the microsecond (timestamps carry no finer meaning
+#: here, and integer microseconds never accumulate error however many steps are taken).
+_MICROS = 1_000_000
 
 
 class InvalidQuery(ValueError):
@@ -57,6 +70,10 @@ class ContributionView(View):
 class EscalationView(View):
     subject: str
     score: float
+    #: The part of ``score`` from developments the subject took part in as actor or
+    #: participant; ``target_score`` the part it was the target or location of.
+    actor_score: float = 0.0
+    target_score: float = 0.0
     level: int
     level_name: str
     trend: str
@@ -93,6 +110,10 @@ def _dt(epoch: float) -> datetime:
 
 def _now() -> float:
     return time.time()
+
+
+def _never() -> None:
+    return None
 
 
 class ReadModels:
@@ -162,24 +183,38 @@ class ReadModels:
         at: float | None = None,
         as_of: float | None = None,
         pair: tuple[str, bool] | None = None,
+        check: Check = _never,
     ) -> EscalationView:
-        """``country``'s escalation, or the pair ``country -> pair[0]`` (ordered if pair[1])."""
+        """``country``'s escalation, or the pair ``country -> pair[0]`` (ordered if pair[1]).
+
+        ``check`` is called between units of work and may raise to stop it.
+        """
         at, as_of = self._times(at, as_of)
         countries = [country] if pair is None else [country, pair[0]]
         states = self._escalation_states(countries, self._horizon(at))
+        check()
         pair_arg = None if pair is None else (country, pair[0], pair[1])
-        now_score = score_states(states, at=at, as_of=as_of, country=country, pair=pair_arg)
+        now_score = score_states(
+            states, at=at, as_of=as_of, country=country, pair=pair_arg, check=check
+        )
         earlier = score_states(
             states, at=at - p.TREND_DAYS * DAY, as_of=as_of, country=country, pair=pair_arg,
-            keep=0,
+            keep=0, check=check,
         )  # fmt: skip
         level = p.level_of(now_score.score)
         return EscalationView(
             subject=now_score.subject,
             score=round(now_score.score, 6),
+            actor_score=round(now_score.actor, 6),
+            target_score=round(now_score.target, 6),
             level=level,
             level_name=p.LEVEL_NAMES[level],
-            trend=p.trend_of(now_score.score, earlier.score),
+            trend=p.trend_of(
+                now_score.score,
+                earlier.score,
+                counted=now_score.developments,
+                counted_earlier=earlier.developments,
+            ),
             earlier_score=round(earlier.score, 6),
             at=_dt(at),
             as_of=_dt(as_of),
@@ -203,28 +238,41 @@ class ReadModels:
         min_level: int = 1,
         countries: list[str] | None = None,
         limit: int = 0,
+        check: Check = _never,
     ) -> RankingView:
+        """Countries by score, highest first; ``check`` as for :meth:`escalation`."""
         at, as_of = self._times(at, as_of)
         states = self._escalation_states([], self._horizon(at))
-        current = scores_by_country(states, at=at, as_of=as_of)
-        earlier = scores_by_country(states, at=at - p.TREND_DAYS * DAY, as_of=as_of)
+        check()
+        current = country_scores(states, at=at, as_of=as_of, check=check)
+        earlier = country_scores(states, at=at - p.TREND_DAYS * DAY, as_of=as_of, check=check)
         wanted = set(countries or [])
         views = []
-        for country in set(current) | set(earlier):
+        nothing = CountryScore()
+        for index, country in enumerate(set(current) | set(earlier)):
+            if index % 256 == 255:
+                check()
             if wanted and country not in wanted:
                 continue
-            score = current.get(country, 0.0)
-            level = p.level_of(score)
+            now, then = current.get(country, nothing), earlier.get(country, nothing)
+            level = p.level_of(now.score)
             if level < min_level:
                 continue
             views.append(
                 EscalationView(
                     subject=country,
-                    score=round(score, 6),
+                    score=round(now.score, 6),
+                    actor_score=round(now.actor, 6),
+                    target_score=round(now.target, 6),
                     level=level,
                     level_name=p.LEVEL_NAMES[level],
-                    trend=p.trend_of(score, earlier.get(country, 0.0)),
-                    earlier_score=round(earlier.get(country, 0.0), 6),
+                    trend=p.trend_of(
+                        now.score,
+                        then.score,
+                        counted=now.developments,
+                        counted_earlier=then.developments,
+                    ),
+                    earlier_score=round(then.score, 6),
                     at=_dt(at),
                     as_of=_dt(as_of),
                 )
@@ -242,23 +290,35 @@ class ReadModels:
         end: float | None = None,
         step: float = DAY,
         as_of: float | None = None,
+        check: Check = _never,
     ) -> HistoryView:
+        """Points from ``start`` every ``step`` seconds up to ``end``; ``check`` as for
+        :meth:`escalation`, called before every point."""
         end, as_of = self._times(end, as_of)
-        if step <= 0:
-            raise InvalidQuery("step", "must be positive")
+        if not step >= MIN_HISTORY_STEP_SECONDS:
+            raise InvalidQuery("step", f"must be at least {MIN_HISTORY_STEP_SECONDS:g} s")
         if start > end:
             raise InvalidQuery("start_time", "is after end_time")
-        if (end - start) / step > MAX_HISTORY_POINTS:
-            raise InvalidQuery("step", f"gives more than {MAX_HISTORY_POINTS} points; widen it")
+        # Counted in integers: adding a small float step to an epoch near 1.7e9 may leave it
+        # unchanged, and a loop on the sum would never end.
+        step_us = round(step * _MICROS)
+        span_us = round((end - start) * _MICROS)
+        count = span_us // step_us + 1
+        if count > MAX_HISTORY_POINTS:
+            raise InvalidQuery(
+                "step", f"gives {count} points, more than {MAX_HISTORY_POINTS}; widen it"
+            )
         states = self._escalation_states([country], self._horizon(start))
         points = []
-        moment = start
-        while moment <= end + 1e-6:
-            score = score_states(states, at=moment, as_of=as_of, country=country, keep=0).score
+        for index in range(count):
+            check()
+            moment = start + index * step_us / _MICROS
+            score = score_states(
+                states, at=moment, as_of=as_of, country=country, keep=0, check=check
+            ).score
             points.append(
                 HistoryPoint(at=_dt(moment), score=round(score, 6), level=p.level_of(score))
             )
-            moment += step
         return HistoryView(subject=country, as_of=_dt(as_of), points=points)
 
     # ------------------------------------------------------------------ incidents

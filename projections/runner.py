@@ -9,11 +9,18 @@ One event a fold cannot process (a type it does not know, a payload that does no
 a fold that raises) never halts a projection: it is set aside in the view store's
 quarantine with the batch, the state it would have changed stays as it was, and the
 projection goes on. A rebuild (with the fold fixed) or ``retry_quarantined`` processes it.
+
+A batch that another worker committed first (a lost race) is simply read again. A store that
+fails (disk full, I/O error, connection lost) is not a race: retrying at once would spin a
+core and flood the log, so the worker backs off (``FAILING_FIRST_DELAY`` doubling up to
+``FAILING_MAX_DELAY``), logs once when the store starts and stops failing, and says so in
+``store_failure`` (the server's health answers NOT_SERVING meanwhile).
 """
 
 from __future__ import annotations
 
 import gc
+import sqlite3
 import threading
 import time
 import traceback
@@ -22,8 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import structlog
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 
 from projections.base import Projection, State
 from projections.ownership import Ownership
@@ -34,6 +47,35 @@ log = structlog.get_logger()
 
 #: The ownership name of the other log followers (the audit chainer): one worker runs them.
 FOLLOWERS = "followers"
+
+#: The pause after a first failure of the store, doubled after each further one up to
+#: the second: soon enough to recover quickly, slow enough not to spin.
+FAILING_FIRST_DELAY = 0.1
+FAILING_MAX_DELAY = 5.0
+
+#: PostgreSQL's "serialization failure" and "deadlock detected": two writers collided,
+#: the store itself is fine.
+RACE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def lost_race(error: BaseException) -> bool:
+    """Whether ``error`` means another writer got there first (read again and retry),
+    rather than a failing store."""
+    if isinstance(error, (PositionMoved, IntegrityError)):
+        return True
+    cause = error.__cause__ or error.__context__
+    return isinstance(cause, psycopg.Error) and cause.sqlstate in RACE_SQLSTATES
+
+
+def store_failing(error: BaseException) -> bool:
+    """Whether ``error`` says the store cannot do its work now (full, broken, gone)."""
+    if lost_race(error):
+        return False
+    return isinstance(
+        error,
+        (OperationalError, InterfaceError, InternalError, sqlite3.OperationalError,
+         psycopg.OperationalError, psycopg.InterfaceError, OSError),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,6 +246,11 @@ class ProjectionWorker:
         self.caught_up = threading.Condition()
         self._thread: threading.Thread | None = None
         self._rebuild_lock = threading.Lock()
+        #: What the store answered when it last failed ("OperationalError: database or disk
+        #: is full"), or None while it works.
+        self.store_failure: str | None = None
+        self._failing_since = 0.0
+        self._failing_delay = FAILING_FIRST_DELAY
         #: Other log followers run after each round (the audit chainer): each returns the
         #: number of events it handled.
         self.followers: list[Callable[[], int]] = []
@@ -280,6 +327,8 @@ class ProjectionWorker:
                             projection, self.store, behind[name][0], pending, last, starts[name]
                         )
                     except (PositionMoved, IntegrityError, OperationalError) as error:
+                        if not lost_race(error):
+                            raise  # a failing store: ``run`` backs off
                         # Another worker got there first; the next step reads afresh.
                         log.info("projection.batch_superseded", projection=name, error=str(error))
         with self.caught_up:
@@ -310,14 +359,45 @@ class ProjectionWorker:
         while not self.stopping.is_set():
             try:
                 processed = self.catch_up()
-            except Exception:
+            except Exception as error:
+                if store_failing(error):
+                    self.stopping.wait(self._store_failed(error))
+                    continue
                 log.exception("projections.batch_failed")
                 self.stopping.wait(min(5.0, self.poll_interval * 4))
                 continue
+            self._store_works()
             if processed == 0:
                 self.wakeup.wait(self.poll_interval)
                 self.wakeup.clear()
         log.info("projections.stopped")
+
+    def _store_failed(self, error: BaseException) -> float:
+        """Record a failure of the store; how long to wait before trying again."""
+        delay = self._failing_delay
+        self._failing_delay = min(delay * 2, FAILING_MAX_DELAY)
+        if self.store_failure is None:
+            self._failing_since = time.monotonic()
+            self.store_failure = f"{type(error).__name__}: {error}"
+            log.error(
+                "projections.store_failing", error=self.store_failure,
+                retry_in=delay, retry_at_most_every=FAILING_MAX_DELAY,
+            )  # fmt: skip
+        return delay
+
+    def _store_works(self) -> None:
+        self._failing_delay = FAILING_FIRST_DELAY
+        if self.store_failure is not None:
+            log.info(
+                "projections.store_recovered", error=self.store_failure,
+                seconds=round(time.monotonic() - self._failing_since, 3),
+            )  # fmt: skip
+            self.store_failure = None
+
+    @property
+    def following(self) -> bool:
+        """Whether this worker's thread follows the log (``start()`` and not stopped)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="projections", daemon=True)
@@ -465,6 +545,8 @@ class ProjectionWorker:
                         self.store.release(cursor, name, generation, retried)
                         self.store.quarantine(cursor, aside)
                 except (PositionMoved, IntegrityError, OperationalError) as error:
+                    if not lost_race(error):
+                        raise  # a failing store: retrying at once would not help
                     log.info("projection.retry_superseded", projection=name, error=str(error))
                     superseded = error
                     continue

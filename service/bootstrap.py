@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 from wsgiref.simple_server import WSGIServer
 
+import psycopg
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from projections.ownership import CHANNEL, AppendListener, Ownership
 from projections.readmodels import ALL, ReadModels
@@ -23,7 +27,7 @@ from service.adapters.datastore import postgres_connector, postgres_scope, setup
 from service.adapters.deadlines import bind_to_call_deadlines
 from service.adapters.eventlog import RecorderEventSource
 from service.adapters.store import FlashpointApplication
-from service.adapters.store_url import redact, store_environment
+from service.adapters.store_url import StoreURLError, redact, store_environment
 from service.audit.chain import Chainer
 from service.audit.seals import load_private_key
 from service.audit.tables import LogTables
@@ -39,13 +43,84 @@ STORE_THREADS = 4
 STORE_CHECK_TIMEOUT = 1.5
 
 
-def _open_application(settings: Settings, env: dict[str, str]) -> FlashpointApplication:
+class SetupError(Exception):
+    """The settings name a store or a key that cannot be used; the message is one line for
+    the user, with no traceback to follow."""
+
+
+class StoreMissing(SetupError):
+    """A reading command was pointed at a store that does not exist (often a typo)."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a ``sqlite:///…`` URL names, or None (PostgreSQL, ``:memory:``)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path).removeprefix("/")
+    if parts.scheme != "sqlite" or not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def open_environment(
+    settings: Settings, *, create: bool, pool_size: int | None = None
+) -> tuple[dict[str, str], Path | None]:
+    """The store's ``eventsourcing`` environment, and the SQLite file this call is about to
+    create (None if it exists, or is not a file).
+
+    Checked before anything is opened: without ``create`` a missing SQLite file is refused
+    (``store_environment`` would make its directories, and the store would be made empty);
+    a PostgreSQL server is asked for one connection, which names the reason (refused, no
+    such database, bad password) where the store's pool would only time out after retries.
+    """
+    path = sqlite_path(settings.store)
+    new = path if path is not None and not path.exists() else None
+    if new is not None and not create:
+        raise StoreMissing(
+            f"no store at {new}: check --store (or FLASHPOINT_STORE); only serve, report, "
+            "demo, import and migrate create one"
+        )
+    try:
+        env = store_environment(settings.store, pool_size=pool_size)
+    except StoreURLError as error:
+        raise SetupError(f"invalid --store: {error}") from None
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        try:
+            with postgres_connector(env, "check")() as connection:
+                connection.execute("SELECT 1")
+        except psycopg.Error as error:
+            reason = " ".join(str(error).split())
+            raise SetupError(f"cannot open store {redact(settings.store)}: {reason}") from None
+    return env, new
+
+
+def _open_application(
+    settings: Settings, env: dict[str, str], *, created: Path | None, one_shot: bool
+) -> FlashpointApplication:
     """Open the configured event store (creating its tables) and the application on it."""
     app = FlashpointApplication(env=env)
     if settings.group_commit:
         app.enable_group_commit()
-    log.info("store.opened", store=redact(settings.store), group_commit=app.group_commit)
+    if created is not None:
+        log.info("store.created", store=redact(settings.store), path=str(created))
+    # Every one-shot CLI command would print this line before its answer; servers and
+    # workers, which run for long, say where they write.
+    opened = log.debug if one_shot else log.info
+    opened("store.opened", store=redact(settings.store), group_commit=app.group_commit)
     return app
+
+
+def load_seal_key(path: str | None) -> Ed25519PrivateKey | None:
+    """The seal-signing key at ``path`` (None: seals go unsigned); SetupError if the file is
+    missing or not an Ed25519 private key in PEM."""
+    if not path:
+        return None
+    try:
+        return load_private_key(path)
+    except OSError as error:
+        raise SetupError(f"seal key {path}: {error.strerror or error}") from None
+    except (ValueError, TypeError) as error:
+        reason = str(error).split(".")[0] if str(error) else "unreadable"
+        raise SetupError(f"seal key {path}: not an Ed25519 private key in PEM ({reason})") from None
 
 
 def check_store(recorder: Any, timeout: float = STORE_CHECK_TIMEOUT) -> None:
@@ -105,8 +180,19 @@ class Flashpoint:
         self.app.close()
 
 
-def build(settings: Settings, *, follow: bool = False, exclusive: bool = False) -> Flashpoint:
+def build(
+    settings: Settings,
+    *,
+    follow: bool = False,
+    exclusive: bool = False,
+    create: bool = True,
+    one_shot: bool = False,
+) -> Flashpoint:
     """Build the service; with ``follow`` the projections are kept current in this process.
+
+    Without ``create`` a store that does not exist is refused (:class:`StoreMissing`) rather
+    than made empty: reading commands pass it, so a mistyped ``--store`` fails. A
+    ``one_shot`` CLI command logs opening the store at debug, not info.
 
     Group commit is on as ``settings.group_commit`` says, for servers and CLI commands alike.
 
@@ -117,7 +203,10 @@ def build(settings: Settings, *, follow: bool = False, exclusive: bool = False) 
     """
     # Every RPC thread may hold a connection, beside the committer, the projections, the
     # chainer and the health watcher.
-    env = store_environment(settings.store, pool_size=settings.threads + STORE_THREADS)
+    env, created = open_environment(
+        settings, create=create, pool_size=settings.threads + STORE_THREADS
+    )
+    seal_key = load_seal_key(settings.seal_key)
     ownership: Ownership | None = None
     if exclusive and env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         ownership = Ownership(
@@ -132,7 +221,7 @@ def build(settings: Settings, *, follow: bool = False, exclusive: bool = False) 
     elif env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         setup = setup_serialized(env)
     with setup:
-        app = _open_application(settings, env)
+        app = _open_application(settings, env, created=created, one_shot=one_shot)
         views = ViewStore.open(env)
         bind_to_call_deadlines(views.recorder.datastore)  # queries run under RPC deadlines
         source = RecorderEventSource(app.recorder)
@@ -147,7 +236,6 @@ def build(settings: Settings, *, follow: bool = False, exclusive: bool = False) 
         )
         listener.start()
     log_tables = LogTables(app.recorder)
-    seal_key = load_private_key(settings.seal_key) if settings.seal_key else None
     chainer = Chainer(log_tables, seal_key)
     worker.followers.append(chainer.step)
     if follow:
@@ -177,8 +265,10 @@ class AuditLog:
         self.app.close()
 
 
-def build_log(settings: Settings) -> AuditLog:
-    app = _open_application(settings, store_environment(settings.store))
+def build_log(settings: Settings, *, create: bool = True, one_shot: bool = False) -> AuditLog:
+    """The log alone (``create`` and ``one_shot`` as for :func:`build`)."""
+    env, created = open_environment(settings, create=create)
+    app = _open_application(settings, env, created=created, one_shot=one_shot)
     return AuditLog(app=app, log_tables=LogTables(app.recorder))
 
 

@@ -1,5 +1,6 @@
 """Prometheus metrics: RPCs, latency, appends, projection positions, lag and quarantined
-events, the store's pool.
+events, the store's pool, which projections this process owns, the process itself (CPU,
+memory, file descriptors) and what is running (``flashpoint_build_info``).
 
 Every server keeps its metrics in a registry of its own (not prometheus-client's global
 one), so several servers can live in one process (the tests build many). Values that
@@ -9,12 +10,21 @@ pool) are read when Prometheus scrapes, so they are never stale.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -55,6 +65,7 @@ class Metrics:
             "(its events and receipt are written together).",
             registry=self.registry,
         )
+        ProcessCollector(registry=self.registry)
 
     def serve(self, host: str, port: int) -> WSGIServer:
         """Serve ``/metrics`` over HTTP at ``host:port`` (in a thread); stop with
@@ -89,6 +100,8 @@ class _ServiceCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        yield _build_info(self._service)
+        yield _ownership(self._service)
         up = GaugeMetricFamily(
             "flashpoint_store_up", "1 when the event store answered its last health check."
         )
@@ -138,6 +151,50 @@ class _ServiceCollector(Collector):
         yield lag
         yield lag_seconds
         yield quarantined
+
+
+def flashpoint_version() -> str:
+    try:
+        return package_version("flashpoint")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree not installed
+        return "unknown"
+
+
+def store_kind(recorder: Any) -> str:
+    """``postgresql`` or ``sqlite``: which store the recorder writes to."""
+    return "postgresql" if "postgres" in type(recorder).__module__ else "sqlite"
+
+
+def _build_info(service: Flashpoint) -> Metric:
+    info = GaugeMetricFamily(
+        "flashpoint_build_info",
+        "Always 1: the Flashpoint version, Python version and kind of event store running.",
+        labels=["version", "python", "store"],
+    )
+    info.add_metric(
+        [flashpoint_version(), platform.python_version(), store_kind(service.app.recorder)], 1.0
+    )
+    return info
+
+
+def _ownership(service: Flashpoint) -> Metric:
+    """1 for each projection this process keeps current: those it holds the lock of
+    (PostgreSQL workers), or all of them when it follows the log alone; else 0. Read from
+    what the worker last knew, without asking the store."""
+    worker = service.worker
+    if worker.ownership is not None:
+        owned: frozenset[str] = worker.ownership.owned
+    else:
+        owned = frozenset(worker.projections) if worker.following else frozenset()
+    gauge = GaugeMetricFamily(
+        "flashpoint_projection_owned",
+        "1 when this process keeps the projection current (it owns it), 0 when another "
+        "process does or it stands by.",
+        labels=["projection"],
+    )
+    for name in sorted(worker.projections):
+        gauge.add_metric([name], 1.0 if name in owned else 0.0)
+    return gauge
 
 
 def stop_serving(server: WSGIServer) -> None:

@@ -1,8 +1,10 @@
-"""Hypothesis throws arbitrary and malformed requests at every CommandService RPC over the
-wire: valid requests mutated field by field, and raw bytes through a generic method.
+"""Hypothesis throws arbitrary and malformed requests at every CommandService, QueryService
+and AuditService RPC over the wire: requests made or mutated field by field, and raw bytes
+through a generic method.
 
 Whatever arrives, the server answers with a status a client can act on (never UNKNOWN or
-INTERNAL), keeps serving, and the log grows by exactly what its OK answers account for.
+INTERNAL), keeps serving, and the log grows by exactly what its OK answers account for
+(queries and audit requests append nothing).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from uuid import UUID, uuid4
 
 import grpc
 import pytest
-from google.protobuf import descriptor
+from google.protobuf import descriptor, message_factory
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,7 +29,9 @@ from hypothesis import strategies as st
 
 from service.adapters.store import FlashpointApplication
 from service.api import translation as tr
+from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
+from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.domain import commands as c
 from service.domain.receipt import CommandReceipt
 from tests.api_support import running_server
@@ -525,3 +529,235 @@ class TestKnownBugs:
             request.changes.Clear()
             request.changes.update({"x" * 20_000: 1})
         assert _send_invalid(target, rpc, request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ------------------------------------------------------------------ queries and audit requests
+
+QUERY_SERVICE = query_pb.DESCRIPTOR.services_by_name["QueryService"]
+AUDIT_SERVICE = audit_pb.DESCRIPTOR.services_by_name["AuditService"]
+#: Every query and audit RPC, as (service, method).
+READ_RPCS: list[tuple[Any, Any]] = [
+    (service, method) for service in (QUERY_SERVICE, AUDIT_SERVICE) for method in service.methods
+]
+READ_IDS = [method.name for _, method in READ_RPCS]
+#: A query's deadline: long enough to answer, short enough that a wait for an unreached
+#: ``min_position`` (or a watch, which never ends) costs little.
+READ_TIMEOUT = 1.5
+#: Messages a stream is read for before the call is let go.
+STREAM_MESSAGES = 200
+
+#: The statuses a malformed or unlucky query may earn: a position not yet reached is
+#: UNAVAILABLE (the wait is bounded by the deadline, which a watch always reaches), a
+#: stream beyond the server's share RESOURCE_EXHAUSTED.
+READ_CODES = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+#: Position fields: mostly reachable; a few far beyond the head (each costs a deadline).
+POSITIONS = st.sampled_from([0, 0, 0, 1, 2, 3, -1, -(2**63), 2**63 - 1])
+
+
+def any_timestamps() -> st.SearchStrategy[Timestamp]:
+    """Valid Timestamps, and ones no calendar holds (queries must refuse them cleanly)."""
+    wild = st.builds(
+        lambda s, n: Timestamp(seconds=s, nanos=n),
+        st.one_of(
+            st.sampled_from([MAX_SECONDS + 1, MIN_SECONDS - 1, 2**63 - 1, -(2**63)]),
+            st.integers(-(2**63), 2**63 - 1),
+        ),
+        st.one_of(st.sampled_from([-1, 1_000_000_000, -(2**31), 2**31 - 1]), st.integers(0, 10)),
+    )
+    return st.one_of(timestamps(), wild)
+
+
+def read_request_class(method: Any) -> type[Message]:
+    cls: type[Message] = message_factory.GetMessageClass(method.input_type)
+    return cls
+
+
+def read_names(target: FuzzTarget) -> list[str]:
+    """Resource names that exist (and near misses) for ``name`` and ``resource`` fields."""
+    incidents = [f"incidents/{i}" for i in target.ids["incident_id"]]
+    return [
+        *incidents,
+        f"sanctions/{target.ids['regime_id'][0]}",
+        f"negotiations/{target.ids['track_id'][0]}",
+        f"negotiations/{target.ids['incident_id'][0]}",
+        f"incidents/{uuid4()}",
+        "incidents/", "incidents/not-a-uuid", "teapots/1", "",
+        "escalation", "timeline", "negotiations", "sanctions", "posture",
+    ]  # fmt: skip
+
+
+def fill_read(data: st.DataObject, target: FuzzTarget, message: Message) -> None:
+    """Set arbitrary fields of a query or audit request, names and positions drawn mostly
+    from values that exist so the fuzzing gets past the first check."""
+    for _ in range(data.draw(st.integers(0, len(message.DESCRIPTOR.fields)))):
+        field = data.draw(fields_of(message))
+        if field.name in ("min_position", "from_position"):
+            setattr(message, field.name, data.draw(POSITIONS))
+        elif field.name in ("name", "resource", "projection"):
+            setattr(
+                message, field.name, data.draw(st.one_of(st.sampled_from(read_names(target)), TEXT))
+            )
+        elif (
+            not field.is_repeated
+            and field.message_type is not None
+            and field.message_type.full_name == Timestamp.DESCRIPTOR.full_name
+        ):
+            getattr(message, field.name).CopyFrom(data.draw(any_timestamps()))
+        else:
+            assign(data, message, field)
+
+
+def raw_unary(channel: grpc.Channel, path: str) -> Callable[..., Any]:
+    """A unary method as bytes in, bytes out."""
+    return channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+
+
+def raw_stream(channel: grpc.Channel, path: str) -> Callable[..., Any]:
+    """A server-streaming method as bytes in, bytes out."""
+    return channel.unary_stream(path, request_serializer=None, response_deserializer=None)
+
+
+def send_read(target: FuzzTarget, service: Any, method: Any, body: bytes) -> grpc.StatusCode:
+    """Send raw ``body``; the status (a stream read for up to STREAM_MESSAGES messages)."""
+    path = f"/{service.full_name}/{method.name}"
+    try:
+        if method.server_streaming:
+            call: Any = raw_stream(target.channel, path)(body, timeout=READ_TIMEOUT)
+            try:
+                for count, _ in enumerate(call, 1):
+                    if count >= STREAM_MESSAGES:
+                        break
+            finally:
+                call.cancel()
+        else:
+            raw_unary(target.channel, path)(body, timeout=READ_TIMEOUT)
+    except grpc.RpcError as error:
+        code: grpc.StatusCode = error.code()
+        if code == grpc.StatusCode.CANCELLED:  # we let a long stream go ourselves
+            return grpc.StatusCode.OK
+        return code
+    return grpc.StatusCode.OK
+
+
+def assert_read_answered_cleanly(
+    target: FuzzTarget, rpc: str, before: int, code: grpc.StatusCode
+) -> None:
+    event(f"status {code.name}")
+    assert code in READ_CODES, f"{rpc} answered {code.name}"
+    assert target.app.head_position() == before, f"{rpc} appended to the log"
+    assert_still_serving(target)
+
+
+class TestFuzzQueries:
+    def test_every_query_and_audit_rpc_is_fuzzed(self) -> None:
+        assert set(READ_IDS) == {m.name for m in QUERY_SERVICE.methods} | {
+            m.name for m in AUDIT_SERVICE.methods
+        }
+        assert len(READ_IDS) == 20
+
+    @pytest.mark.parametrize(("service", "method"), READ_RPCS, ids=READ_IDS)
+    @settings(FUZZ_SETTINGS, max_examples=EXAMPLES)
+    @given(data=st.data())
+    def test_arbitrary_requests_are_answered_cleanly(
+        self, target: FuzzTarget, service: Any, method: Any, data: st.DataObject
+    ) -> None:
+        """Any request, out-of-range timestamps and durations included, earns OK or a client
+        error, never INTERNAL or UNKNOWN, and appends nothing."""
+        request = read_request_class(method)()
+        fill_read(data, target, request)
+        for _ in range(data.draw(st.integers(0, 2), label="mutations")):
+            if request.DESCRIPTOR.fields:
+                mutate(data, request)
+        before = target.app.head_position()
+        code = send_read(target, service, method, request.SerializeToString())
+        assert_read_answered_cleanly(target, method.name, before, code)
+
+    @pytest.mark.parametrize(("service", "method"), READ_RPCS, ids=READ_IDS)
+    @settings(FUZZ_SETTINGS, max_examples=max(EXAMPLES // 2, 1))
+    @given(data=st.data())
+    def test_raw_bytes_are_answered_cleanly(
+        self, target: FuzzTarget, service: Any, method: Any, data: st.DataObject
+    ) -> None:
+        """Raw bytes: decodable or not, a client error at worst (undecodable bodies are
+        INVALID_ARGUMENT), and nothing appended."""
+        request = read_request_class(method)()
+        fill_read(data, target, request)
+        valid = request.SerializeToString() or b"\x08\x01"
+        body = raw_body(data, valid)
+        before = target.app.head_position()
+        code = send_read(target, service, method, body)
+        assert_read_answered_cleanly(target, method.name, before, code)
+
+
+def _timestamp_fields() -> list[tuple[Any, Any, str]]:
+    """(service, method, field) for every Timestamp field of a query or audit request."""
+    found = []
+    for service, method in READ_RPCS:
+        for field in method.input_type.fields:
+            if field.message_type is not None and (
+                field.message_type.full_name == Timestamp.DESCRIPTOR.full_name
+            ):
+                found.append((service, method, field.name))
+    return found
+
+
+TIMESTAMP_FIELDS = _timestamp_fields()
+
+
+class TestOutOfRangeTimesInQueries:
+    def test_the_queries_with_times_are_all_covered(self) -> None:
+        names = {f"{method.name}.{field}" for _, method, field in TIMESTAMP_FIELDS}
+        assert {
+            "ReadEvents.recorded_after", "GetEscalation.at", "ListEscalations.as_of",
+            "GetPairEscalation.at", "GetEscalationHistory.start_time",
+            "GetEscalationHistory.end_time",
+        } <= names  # fmt: skip
+
+    @pytest.mark.parametrize(
+        ("service", "method", "field"),
+        TIMESTAMP_FIELDS,
+        ids=[f"{method.name}.{field}" for _, method, field in TIMESTAMP_FIELDS],
+    )
+    @pytest.mark.parametrize(
+        ("seconds", "nanos"),
+        [
+            pytest.param(MAX_SECONDS + 1, 0, id="after-9999"),
+            pytest.param(MIN_SECONDS - 1, 0, id="before-year-1"),
+            pytest.param(0, -1, id="negative-nanos"),
+        ],
+    )
+    def test_an_out_of_range_time_is_invalid_argument_naming_the_field(
+        self, target: FuzzTarget, service: Any, method: Any, field: str, seconds: int, nanos: int
+    ) -> None:
+        """Before, these answered INTERNAL (``datetime.fromtimestamp`` failed in the server);
+        ``ReadEvents(recorded_after={seconds: 253402300800})`` among them."""
+        request: Any = read_request_class(method)()
+        for name, value in (("country", "POL"), ("actor", "RUS"), ("target", "POL")):
+            if name in request.DESCRIPTOR.fields_by_name:
+                setattr(request, name, value)
+        stamp: Timestamp = getattr(request, field)
+        stamp.seconds, stamp.nanos = seconds, nanos
+        path = f"/{service.full_name}/{method.name}"
+        body = request.SerializeToString()
+
+        def call() -> object:
+            if method.server_streaming:
+                return list(raw_stream(target.channel, path)(body, timeout=TIMEOUT))
+            return raw_unary(target.channel, path)(body, timeout=TIMEOUT)
+
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value
+        assert field in (raised.value.details() or ""), raised.value.details()
+        assert_still_serving(target)

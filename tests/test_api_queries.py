@@ -168,7 +168,8 @@ class TestEscalation:
         assert view.subject == "POL"
         assert view.score == pytest.approx(score, abs=1e-5)
         assert (view.level, view.level_name) == (2, "tension")
-        assert (view.trend, view.earlier_score) == ("deteriorated", 0.0)
+        # Nothing was known 30 days earlier: the trend is "new", not a change from 0.
+        assert (view.trend, view.earlier_score) == ("new", 0.0)
         assert view.parameters_version == parameters.VERSION
         assert when(view.at) == T0
         assert abs(when(view.as_of) - datetime.now(UTC)) < timedelta(seconds=30)
@@ -754,7 +755,8 @@ class TestWatchEscalation:
         finally:
             watch.stop()
         change = next(m for m in watch.messages[2:] if m.country == "POL")
-        assert (change.previous_level, change.trend) == (2, "deteriorated")
+        # Still nothing known 30 days earlier: a new subject whose level rose.
+        assert (change.previous_level, change.trend) == (2, "new")
         assert change.level >= 3
         assert change.position >= strike.position
         assert all(m.country in {"RUS", "POL"} for m in watch.messages)

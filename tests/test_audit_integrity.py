@@ -22,7 +22,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,14 +106,20 @@ class Row:
 class Database:
     """The store's tables reached around the service, as someone with database access would.
 
-    Statements name ``{events}``, ``{chain}``, ``{seals}`` and ``{pos}`` (the position column)
-    and use ``?`` for values.
+    Statements name ``{events}``, ``{chain}``, ``{seals}``, ``{head}`` (the chainer's head
+    record) and ``{pos}`` (the position column) and use ``?`` for values.
     """
 
     placeholder = "?"
 
-    def __init__(self, events: str, chain: str, seals: str, position: str) -> None:
-        self.names = {"events": events, "chain": chain, "seals": seals, "pos": position}
+    def __init__(self, events: str, chain: str, seals: str, head: str, position: str) -> None:
+        self.names = {
+            "events": events,
+            "chain": chain,
+            "seals": seals,
+            "head": head,
+            "pos": position,
+        }
 
     def _connect(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
@@ -210,10 +216,42 @@ class Database:
     def stored_seals(self) -> list[dict[str, Any]]:
         return [json.loads(row[0]) for row in self.run("SELECT seal FROM {seals} ORDER BY 1")]
 
+    def cover_tracks_from(self, position: int) -> None:
+        """A consistent rewrite from ``position``: the seals and the chainer's head record
+        dropped, the chain recomputed without the chainer (which refuses to go back)."""
+        self.forget_chain_from(position)
+        self.forget_head()
+        self.rechain_from(position)
+
+    def head_record(self) -> dict[str, Any] | None:
+        """The chain head the chainer recorded (its watermark), or None."""
+        found = self.run("SELECT head FROM {head}")
+        return json.loads(found[0][0]) if found else None
+
+    def forget_head(self) -> None:
+        """What a thorough editor does as well: drop the chainer's record of its head."""
+        # A store made before the head record existed has none to drop.
+        with suppress(sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            self.run("DELETE FROM {head}")
+
+    def rechain_from(self, position: int) -> None:
+        """Recompute the chain rows from ``position`` on, as an editor with the formulas can."""
+        self.run("DELETE FROM {chain} WHERE position >= ?", (position,))
+        rows = self.events()
+        hashes = chain_of(rows)
+        chained = []
+        for row, chain in zip(rows, hashes, strict=True):
+            if row.position < position:
+                continue
+            content = content_of(row.originator_id, row.version, row.topic, row.state)
+            event = hashlib.sha256(row.position.to_bytes(8, "big") + content).digest()
+            chained.append((row.position, content, event, chain))
+        self.run_many("INSERT INTO {chain} VALUES (?, ?, ?, ?)", chained)
+
 
 class SQLiteDatabase(Database):
     def __init__(self, url: str) -> None:
-        super().__init__("stored_events", "fp_chain", "fp_seals", "rowid")
+        super().__init__("stored_events", "fp_chain", "fp_seals", "fp_chain_head", "rowid")
         self.path = store_environment(url)["SQLITE_DBNAME"]
 
     @contextmanager
@@ -244,6 +282,7 @@ class PostgresDatabase(Database):
             f"{schema}.flashpoint_events",
             f"{schema}.fp_chain",
             f"{schema}.fp_seals",
+            f"{schema}.fp_chain_head",
             "notification_id",
         )
         self.dsn = parts._replace(query="").geturl()
@@ -638,8 +677,7 @@ class AuditIntegrityContract:
         assert seal is not None and seal["last_position"] == EVENTS
         assert_intact(verify(service.log_tables, against=[seal]), chained)
         database.update(10, state=one_byte_changed(database.event(10).state))
-        database.forget_chain_from(10)
-        service.chainer.catch_up()
+        database.cover_tracks_from(10)
         assert verify(service.log_tables).intact  # consistent again, as far as the store says
         report = verify(service.log_tables, against=[seal])
         assert_break(report, EVENTS, "seal_mismatch")
@@ -653,6 +691,7 @@ class AuditIntegrityContract:
         assert seal is not None
         database.delete(*range(EVENTS - 2, EVENTS + 1))
         database.forget_chain_from(EVENTS - 2)
+        database.forget_head()  # left in place, the chainer's head record exposes the cut
         assert verify(service.log_tables).intact
         assert_break(verify(service.log_tables, against=[seal]), EVENTS, "truncated")
 
@@ -710,8 +749,7 @@ class AuditIntegrityContract:
         report = verify(service.log_tables, against=[seal])
         assert report.intact and report.seals_checked == 1
         database.delete(5, 20)
-        database.forget_chain_from(1)
-        service.chainer.catch_up()
+        database.cover_tracks_from(1)
         report = verify(service.log_tables, against=[seal])
         assert not report.intact, report.summary()
 
@@ -821,8 +859,7 @@ class AuditIntegrityContract:
         seal = signer.chainer.seal()
         assert seal is not None
         database.update(10, state=one_byte_changed(database.event(10).state))
-        database.forget_chain_from(10)
-        service.chainer.catch_up()
+        database.cover_tracks_from(10)
         new_digest = digest_of(database.events())
         assert verify(service.log_tables).digest == new_digest
         edited = {**seal, "digest": new_digest}
@@ -843,8 +880,7 @@ class AuditIntegrityContract:
     ) -> None:
         """An editor re-sealing the recomputed chain with their own key is caught by the key."""
         database.update(3, state=one_byte_changed(database.event(3).state))
-        database.forget_chain_from(3)
-        service.chainer.catch_up()
+        database.cover_tracks_from(3)
         forger = build(
             Settings(store=store_url, seal_key=str(other_keys.private_path)),
             follow=False,
@@ -1016,8 +1052,7 @@ class AuditIntegrityContract:
         assert done.returncode == 1
         assert done.stdout.startswith(f"BROKEN at position {EVENTS}: bad_signature")
         database.update(10, state=one_byte_changed(database.event(10).state))
-        database.forget_chain_from(10)
-        service.chainer.catch_up()
+        database.cover_tracks_from(10)
         assert cli(store_url, "verify").returncode == 0  # recomputed: the store alone agrees
         done = cli(store_url, *against)
         assert done.returncode == 1

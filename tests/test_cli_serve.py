@@ -115,7 +115,7 @@ class TestServe:
             assert result["position"] >= 1
             assert result["replayed"] is False
 
-            read = run("query", "--server", served.address, "incident", result["id"])
+            read = run("query", "--server", served.address, "--json", "incident", result["id"])
             assert read.returncode == 0, read.stderr
             incident = json.loads(read.stdout)
             assert incident["name"] == result["resource"]

@@ -29,19 +29,26 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
+from cryptography.hazmat.primitives import serialization
 
 from service.adapters.store_url import store_environment
 from service.api.auth import parse_tokens
 from service.api.server import is_loopback
 from service.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser
 from service.settings import ENV_PREFIX, Settings
-from tests.api_support import free_port
+from tests.api_support import flashpoint, free_port
+from tests.test_api_security import _ca, _leaf, _write_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
+#: What is not applied with the folder: the Secret's shape, TLS, the ServiceMonitor.
+EXAMPLES = KUBERNETES / "examples"
+SECRET_EXAMPLE = EXAMPLES / "secret.example.yaml"
+TLS_PATCH = EXAMPLES / "server-tls.patch.yaml"
+SERVICE_MONITOR = EXAMPLES / "servicemonitor.yaml"
 BIN = Path(sys.executable).parent
 #: A version whose schemas kubernetes-validate bundles (it never fetches any).
 KUBERNETES_VERSION = "1.37.0"
@@ -372,11 +379,41 @@ def test_compose_topology_postgres_servers_worker_prometheus() -> None:
 
 
 def kubernetes_resources() -> list[dict[str, Any]]:
+    """What `kubectl apply -f deploy/kubernetes/` applies: the folder's own files (without
+    -R, kubectl does not descend into examples/)."""
     return [
         resource
         for path in sorted(KUBERNETES.glob("*.yaml"))
         for resource in load_yaml_documents(path)
     ]
+
+
+def cluster_resources() -> list[dict[str, Any]]:
+    """The applied resources plus the Secret made beside them with `kubectl create secret`
+    (its shape is examples/secret.example.yaml)."""
+    return [*kubernetes_resources(), *load_yaml_documents(SECRET_EXAMPLE)]
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    """``kubectl patch --type strategic`` for what the patches here use: maps merge, null
+    deletes a key, lists of named items (containers, env, volumes, mounts) merge by name,
+    other lists are replaced."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = strategic_merge(base[key], value) if key in base else value
+        return merged
+    named_items = all(isinstance(item, dict) and "name" in item for item in [*base, *patch]) \
+        if isinstance(base, list) and isinstance(patch, list) else False  # fmt: skip
+    if named_items:
+        by_name = {item["name"]: item for item in base}
+        for item in patch:
+            by_name[item["name"]] = strategic_merge(by_name.get(item["name"], {}), item)
+        return list(by_name.values())
+    return patch
 
 
 def by_kind(kind: str, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -447,7 +484,7 @@ def test_kubernetes_validate_passes_strict() -> None:
     assert output.count(" passed for resource ") == len(kubernetes_resources()), output
     kinds = sorted(resource["kind"] for resource in kubernetes_resources())
     assert kinds == sorted(
-        ["ConfigMap", "Secret", "Deployment", "Deployment", "Service", "PodDisruptionBudget",
+        ["ConfigMap", "Deployment", "Deployment", "Service", "Service", "PodDisruptionBudget",
          "Job"]
     )  # fmt: skip
     assert not any("namespace" in r["metadata"] for r in kubernetes_resources())
@@ -465,7 +502,7 @@ def test_kubernetes_validate_rejects_an_unknown_field(tmp_path: Path) -> None:
 
 def test_kubernetes_containers_args_and_environment_are_the_clis() -> None:
     """Each container's args parse with the CLI and its resolved environment is valid."""
-    resources = kubernetes_resources()
+    resources = cluster_resources()
     _, final = dockerfile_stages()
     secret = named("Secret", "flashpoint", resources)
     verbs: list[str] = []
@@ -501,9 +538,24 @@ def test_kubernetes_containers_args_and_environment_are_the_clis() -> None:
     assert sorted(verbs) == ["Deployment:project", "Deployment:serve", "Job:migrate"]
 
 
+def test_applying_the_folder_never_overwrites_the_secret() -> None:
+    """`kubectl apply -f deploy/kubernetes/`, as the README says to run it, applies no
+    Secret: the placeholder one is an example outside the applied folder, and the README
+    creates the real one with `kubectl create secret`."""
+    assert not by_kind("Secret", kubernetes_resources()), "applying the folder writes a Secret"
+    assert SECRET_EXAMPLE.parent != KUBERNETES and SECRET_EXAMPLE.is_file()
+    readme = (DEPLOY / "README.md").read_text()
+    applies = re.findall(r"kubectl apply [^\n]*", readme)
+    assert "kubectl apply -f deploy/kubernetes/" in applies, applies
+    assert not any(re.search(r"\s(-R|--recursive)\b", line) for line in applies), applies
+    assert "kubectl create secret generic flashpoint" in readme
+    assert "kubectl create secret tls flashpoint-tls" in readme
+
+
 def test_kubernetes_secret_holds_placeholders_only() -> None:
-    """The shipped Secret admits nobody: its tokens are comments, its password a placeholder."""
-    secret = named("Secret", "flashpoint", kubernetes_resources())
+    """The example Secret admits nobody: its tokens are comments, its password a placeholder."""
+    (secret,) = load_yaml_documents(SECRET_EXAMPLE)
+    assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", "flashpoint")
     tokens = secret["stringData"]["tokens"]
     assert "PLACEHOLDER" in tokens
     assert parse_tokens(tokens) == [], "a real token hash is committed in the Secret"
@@ -513,7 +565,7 @@ def test_kubernetes_secret_holds_placeholders_only() -> None:
 
 def test_kubernetes_servers_probe_grpc_health_and_are_highly_available() -> None:
     """Servers: 2+ replicas, native gRPC probes on the serving port, a Service and a PDB."""
-    resources = kubernetes_resources()
+    resources = cluster_resources()
     server = named("Deployment", "flashpoint-server", resources)
     worker = named("Deployment", "flashpoint-worker", resources)
     assert server["spec"]["replicas"] >= 2
@@ -546,6 +598,133 @@ def test_kubernetes_servers_probe_grpc_health_and_are_highly_available() -> None
     assert budget["spec"]["minAvailable"] < server["spec"]["replicas"]
     worker_labels = worker["spec"]["template"]["metadata"]["labels"]
     assert not service["spec"]["selector"].items() <= worker_labels.items()
+
+
+def test_servicemonitor_scrapes_the_metrics_port_of_servers_and_workers() -> None:
+    """examples/servicemonitor.yaml (a Prometheus Operator CRD, which kubernetes-validate has
+    no schema for, so it is checked here field by field) selects the headless metrics
+    Service, whose endpoints are the "metrics" ports of the servers and the workers only."""
+    (monitor,) = load_yaml_documents(SERVICE_MONITOR)
+    assert (monitor["apiVersion"], monitor["kind"]) == (
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+    )
+    assert "namespace" not in monitor["metadata"] and monitor["metadata"]["name"]
+    resources = cluster_resources()
+    selected = [
+        service
+        for service in by_kind("Service", resources)
+        if monitor["spec"]["selector"]["matchLabels"].items()
+        <= service["metadata"]["labels"].items()
+    ]
+    assert [service["metadata"]["name"] for service in selected] == ["flashpoint-metrics"]
+    (service,) = selected
+    assert service["spec"]["clusterIP"] == "None", "each pod is its own target"
+    ports = {port["name"]: port for port in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in ports, endpoint
+        assert endpoint["path"] == "/metrics"
+    (port,) = ports.values()
+    endpoints = []
+    for workload, _pod, container in workload_containers(resources):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        if not service["spec"]["selector"].items() <= labels.items():
+            continue
+        declared = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        if port["targetPort"] not in declared:
+            continue  # no such named port: the pod is no endpoint of the Service
+        environment = resolve_container_environment(container, resources)
+        settings = settings_for(container["args"], environment)
+        address = settings.metrics_address()
+        assert address is not None and address[1] == declared[port["targetPort"]]
+        assert address[0] in ("0.0.0.0", "::"), (  # noqa: S104
+            f"{workload['metadata']['name']} /metrics on {address}"
+        )
+        endpoints.append(labels["app.kubernetes.io/component"])
+    assert sorted(endpoints) == ["server", "worker"]
+
+
+def tls_server() -> dict[str, Any]:
+    """flashpoint-server as `kubectl patch` leaves it with examples/server-tls.patch.yaml."""
+    server = named("Deployment", "flashpoint-server", kubernetes_resources())
+    (patch,) = load_yaml_documents(TLS_PATCH)
+    merged: dict[str, Any] = strategic_merge(server, patch)
+    return merged
+
+
+def test_tls_patch_gives_the_server_its_certificate_as_files(tmp_path: Path) -> None:
+    """The patched Deployment is valid, loads TLS settings naming files mounted from the
+    flashpoint-tls Secret, and probes health over TLS with commands the CLI accepts."""
+    deployment = tls_server()
+    patched = tmp_path / "server-tls.yaml"
+    patched.write_text(yaml.safe_dump(deployment))
+    result = run([tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, patched])
+    assert result.returncode == 0 and "WARN" not in result.stdout, result.stdout + result.stderr
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    environment = resolve_container_environment(container, cluster_resources())
+    settings = settings_for(container["args"], environment)
+    assert settings.tls_cert and settings.tls_key
+    mounted = {
+        posixpath.join(mount["mountPath"], item["path"]): (
+            volume["secret"]["secretName"], item["key"]
+        )
+        for mount in container["volumeMounts"]
+        for volume in pod["volumes"]
+        if volume["name"] == mount["name"] and "secret" in volume
+        for item in volume["secret"]["items"]
+    }  # fmt: skip
+    assert mounted[settings.tls_cert] == ("flashpoint-tls", "tls.crt")
+    assert mounted[settings.tls_key] == ("flashpoint-tls", "tls.key")
+    assert mounted[settings.tokens_file or ""] == ("flashpoint", "tokens"), "tokens still mounted"
+    port = settings.listen.rsplit(":", 1)[1]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert "grpc" not in container[probe], f"{probe}: the kubelet's gRPC probe is plaintext"
+        command = container[probe]["exec"]["command"]
+        args = parse_cli(command[1:])
+        assert command[0] == "flashpoint" and command[1] == "health"
+        assert args.server == f"localhost:{port}" and args.tls_ca in mounted
+        assert args.timeout < container[probe]["timeoutSeconds"], probe
+
+
+def test_tls_patch_probe_passes_against_a_server_with_those_files(tmp_path: Path) -> None:
+    """The patch's probe command, run for real against `flashpoint serve` given the patch's
+    environment (files in a temporary folder instead of /etc/flashpoint/tls), says SERVING;
+    the plaintext probe the patch replaces would not."""
+    ca = _ca("Flashpoint deploy test CA")
+    cert, key = _leaf("flashpoint", ca, server=True)
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, ca[0]))
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    (tls / "tls.crt").write_bytes(chain)
+    _write_key(tls / "tls.key", key)
+    deployment = tls_server()
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+
+    def relocate(value: str) -> str:
+        return value.replace("/etc/flashpoint/tls", str(tls))
+
+    tls_env = {
+        v["name"]: relocate(v["value"])
+        for v in container["env"]
+        if v["name"].startswith("FLASHPOINT_TLS")
+    }
+    assert set(tls_env) == {"FLASHPOINT_TLS_CERT", "FLASHPOINT_TLS_KEY"}
+    port = free_port()
+    server_env = {**clean_env(), **tls_env, "FLASHPOINT_LISTEN": f"127.0.0.1:{port}",
+                  "FLASHPOINT_STORE": f"sqlite:///{tmp_path}/flashpoint.db"}  # fmt: skip
+    probe = [
+        relocate(argument).replace("localhost:50051", f"localhost:{port}")
+        for argument in container["readinessProbe"]["exec"]["command"]
+    ]
+    with running([flashpoint(), "serve"], cwd=tmp_path, env=server_env) as server:
+        result = wait_until_healthy([flashpoint(), *probe[1:]], server, clean_env(), tmp_path)
+        assert result.returncode == EXIT_OK, result.stderr + server.output()
+        assert result.stdout.strip() == "SERVING"
+        plaintext = run([flashpoint(), "health", "--server", f"localhost:{port}"],
+                        cwd=tmp_path, env=clean_env())  # fmt: skip
+        assert plaintext.returncode == EXIT_FAILED, plaintext.stdout
+        assert server.stop() == 0, server.output()
 
 
 # ------------------------------------------------------------------ the install, for real
@@ -669,10 +848,9 @@ def test_container_install_serves_and_passes_the_images_health_check(
     assert located.returncode == 0, located.stderr
     module, implementation = located.stdout.split()
     assert Path(module).is_relative_to(container_venv), module
-    if implementation == "python":  # psycopg loads the system libpq at run time
-        assert any("libpq5" in step for step in final.arguments("RUN")), (
-            "the final image needs libpq5 for the pure-Python psycopg"
-        )
+    # psycopg-binary brings its own libpq, which is why the final image installs none.
+    assert implementation == "binary", implementation
+    assert not any("apt-get" in step for step in final.arguments("RUN"))
     # The image's CMD with its ENV, except a free loopback port: no tokens are needed there.
     port = free_port()
     serve_env = image_settings_environment(final, FLASHPOINT_LISTEN=f"127.0.0.1:{port}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -39,6 +41,26 @@ class TestQuality:
             pytest.fail("buf is missing: scripts/bootstrap dev installs it (npm ci)")
         result = run(buf, "lint", cwd=ROOT / "proto")
         assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_buf_lint_requires_a_comment_on_every_element(self, tmp_path: Path) -> None:
+        """COMMENTS is on (every service, RPC, message, field and enum value documented),
+        only the vendored google/ files are exempt, and lint really fails on a bare field."""
+        config = yaml.safe_load((ROOT / "proto" / "buf.yaml").read_text())
+        assert {"STANDARD", "COMMENTS"} <= set(config["lint"]["use"]), config["lint"]
+        assert config["lint"].get("ignore") == ["google"], config["lint"]
+        buf = ROOT / "node_modules" / ".bin" / "buf"
+        if not buf.exists():
+            pytest.fail("buf is missing: scripts/bootstrap dev installs it (npm ci)")
+        copy = tmp_path / "proto"
+        shutil.copytree(ROOT / "proto", copy)
+        common = copy / "flashpoint" / "v1" / "common.proto"
+        text = common.read_text()
+        bare = re.sub(r"\n  // Its name, [^\n]*\n", "\n", text, count=1)
+        assert bare != text
+        common.write_text(bare)
+        result = run(buf, "lint", cwd=copy)
+        assert result.returncode != 0
+        assert 'Field "name" should have a non-empty comment' in result.stdout, result.stdout
 
     def test_generated_code_is_fresh(self, tmp_path: Path) -> None:
         """The checked-in generated code is exactly what proto/ generates now."""

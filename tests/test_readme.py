@@ -70,3 +70,45 @@ class TestReadme:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def readme_cli_commands() -> list[list[str]]:
+    """Every ``.venv/bin/flashpoint …`` command of the README's shell blocks, as arguments
+    (continuation lines joined, comments and redirections dropped)."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.+?)\n```", text, re.DOTALL):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split(" # ", 1)[0].split(">", 1)[0].strip()
+            if line.startswith(".venv/bin/flashpoint"):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+class TestReadmeCommands:
+    def test_every_documented_cli_command_parses(self) -> None:
+        """Flags in the README exist where the README puts them (argparse exits 2 on one
+        that does not)."""
+        from service.cli.main import build_parser
+
+        commands = readme_cli_commands()
+        assert len(commands) > 20, commands
+        for args in commands:
+            if args == ["--version"]:
+                continue  # argparse prints it and exits 0
+            args = [arg.replace("<id>", "00000000-0000-0000-0000-000000000001") for arg in args]
+            try:
+                parsed = build_parser().parse_args(args)
+            except SystemExit as exit_:
+                raise AssertionError(
+                    f"the README's `flashpoint {' '.join(args)}` does not parse"
+                ) from exit_
+            assert getattr(parsed, "handler", None) is not None, args
+
+    def test_the_documented_new_commands_are_there(self) -> None:
+        documented = [" ".join(args) for args in readme_cli_commands()]
+        for needle in ("--until", "watch ", "--version", "--all"):
+            assert any(needle in command for command in documented), needle

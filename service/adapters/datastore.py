@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import psycopg_pool.pool
+from psycopg_pool.base import AttemptWithBackoff
 
 Connect = Callable[[], "psycopg.Connection[Any]"]
 
@@ -45,19 +47,73 @@ def libpq_options(env: Mapping[str, str]) -> dict[str, str]:
     return options
 
 
+#: Longest a call waits for a connection from a PostgreSQL pool per attempt (the library
+#: makes ten, 0.2 s apart): its default, the connect timeout, kept a call caught by an
+#: outage waiting ten times that. A busy pool hands connections over in milliseconds.
+POOL_WAIT_SECONDS = 0.5
+#: The pool's reconnection backoff, capped: psycopg_pool doubles it from 1 s without end,
+#: so after a minute's outage the next attempt could be 30 s away once the database is
+#: back. Attempts fail fast (connection refused, or ``connect_timeout``), so trying twice
+#: a second costs nothing.
+RECONNECT_FIRST_DELAY = 0.1
+#: The wait while the store is known to be down (see :func:`store_down`): calls caught in
+#: the library's retries then answer within its ten attempts' pauses, about 2 s.
+DOWN_POOL_WAIT_SECONDS = 0.05
+RECONNECT_MAX_DELAY = 0.5
+
+
+class CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's attempt with a delay that stops growing at RECONNECT_MAX_DELAY."""
+
+    INITIAL_DELAY = RECONNECT_FIRST_DELAY
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
+def cap_reconnect_backoff() -> None:
+    """Have every psycopg pool of this process (all are the stores') retry with
+    :class:`CappedBackoff`; the pool module names the class it uses at call time."""
+    psycopg_pool.pool.AttemptWithBackoff = CappedBackoff  # type: ignore[attr-defined]
+
+
+def store_down(datastore: Any, down: bool) -> None:
+    """Tell a PostgreSQL datastore whether its database is known to be down (the server's
+    store watcher says so): while it is, waiting for a pooled connection gives up at once
+    instead of holding the calls already in flight for the full wait, ten times."""
+    pool = getattr(datastore, "pool", None)
+    if isinstance(pool, psycopg_pool.ConnectionPool):
+        pool.timeout = DOWN_POOL_WAIT_SECONDS if down else POOL_WAIT_SECONDS
+
+
 def configure_datastore(datastore: Any, env: Mapping[str, str]) -> None:
     """Apply to a datastore, before it connects, what the library's factories do not read
-    from ``env``: libpq parameters (PostgreSQL) and how many connections a SQLite pool
-    keeps (one beyond it is opened and closed for a single transaction)."""
+    from ``env``: libpq parameters (PostgreSQL), a connect timeout for the pool's own
+    connections, a short wait for a pooled connection and a capped reconnection backoff
+    (see POOL_WAIT_SECONDS), and how many connections a SQLite pool keeps (one beyond it
+    is opened and closed for a single transaction)."""
     pool = getattr(datastore, "pool", None)
     if pool is None:
         return
     options = libpq_options(env)
-    if options and isinstance(getattr(pool, "kwargs", None), dict):
-        pool.kwargs.update(options)
+    kwargs = getattr(pool, "kwargs", None)
+    if isinstance(pool, psycopg_pool.ConnectionPool) and isinstance(kwargs, dict):
+        # The library passes its connect timeout as the pool's wait, not to libpq: without
+        # one a connection to an unreachable host hangs for the kernel's TCP timeout.
+        kwargs.setdefault("connect_timeout", connect_timeout(env))
+        pool.timeout = min(pool.timeout, POOL_WAIT_SECONDS)
+        cap_reconnect_backoff()
+    if options and isinstance(kwargs, dict):
+        kwargs.update(options)
     sqlite_pool_size = env.get("SQLITE_POOL_SIZE")
     if sqlite_pool_size and hasattr(pool, "pool_size"):
         pool.pool_size = int(sqlite_pool_size)
+
+
+def connect_timeout(env: Mapping[str, str]) -> int:
+    """libpq's ``connect_timeout`` (whole seconds, at least 1: 0 would mean none)."""
+    return max(1, int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "2"))))
 
 
 def postgres_connector(env: Mapping[str, str], purpose: str) -> Connect:
@@ -72,7 +128,7 @@ def postgres_connector(env: Mapping[str, str], purpose: str) -> Connect:
             port=env.get("POSTGRES_PORT", "5432"),
             user=env.get("POSTGRES_USER", "postgres"),
             password=env.get("POSTGRES_PASSWORD", ""),
-            connect_timeout=int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5"))),
+            connect_timeout=connect_timeout(env),
             application_name=f"flashpoint-{purpose}",
             autocommit=True,
             **options,

@@ -3,7 +3,9 @@ root made; ``service.cli.serve`` runs it."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +17,9 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from service.adapters.datastore import store_down
 from service.api import translation as tr
 from service.api.auth import Authenticator
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
@@ -44,8 +47,9 @@ class ServeRefused(Exception):
     """The server will not start with these settings (an unsafe or impossible setup)."""
 
 
-#: How often the store watcher checks the event store.
-STORE_CHECK_SECONDS = 2.0
+#: How often the store watcher checks the event store: an outage shows in health within
+#: about this plus one check's timeout.
+STORE_CHECK_SECONDS = 0.5
 
 
 class StoreWatcher:
@@ -57,8 +61,11 @@ class StoreWatcher:
         check: Callable[[], None],
         health_servicer: health.HealthServicer,
         interval: float = STORE_CHECK_SECONDS,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self._check = check
+        #: Told ``True`` when the store comes back, ``False`` when it goes.
+        self._on_change = on_change
         self._health = health_servicer
         self.interval = interval
         self.available = True
@@ -77,10 +84,14 @@ class StoreWatcher:
                 log.error("store.unavailable", error=str(error) or type(error).__name__)
                 self.available = False
                 set_health(self._health, health_pb2.HealthCheckResponse.NOT_SERVING)
+                if self._on_change is not None:
+                    self._on_change(False)
             return False
         if not self.available:
             log.info("store.available")
             self.available = True
+            if self._on_change is not None:
+                self._on_change(True)
             set_health(self._health, health_pb2.HealthCheckResponse.SERVING)
         return True
 
@@ -96,6 +107,42 @@ class StoreWatcher:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+#: The reflection service tools ask for first (grpcurl, Postman); grpcio-reflection only
+#: ships v1alpha, whose messages are v1's field for field.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def enable_reflection(names: tuple[str, ...], server: grpc.Server) -> None:
+    """Serve reflection as v1 and v1alpha, both answering from the default descriptor pool.
+
+    v1 is the v1alpha servicer under the v1 name: the wire format is the same.
+    """
+    listed = (*names, reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.ReflectionServicer(listed)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
+    )
+
+
+class ProjectionStoreFailing(Exception):
+    """The projection worker cannot write the read models (its store fails)."""
+
+
+def check_service(parts: ServedParts) -> None:
+    """Raise unless the event store answers and the projection worker's store works: read
+    models that cannot be written go stale, which the server must not hide."""
+    parts.check_store()
+    failure = parts.worker.store_failure
+    if failure is not None:
+        raise ProjectionStoreFailing(f"the read models cannot be written: {failure}")
 
 
 def set_health(servicer: health.HealthServicer, status: Any) -> None:
@@ -146,6 +193,46 @@ def is_loopback(listen: str) -> bool:
         return False
 
 
+def listen_port(listen: str) -> int:
+    """The port of a ``HOST:PORT`` listen address: 1..65535, or 0 for any free port."""
+    host, colon, text = listen.rpartition(":")
+    if not colon or not host.strip("[]"):
+        raise ServeRefused(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ServeRefused(
+            f"--listen {listen!r}: the port must be a number from 1 to 65535 (0: any free port)"
+        )
+    return int(text)
+
+
+def check_port_free(listen: str) -> None:
+    """Refuse an address another process listens on, naming it.
+
+    gRPC binds with SO_REUSEADDR only (unless ``--workers`` share the port), so a bind
+    would fail anyway; asking first gives a clear line instead of gRPC's core log.
+    """
+    port = listen_port(listen)
+    if port == 0:
+        return
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as error:
+        raise ServeRefused(f"cannot listen on {listen}: {error}") from error
+    for family, kind, protocol, _name, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise ServeRefused(
+                        f"cannot listen on {listen}: the address is already in use "
+                        "(another server?)"
+                    ) from error
+                raise ServeRefused(f"cannot listen on {listen}: {error.strerror}") from error
+
+
 def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
     if not is_loopback(settings.listen) and not authenticator.enabled and not settings.insecure:
         raise ServeRefused(
@@ -169,14 +256,31 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def create_server(
-    settings: Settings, parts: ServedParts, authenticator: Authenticator
+    settings: Settings,
+    parts: ServedParts,
+    authenticator: Authenticator,
+    *,
+    share_port: bool = False,
 ) -> RunningServer:
     """A configured, bound, not yet started server (``listen`` may use port 0) answering
-    from ``parts``, which the composition root built."""
+    from ``parts``, which the composition root built.
+
+    ``share_port``: the processes of one ``serve --workers N`` bind the same port
+    (SO_REUSEPORT, the kernel spreads connections among them); any other server refuses a
+    port in use, so a second server on another store cannot take half the connections.
+    """
+    listen_port(settings.listen)
+    if not share_port:
+        check_port_free(settings.listen)
     check_exposure(settings, authenticator)
     limit = settings.max_message_bytes
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    watcher = StoreWatcher(parts.check_store, health_servicer)
+    datastore = getattr(parts.app.recorder, "datastore", None)
+    watcher = StoreWatcher(
+        lambda: check_service(parts),
+        health_servicer,
+        on_change=lambda up: store_down(datastore, not up),
+    )
     metrics = Metrics()
     parts.watch(metrics, watcher.is_available)
     server = grpc.server(
@@ -185,9 +289,8 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            # Several processes may serve one port (``--workers``); the kernel spreads
-            # connections among them.
-            ("grpc.so_reuseport", 1),
+            # gRPC turns SO_REUSEPORT on by default: only workers of one group share.
+            ("grpc.so_reuseport", 1 if share_port else 0),
         ],
         maximum_concurrent_rpcs=settings.threads * 8,
     )
@@ -196,9 +299,7 @@ def create_server(
     query_grpc.add_QueryServiceServicer_to_server(servicers.queries, server)
     audit_grpc.add_AuditServiceServicer_to_server(servicers.audit, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     credentials = server_credentials(settings)
     try:
         if credentials is None:

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
@@ -31,7 +32,7 @@ from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_gr
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import current_client, current_principal
 from service.application import queries
-from service.application.errors import NotFound, StoreUnavailable
+from service.application.errors import DeadlineReached, NotFound, StoreUnavailable
 from service.application.handlers import Submitter
 from service.application.queries import IncidentView
 from service.audit.chain import Chainer
@@ -41,6 +42,7 @@ from service.audit.tables import LogTables
 from service.audit.verify import verify
 from service.domain import commands as c
 from service.domain.commands import CommandValidationError
+from service.settings import Settings
 from service.status import LogStatus
 
 
@@ -78,17 +80,98 @@ class Servicers:
     audit: AuditServicer
 
 
-def servicers_for(parts: ServiceParts) -> Servicers:
-    """The three servicers over one service's parts."""
+#: The RPC threads a server has when nobody says otherwise (``Settings.threads``).
+DEFAULT_THREADS: int = Settings.model_fields["threads"].default
+
+
+def servicers_for(parts: ServiceParts, *, threads: int | None = None) -> Servicers:
+    """The three servicers over one service's parts, for a server of ``threads`` RPC
+    threads (else ``parts.threads`` if the parts tell, else the default): long-lived
+    streams may hold half of them (see :class:`StreamSlots`)."""
+    if threads is None:
+        threads = getattr(parts, "threads", None) or DEFAULT_THREADS
+    streams = StreamSlots.for_threads(threads)
     return Servicers(
         # Its RPCs are set from the command table when the module loads, which the
         # generated stub's abstract methods cannot see.
         commands=CommandServicer(parts.app),  # type: ignore[abstract]
         queries=QueryServicer(
-            parts.app, parts.read_models, parts.worker.notify, parts.time_travel, parts.status
+            parts.app,
+            parts.read_models,
+            parts.worker.notify,
+            parts.time_travel,
+            parts.status,
+            streams=streams,
         ),
-        audit=AuditServicer(parts.app, parts.log_tables, parts.chainer, parts.worker),
+        audit=AuditServicer(
+            parts.app, parts.log_tables, parts.chainer, parts.worker, streams=streams
+        ),
     )
+
+
+class StreamSlots:
+    """How many long-lived streams (WatchEscalation, ReadEvents, RebuildProjection) may run
+    at once.
+
+    A synchronous gRPC server gives each call one of its threads for the call's whole life:
+    a watch holds its thread until the client goes away. Unbounded, as many watches as
+    threads leave no thread for anything else, the health check included, and the server
+    looks dead while it idles. Streams beyond the limit are refused at once with
+    RESOURCE_EXHAUSTED, so the rest of the pool always serves unary calls.
+    """
+
+    def __init__(self, limit: int, threads: int | None = None) -> None:
+        if limit < 1:
+            raise ValueError("at least one stream must be allowed")
+        self.limit = limit
+        self._threads = threads
+        self._open = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_threads(cls, threads: int) -> StreamSlots:
+        # Half the pool (one at least: a one-thread server still answers a stream, as the
+        # CLI's in-process calls need).
+        return cls(max(threads // 2, 1), threads)
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    @contextmanager
+    def held(self, context: Context, method: str) -> Iterator[None]:
+        """Hold one slot for the block; refuse the call if none is free."""
+        with self._lock:
+            free = self._open < self.limit
+            if free:
+                self._open += 1
+        if not free:
+            pool = f" of its {self._threads} RPC threads" if self._threads else ""
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{method}: this server already serves {self.limit} long-lived streams "
+                f"(WatchEscalation, ReadEvents, RebuildProjection), the most it gives{pool}; "
+                "close one or retry later",
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open -= 1
+
+
+def _stop_check(context: Context) -> Callable[[], None]:
+    """What long queries call between units of work: it raises once the caller is gone or
+    its deadline passed, so the work stops instead of pinning a thread for nobody."""
+
+    def check() -> None:
+        if not context.is_active():
+            raise DeadlineReached("the call ended (deadline or cancellation) during the query")
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineReached("the call's deadline passed during the query")
+
+    return check
 
 
 class CommandServicer(command_grpc.CommandServiceServicer):
@@ -141,12 +224,15 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         nudge: Callable[[], None] | None = None,
         time_travel: TimeTravel | None = None,
         status: Callable[[], LogStatus] | None = None,
+        *,
+        streams: StreamSlots | None = None,
     ) -> None:
         self._app = app
         self._read = read_models
         self._nudge = nudge
         self._time_travel = time_travel
         self._status = status
+        self._streams = streams or StreamSlots.for_threads(DEFAULT_THREADS)
 
     def _as_of(self, as_of: float | None) -> ReadModels:
         """The live read models, or (with ``as_of``) those replayed up to that moment."""
@@ -256,7 +342,9 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         asked = tr.escalation_query(request)
         country = queries.country(asked.country, "country")
         position = self._caught_up(asked.min_position, context)
-        view = self._read.escalation(country, at=asked.at, as_of=asked.as_of)
+        view = self._read.escalation(
+            country, at=asked.at, as_of=asked.as_of, check=_stop_check(context)
+        )
         return tr.escalation_response(view, position)
 
     def GetPairEscalation(
@@ -269,7 +357,11 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             raise CommandValidationError.single("target", "must differ from actor")
         position = self._caught_up(asked.min_position, context)
         view = self._read.escalation(
-            actor, pair=(target, not asked.unordered), at=asked.at, as_of=asked.as_of
+            actor,
+            pair=(target, not asked.unordered),
+            at=asked.at,
+            as_of=asked.as_of,
+            check=_stop_check(context),
         )
         return tr.pair_escalation_response(view, position)
 
@@ -292,6 +384,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             min_level=asked.min_level or 1,
             countries=countries,
             limit=asked.limit,
+            check=_stop_check(context),
         )
         return tr.ranking_response(ranking, position)
 
@@ -309,6 +402,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             end=asked.end,
             step=DEFAULT_STEP_SECONDS if asked.step is None else asked.step,
             as_of=asked.as_of,
+            check=_stop_check(context),
         )
         return tr.history_response(view, position)
 
@@ -322,17 +416,25 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         ]
         if asked.from_position < 0:
             raise CommandValidationError.single("from_position", "must not be negative")
+        with self._streams.held(context, "WatchEscalation"):
+            yield from self._watch(countries, asked.from_position, context)
+
+    def _watch(
+        self, countries: list[str], from_position: int, context: Context
+    ) -> Iterator[tr.query_pb.WatchEscalationResponse]:
+        check = _stop_check(context)
         known: dict[str, tuple[int, str]] = {}
-        if asked.from_position > 0:
-            self._caught_up(asked.from_position, context)
-            as_of = self._app.recorded_at(asked.from_position)
-            for view in self._read.ranking(as_of=as_of, countries=countries).escalations:
+        if from_position > 0:
+            self._caught_up(from_position, context)
+            as_of = self._app.recorded_at(from_position)
+            ranking = self._read.ranking(as_of=as_of, countries=countries, check=check)
+            for view in ranking.escalations:
                 known[view.subject] = (view.level, view.trend)
         seen, evaluated = -1, 0.0
         while context.is_active():
             position = self._read.position("escalation")
             if position != seen or time.monotonic() - evaluated > WATCH_REFRESH_SECONDS:
-                ranking = self._read.ranking(countries=countries)
+                ranking = self._read.ranking(countries=countries, check=check)
                 current = {view.subject: view for view in ranking.escalations}
                 for subject in sorted(set(current) | set(known)):
                     now: EscalationView | None = current.get(subject)
@@ -371,11 +473,14 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         log_tables: LogTables,
         chainer: Chainer,
         worker: ProjectionWorker,
+        *,
+        streams: StreamSlots | None = None,
     ) -> None:
         self._app = app
         self._log_tables = log_tables
         self._chainer = chainer
         self._worker = worker
+        self._streams = streams or StreamSlots.for_threads(DEFAULT_THREADS)
 
     def ReadEvents(
         self, request: tr.audit_pb.ReadEventsRequest, context: Context
@@ -393,11 +498,12 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             occurred_after=asked.occurred_after,
             occurred_before=asked.occurred_before,
         )
-        events = log_views.read_events(self._app, asked.from_position, asked.limit, log_filter)
-        for view in events:
-            if not context.is_active():
-                return
-            yield tr.read_events_response(view)
+        with self._streams.held(context, "ReadEvents"):
+            check = _stop_check(context)
+            events = log_views.read_events(self._app, asked.from_position, asked.limit, log_filter)
+            for view in events:
+                check()
+                yield tr.read_events_response(view)
 
     def GetHistory(
         self, request: tr.audit_pb.GetHistoryRequest, context: Context
@@ -447,6 +553,13 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             raise CommandValidationError.single(
                 "projection", f"must be one of {', '.join(sorted(worker.projections))}"
             )
+        with self._streams.held(context, "RebuildProjection"):
+            yield from self._rebuild(worker, projection, context)
+
+    @staticmethod
+    def _rebuild(
+        worker: ProjectionWorker, projection: str, context: Context
+    ) -> Iterator[tr.audit_pb.RebuildProjectionResponse]:
         progress: queue.Queue[Progress | BaseException | None] = queue.Queue()
 
         def run() -> None:

@@ -37,6 +37,9 @@ EXPORT_VERSION = 1
 SEAL_FORMAT = "flashpoint-seal"
 
 
+HEAD_FORMAT = "flashpoint-chain-head"
+
+
 #: A seal every this many chained events (and whenever asked).
 SEAL_INTERVAL = 10_000
 
@@ -67,7 +70,8 @@ def canonical_json(value: Any) -> str:
 
 
 __all__ = [
-    "EXPORT_FORMAT", "EXPORT_VERSION", "FIRST", "GENESIS", "PAGE", "SEAL_FORMAT", "SEAL_INTERVAL",
+    "EXPORT_FORMAT", "EXPORT_VERSION", "FIRST", "GENESIS", "HEAD_FORMAT", "PAGE", "SEAL_FORMAT",
+    "SEAL_INTERVAL",
     "ChainRow", "StoredRow", "as_bytes", "canonical_id", "canonical_json", "chain_hash",
     "content_hash", "event_hash", "exact_sqlite_id", "log",
 ]  # fmt: skip

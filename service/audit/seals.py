@@ -12,7 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from service.audit.hashing import SEAL_FORMAT, canonical_json
+from service.audit.hashing import HEAD_FORMAT, SEAL_FORMAT, canonical_json
 
 
 def load_private_key(path: str) -> Ed25519PrivateKey:
@@ -66,7 +66,32 @@ def make_seal(
     return seal
 
 
+def make_head(
+    position: int,
+    digest: bytes,
+    seal_position: int,
+    private_key: Ed25519PrivateKey | None = None,
+) -> dict[str, Any]:
+    """The chainer's head record: the highest position it chained, the chain hash there and
+    the last seal it knew of, signed like a seal when the chainer has the key."""
+    head: dict[str, Any] = {
+        "format": HEAD_FORMAT,
+        "version": 1,
+        "position": position,
+        "digest": digest.hex(),
+        "seal_position": seal_position,
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "key_id": key_id(private_key.public_key()) if private_key else None,
+    }
+    if private_key is not None:
+        head["signature"] = base64.b64encode(
+            private_key.sign(canonical_json(head).encode())
+        ).decode()
+    return head
+
+
 def seal_signature_valid(seal: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+    """Whether ``seal`` (or a head record) carries ``public_key``'s signature over the rest."""
     signature = seal.get("signature")
     if not signature:
         return False

@@ -31,10 +31,11 @@ class LogTables:
         self.events = self.reader.events_table
         self.position_column = self.reader.position_column
         if self.sqlite:
-            self.chain, self.seals = "fp_chain", "fp_seals"
+            self.chain, self.seals, self.head_table = "fp_chain", "fp_seals", "fp_chain_head"
         else:
             schema = getattr(self.datastore, "schema", "") or "public"
             self.chain, self.seals = f"{schema}.fp_chain", f"{schema}.fp_seals"
+            self.head_table = f"{schema}.fp_chain_head"
         self._create()
 
     def sql(self, statement: str) -> str:
@@ -51,6 +52,12 @@ class LogTables:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.seals} "
                 "(last_position BIGINT PRIMARY KEY, seal TEXT NOT NULL)"
+            )
+            # The chainer's durable memory of the highest head it chained (one row): the
+            # chain may only grow, so a stored chain below it was cut behind its back.
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.head_table} (id INTEGER PRIMARY KEY, "
+                "position BIGINT NOT NULL, seal_position BIGINT NOT NULL, head TEXT NOT NULL)"
             )
 
     # ------------------------------------------------------------------ reading
@@ -108,6 +115,35 @@ class LogTables:
             return 0, GENESIS
         return int(row["position"]), as_bytes(row["chain_hash"])
 
+    def chain_state(self) -> tuple[int, bytes, dict[str, Any] | None]:
+        """The chain head (position, hash) and the head record, read in ONE statement, so
+        that both come from the same snapshot (the chainer writes them together)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT (SELECT MAX(position) FROM {self.chain}) AS position, "
+                f"(SELECT chain_hash FROM {self.chain} ORDER BY position DESC LIMIT 1) "
+                f"AS chain_hash, (SELECT head FROM {self.head_table} WHERE id = 1) AS head"
+            )
+            row = cursor.fetchone()
+        record = json.loads(row["head"]) if row["head"] else None
+        if row["position"] is None:
+            return 0, GENESIS, record
+        return int(row["position"]), as_bytes(row["chain_hash"]), record
+
+    def chained_position_of(self, content: bytes, other_than: int) -> int | None:
+        """Where the chain holds an event of this content hash (one scan: verify asks this
+        once, at a break, however far apart two exchanged events are)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self.sql(
+                    f"SELECT position FROM {self.chain} WHERE content_hash = ? "
+                    "AND position <> ? ORDER BY position LIMIT 1"
+                ),
+                (content, other_than),
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row["position"])
+
     def chained_count(self, after: int = 0) -> int:
         """How many events are chained after position ``after``."""
         with self.datastore.transaction(commit=False) as cursor:
@@ -123,7 +159,8 @@ class LogTables:
 
     # ------------------------------------------------------------------ writing
 
-    def append_chain(self, rows: list[ChainRow]) -> None:
+    def append_chain(self, rows: list[ChainRow], head: dict[str, Any] | None = None) -> None:
+        """Chain rows, and the head record that now covers them, in one transaction."""
         if not rows:
             return
         with self.datastore.transaction(commit=True) as cursor:
@@ -131,8 +168,12 @@ class LogTables:
                 self.sql(f"INSERT INTO {self.chain} VALUES (?, ?, ?, ?)"),
                 [(r.position, r.content_hash, r.event_hash, r.chain_hash) for r in rows],
             )
+            if head is not None:
+                self._record_head(cursor, head)
 
-    def add_seal(self, seal: dict[str, Any], *, replace: bool = False) -> None:
+    def add_seal(
+        self, seal: dict[str, Any], *, replace: bool = False, head: dict[str, Any] | None = None
+    ) -> None:
         action = "UPDATE SET seal = excluded.seal" if replace else "NOTHING"
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
@@ -142,6 +183,27 @@ class LogTables:
                 ),
                 (seal["last_position"], canonical_json(seal)),
             )
+            if head is not None:
+                self._record_head(cursor, head)
+
+    def record_head(self, head: dict[str, Any]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            self._record_head(cursor, head)
+
+    def _record_head(self, cursor: Any, head: dict[str, Any]) -> None:
+        # Never backwards: a chainer that lost a race, or one started on a stale view, must
+        # not lower the record another chainer made. (Its seal position may fall behind a
+        # seal made meanwhile by another process: that only weakens the deleted-seal check.)
+        name = self.head_table.rsplit(".", 1)[-1]
+        cursor.execute(
+            self.sql(
+                f"INSERT INTO {self.head_table} (id, position, seal_position, head) "
+                "VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position, "
+                "seal_position = excluded.seal_position, head = excluded.head "
+                f"WHERE {name}.position <= excluded.position"
+            ),
+            (head["position"], head["seal_position"], canonical_json(head)),
+        )
 
     def insert_rows(self, rows: list[StoredRow]) -> None:
         """Store events at their exact positions (import into an empty store)."""

@@ -1,18 +1,56 @@
-"""Verification: re-read the log and its chain and name the first break, if any."""
+"""Verification: re-read the log and its chain and name the first break, if any.
+
+Kinds of break (``Break.kind``), by what is found at the position named:
+
+- ``changed``: the event differs from what was chained there.
+- ``removed``: a chained (or sealed) event is missing.
+- ``reordered``: the event is one chained at another position.
+- ``inserted``: an event the chain never covered, placed where a genuine append could not
+  be: in a position gap, dated before the chain head's event or in the future, or without
+  the recording time every stored event carries.
+- ``truncated``: the log ends before the chain (or a seal, or the head record) does.
+- ``chain_altered``: a chain row does not follow from the events before it, or the chain
+  hash at the head record's position is not the one the chainer recorded.
+- ``chain_row_missing``: the event is intact but its chain row is gone (a middle row, or
+  rows the head record says were chained).
+- ``unchained_old``: an event still unchained ``lag_bound`` after it was recorded: the
+  chainer would have chained a genuine append by then (or has been stopped that long).
+- ``seal_mismatch``: a seal's digest or count differs from the log at its position.
+- ``seal_missing``: a stored seal was deleted (a gap between seals, or the last seal older
+  than the head record says), or, with a public key, nothing signed covers the chain head.
+- ``bad_signature``: with a public key, a seal or the head record is unsigned or not
+  signed by it.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from service.audit.hashing import GENESIS, ChainRow, chain_hash, content_hash, event_hash
+from service.audit.hashing import (
+    GENESIS,
+    ChainRow,
+    StoredRow,
+    chain_hash,
+    content_hash,
+    event_hash,
+)
 from service.audit.seals import check_seal_shape, seal_signature_valid
 from service.audit.tables import LogTables
+
+#: How long after its recording an event may stay unchained before verify calls it a break
+#: (and how far an unchained event's time may stray from the chain head's and from now):
+#: the chainer follows the log within a second or so while a server or worker runs; a
+#: minute leaves room for a busy store and for clocks of several servers that disagree.
+LAG_BOUND = timedelta(seconds=60)
+
+#: How many rows before and after a mismatch are compared before asking the chain table.
+WINDOW = 256
 
 
 @dataclass
@@ -63,23 +101,40 @@ def verify(
     *,
     against: list[dict[str, Any]] | None = None,
     public_key: Ed25519PublicKey | None = None,
+    lag_bound: timedelta = LAG_BOUND,
+    now: datetime | None = None,
 ) -> VerifyReport:
-    """Re-read the whole log and its chain (streamed) and find the first break, if any."""
+    """Re-read the whole log and its chain (streamed) and find the first break, if any.
+
+    ``now`` (the current time by default) is what unchained events are judged against.
+    """
     report = VerifyReport(intact=True)
-    seals = {seal["last_position"]: seal for seal in tables.seal_list()}
+    now = now or datetime.now(UTC)
+    stored_seals = tables.seal_list()
+    seals = {seal["last_position"]: seal for seal in stored_seals}
     external = {check_seal_shape(seal)["last_position"]: seal for seal in (against or [])}
     # The chain as it stands now bounds the check: what is appended and chained while the
-    # log is read is the unchained tail, not a break.
-    chain_head = tables.chain_head()[0]
+    # log is read is the unchained tail, not a break. The head record comes from the same
+    # read, so that it and the chain head agree.
+    chain_head, _digest, record = tables.chain_state()
+    recorded = _head_of(record)
+    deferred = _seal_gaps(stored_seals, record)
+    if record is not None and recorded is None:
+        deferred.append(
+            Break(chain_head, "chain_altered", "the chainer's head record is unreadable")
+        )
+    deferred.sort(key=lambda found: found.position)
     pending = sorted(set(seals) | set(external))
     events = tables.iterate()
     chain = tables.iterate_chain(stop=chain_head)
     event = next(events, None)
     stored = next(chain, None)
-    recent: deque[ChainRow] = deque(maxlen=256)
+    recent: deque[ChainRow] = deque(maxlen=WINDOW)
     ahead: deque[ChainRow] = deque()
     previous = GENESIS
     last_state = b""
+    #: The highest position something signed by ``public_key`` vouches for.
+    attested = 0
 
     def fail(position: int, kind: str, detail: str) -> VerifyReport:
         report.intact = False
@@ -106,6 +161,13 @@ def verify(
                 "it: events were removed from the tail",
             )
         if event.position < stored.position:
+            if _chained_over(previous, event, events, stored):
+                return fail(
+                    event.position,
+                    "chain_row_missing",
+                    f"the event at position {event.position} is chained over by the rows "
+                    "after it, but its own chain row was deleted",
+                )
             return fail(
                 event.position, "inserted", "an event stands at a position the chain never covered"
             )
@@ -131,14 +193,22 @@ def verify(
             )
         content = content_hash(event.resource_id, event.version, event.type, event.state)
         if content != stored.content_hash:
-            for other in (*recent, *peek(256)):
-                if other.content_hash == content:
-                    return fail(
-                        event.position,
-                        "reordered",
-                        f"position {event.position} holds the event chained at "
-                        f"position {other.position}",
-                    )
+            elsewhere = next(
+                (
+                    other.position
+                    for other in (*recent, *peek(WINDOW))
+                    if other.content_hash == content
+                ),
+                None,
+            )
+            if elsewhere is None:
+                elsewhere = tables.chained_position_of(content, event.position)
+            if elsewhere is not None:
+                return fail(
+                    event.position,
+                    "reordered",
+                    f"position {event.position} holds the event chained at position {elsewhere}",
+                )
             return fail(
                 event.position,
                 "changed",
@@ -168,15 +238,38 @@ def verify(
                     f"{source} for position {event.position} does not match the log "
                     f"(count {seal.get('count')} vs {report.events})",
                 )
-            # Stored seals are checked when signed; a seal file must be signed when a key
-            # is given (an unsigned copy proves nothing about who made it).
-            must_sign = public_key is not None and (source == "seal file" or "signature" in seal)
-            if must_sign and public_key and not seal_signature_valid(seal, public_key):
+            # With a key, every seal relied on must be signed by it: an unsigned seal, stored
+            # or copied, proves nothing about who made it.
+            if public_key is not None:
+                if not seal_signature_valid(seal, public_key):
+                    state = "is unsigned" if not seal.get("signature") else "is not signed"
+                    return fail(
+                        event.position,
+                        "bad_signature",
+                        f"{source} for position {event.position} {state} by the trusted key",
+                    )
+                attested = event.position
+        if recorded is not None and recorded[0] == event.position:
+            if recorded[1] != previous.hex():
                 return fail(
                     event.position,
-                    "bad_signature",
-                    f"{source} for position {event.position} is not signed by the trusted key",
+                    "chain_altered",
+                    f"the chain hash at position {event.position} is not the one the chainer "
+                    "recorded for its head: the chain was recomputed",
                 )
+            if public_key is not None and record is not None:
+                if not seal_signature_valid(record, public_key):
+                    state = "is unsigned" if not record.get("signature") else "is not signed"
+                    return fail(
+                        event.position,
+                        "bad_signature",
+                        f"the chainer's head record at position {event.position} {state} "
+                        "by the trusted key",
+                    )
+                attested = event.position
+        if deferred and deferred[0].position <= event.position:
+            found = deferred[0]
+            return fail(found.position, found.kind, found.detail)
         recent.append(stored)
         last_state = event.state
         event = next(events, None)
@@ -189,30 +282,150 @@ def verify(
             "truncated",
             f"the seal file covers position {beyond[0]}, beyond the chained log",
         )
-    report.digest = previous.hex()
-    last_recorded = _recorded_at(last_state) if last_state else ""
-    while event is not None:
-        recorded = _recorded_at(event.state)
-        if last_recorded and recorded and recorded < last_recorded:
+    if recorded is not None and recorded[0] > report.checked_up_to:
+        if event is not None and event.position <= recorded[0]:
             return fail(
                 event.position,
-                "inserted",
-                f"an unchained event claims to be recorded at {recorded}, before the "
-                f"chain head's {last_recorded}",
+                "chain_row_missing",
+                f"the chainer recorded its head at position {recorded[0]}, but the chain "
+                f"ends at {report.checked_up_to}: its rows from position {event.position} "
+                "were deleted",
             )
+        return fail(
+            report.checked_up_to + 1,
+            "truncated",
+            f"the chainer recorded its head at position {recorded[0]}, but the log and its "
+            f"chain end at {report.checked_up_to}: both were cut",
+        )
+    if deferred:
+        found = deferred[0]
+        return fail(found.position, found.kind, found.detail)
+    if public_key is not None and attested < report.checked_up_to:
+        return fail(
+            report.checked_up_to,
+            "seal_missing",
+            f"nothing signed by the trusted key covers the chain up to its head at position "
+            f"{report.checked_up_to} (signed up to {attested}): the head record or the "
+            "seals were removed, or the chainer ran without the key",
+        )
+    report.digest = previous.hex()
+    head_time = _recorded_at(last_state) if last_state else None
+    while event is not None:
+        odd = _unchained_break(event, head_time, now, lag_bound)
+        if odd is not None:
+            return fail(odd.position, odd.kind, odd.detail)
         report.unchained += 1
         event = next(events, None)
     return report
 
 
-def _recorded_at(state: bytes) -> str:
-    """The recording time a stored state claims, or "" when it claims none readable."""
+def _head_of(record: dict[str, Any] | None) -> tuple[int, str] | None:
+    """(position, chain hash hex) of the chainer's head record, or None if unreadable."""
+    if record is None:
+        return None
+    position, digest = record.get("position"), record.get("digest")
+    if not isinstance(position, int) or isinstance(position, bool) or not isinstance(digest, str):
+        return None
+    return position, digest
+
+
+def _seal_gaps(stored: list[dict[str, Any]], record: dict[str, Any] | None) -> list[Break]:
+    """Breaks the stored seals show by themselves: one deleted between two others (the
+    next starts after a gap), or the last one older than the head record says."""
+    found = []
+    expected_first = 1
+    for seal in stored:
+        first = seal.get("first_position")
+        if isinstance(first, int) and first > expected_first:
+            found.append(
+                Break(
+                    first - 1,
+                    "seal_missing",
+                    f"the seal at position {seal['last_position']} starts at {first}: the "
+                    f"seal covering positions {expected_first}..{first - 1} was deleted",
+                )
+            )
+        expected_first = int(seal["last_position"]) + 1
+    sealed = record.get("seal_position") if record is not None else None
+    if isinstance(sealed, int) and sealed >= expected_first:
+        found.append(
+            Break(
+                sealed,
+                "seal_missing",
+                f"the chainer sealed up to position {sealed}, but the last stored seal ends "
+                f"at {expected_first - 1}: later seals were deleted",
+            )
+        )
+    return found
+
+
+def _chained_over(previous: bytes, event: StoredRow, events: Any, stored: ChainRow) -> bool:
+    """Whether ``event`` (and those after it before ``stored``'s position) is what the chain
+    was computed over, only its row(s) missing: the next stored row then follows from them."""
+    digest = previous
+    current: StoredRow | None = event
+    for _ in range(WINDOW):
+        if current is None or current.position >= stored.position:
+            break
+        content = content_hash(current.resource_id, current.version, current.type, current.state)
+        digest = chain_hash(digest, event_hash(current.position, content))
+        current = next(events, None)
+    return chain_hash(digest, stored.event_hash) == stored.chain_hash
+
+
+def _unchained_break(
+    event: StoredRow, head_time: datetime | None, now: datetime, lag_bound: timedelta
+) -> Break | None:
+    """The break an unchained event is, or None while it may be a genuine recent append."""
+    recorded = _recorded_at(event.state)
+    if recorded is None:
+        if head_time is None:
+            return None  # a log whose events claim no readable time at all
+        return Break(
+            event.position,
+            "inserted",
+            "an unchained event without the recording time every chained event carries",
+        )
+    try:
+        if head_time is not None and recorded + lag_bound < head_time:
+            return Break(
+                event.position,
+                "inserted",
+                f"an unchained event claims to be recorded at {recorded.isoformat()}, before "
+                f"the chain head's {head_time.isoformat()}",
+            )
+        if recorded - lag_bound > now:
+            return Break(
+                event.position,
+                "inserted",
+                f"an unchained event claims to be recorded at {recorded.isoformat()}, in the "
+                "future",
+            )
+        if recorded + lag_bound < now:
+            return Break(
+                event.position,
+                "unchained_old",
+                f"the event recorded at {recorded.isoformat()} is still unchained "
+                f"{lag_bound.total_seconds():g} s after: the chainer would have chained a "
+                "genuine append; it was added behind the service's back (or the chainer "
+                "has been stopped that long)",
+            )
+    except OverflowError:
+        return Break(event.position, "inserted", "an unchained event claims an impossible time")
+    return None
+
+
+def _recorded_at(state: bytes) -> datetime | None:
+    """The recording time a stored state claims, or None when it claims none readable."""
     try:
         decoded = orjson.loads(state)
         stamp = decoded.get("timestamp") if isinstance(decoded, dict) else None
         value = stamp.get("_data_") if isinstance(stamp, dict) else stamp
         if not isinstance(value, str):
-            return ""
-        return datetime.fromisoformat(value).astimezone(UTC).isoformat()
+            return None
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except (orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
-        return ""
+        return None

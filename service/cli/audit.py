@@ -77,9 +77,10 @@ def add_audit_parsers(commands: Any) -> None:
 
 
 def _service(settings: Settings, **overrides: Any) -> Flashpoint:
+    """The service on an existing store (these commands never create one)."""
     if overrides:
         settings = settings.model_copy(update=overrides)
-    return bootstrap.build(settings)
+    return bootstrap.build(settings, create=False, one_shot=True)
 
 
 def _read_seals(path: str) -> list[dict[str, Any]]:
@@ -97,6 +98,7 @@ def _read_seals(path: str) -> list[dict[str, Any]]:
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.seals import load_public_key
     from service.audit.verify import verify
+    from service.cli.query import json_text
 
     try:
         against = _read_seals(args.against) if args.against else None
@@ -104,13 +106,13 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as error:
         sys.stderr.write(f"flashpoint: {error}\n")
         return EXIT_USAGE
-    log = bootstrap.build_log(settings)
+    log = bootstrap.build_log(settings, create=False, one_shot=True)
     try:
         report = verify(log.log_tables, against=against, public_key=public_key)
     finally:
         log.close()
     if args.json:
-        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+        sys.stdout.write(json_text(report.as_dict()) + "\n")
     else:
         sys.stdout.write(report.summary() + "\n")
     return EXIT_OK if report.intact else EXIT_FAILED
@@ -143,7 +145,7 @@ def _output(path: str | None) -> TextIO:
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.export import export_lines
 
-    log = bootstrap.build_log(settings)
+    log = bootstrap.build_log(settings, create=False, one_shot=True)
     out = _output(args.output)
     try:
         for line in export_lines(log.log_tables):
@@ -158,7 +160,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 def run_import(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit.export import ImportRefused, import_log
 
-    log = bootstrap.build_log(settings)
+    if not Path(args.file).is_file():
+        # Before the store is opened: a mistyped file must not leave an empty store behind.
+        sys.stderr.write(f"flashpoint: import refused: no file {args.file}\n")
+        return EXIT_USAGE
+    # An import is how a store is restored: into a new one, typically.
+    log = bootstrap.build_log(settings, create=True, one_shot=True)
     try:
         count = import_log(log.log_tables, Path(args.file))
     except (ImportRefused, OSError, ValueError, KeyError) as error:
@@ -174,7 +181,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     """The log's events as JSON Lines, read through the same ReadEvents call a server
     answers (so the filters mean the same)."""
     from service.cli.backend import open_backend
-    from service.cli.query import parse_time, write_error
+    from service.cli.query import json_text, parse_time, write_error
     from service.client import ApiError
 
     try:
@@ -195,7 +202,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         with open_backend(args, settings, catch_up=False) as backend:
             for event in backend.stream("audit", "ReadEvents", request):
                 data = tr.log_event_data(event.event)
-                out.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
+                out.write(json_text(data, indent=None) + "\n")
     except ApiError as error:
         return write_error(error)
     finally:
@@ -234,7 +241,7 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def run_retry_quarantined(args: argparse.Namespace, settings: Settings) -> int:
     """Through the same RetryQuarantinedEvents call a server answers."""
     from service.cli.backend import open_backend
-    from service.cli.query import write_error
+    from service.cli.query import json_text, write_error
     from service.client import ApiError
 
     request = tr.request_of("audit", "RetryQuarantinedEvents", projection=args.name)
@@ -243,7 +250,7 @@ def run_retry_quarantined(args: argparse.Namespace, settings: Settings) -> int:
             response = backend.unary("audit", "RetryQuarantinedEvents", request)
     except ApiError as error:
         return write_error(error)
-    sys.stdout.write(json.dumps(tr.message_to_json(response, zeros=True), indent=2) + "\n")
+    sys.stdout.write(json_text(tr.message_to_json(response, zeros=True)) + "\n")
     return EXIT_OK
 
 
@@ -257,6 +264,9 @@ def run_keygen(args: argparse.Namespace, settings: Settings) -> int:
     if path.exists():
         sys.stderr.write(f"flashpoint: {path} exists; not overwriting a key\n")
         return EXIT_USAGE
+    # Keys belong outside the repository (~/.config/flashpoint/…), in a folder only the
+    # owner can read.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,

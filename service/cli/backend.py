@@ -58,12 +58,27 @@ class Backend(Protocol):
     ) -> None: ...
 
 
-def open_backend(args: argparse.Namespace, settings: Settings, *, catch_up: bool = True) -> Backend:
+def open_backend(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    catch_up: bool = True,
+    create: bool = False,
+    follow: bool = False,
+) -> Backend:
     """The server named by ``--server``, else the store of ``settings``; locally, with
-    ``catch_up``, the read models are brought up to date before each query."""
+    ``catch_up``, the read models are brought up to date before each query, and only with
+    ``create`` (commands that record) is a store that does not exist made; with ``follow``
+    the read models are kept current while the backend is open (a watch)."""
     if getattr(args, "server", None):
         return RemoteBackend(args)
-    return LocalBackend(settings, catch_up=catch_up, timeout=getattr(args, "timeout", None))
+    return LocalBackend(
+        settings,
+        catch_up=catch_up,
+        timeout=getattr(args, "timeout", None),
+        create=create,
+        follow=follow,
+    )
 
 
 class _Closing:
@@ -111,8 +126,16 @@ class LocalContext:
 class LocalBackend(_Closing):
     """Answers from the store of ``settings``, through the servicers a server would use."""
 
-    def __init__(self, settings: Settings, *, catch_up: bool, timeout: float | None) -> None:
-        self._service = bootstrap.build(settings)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catch_up: bool,
+        timeout: float | None,
+        create: bool = False,
+        follow: bool = False,
+    ) -> None:
+        self._service = bootstrap.build(settings, create=create, one_shot=True, follow=follow)
         self._servicers = servicers_for(self._service)
         self._catch_up = catch_up
         self._timeout = timeout

@@ -170,7 +170,7 @@ def load_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scenario through the local store or ``--server``, then show the ranking the
     same query gives either way."""
     try:
-        with open_backend(args, settings) as backend:
+        with open_backend(args, settings, create=True) as backend:
             results = run_scenario(backend.execute)
             last = max(result.position for result in results.values())
             request = tr.request_of("query", "ListEscalations", at=SCENARIO_AT, min_position=last)
@@ -184,7 +184,8 @@ def load_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     sys.stdout.write(ranking_text(ranking))
     sys.stdout.write(
-        f"\nTry: flashpoint query escalation POL --at {SCENARIO_AT.isoformat()}\n"
-        f"     flashpoint query history POL --since 2025-08-15 --step 1d\n"
+        f"\nTry: flashpoint query escalation POL --at {SCENARIO_AT:%Y-%m-%dT%H:%M:%SZ}\n"
+        f"     flashpoint query history POL --since 2025-08-15 --until 2025-09-20 --step 1d\n"
+        f"     flashpoint watch POL RUS\n"
     )
     return 0

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from pydantic import AwareDatetime
 
 from service.application.handlers import CommandResult
 from service.cli.audit import add_audit_parsers
 from service.cli.client import add_client_flags
-from service.cli.query import add_query_parser
+from service.cli.query import add_query_parser, add_watch_parser
 from service.domain.commands import (
     COMMANDS,
     Command,
@@ -29,8 +33,16 @@ from service.domain.commands import (
 )
 from service.settings import Settings
 
-#: Flags handled by hand because they build nested objects.
-_NESTED = {"actor", "target", "location", "evidence", "source", "sources"}
+#: Flags handled by hand because they build nested objects: the parties and place of a
+#: development (elsewhere ``target`` or ``location`` is a plain field, as in sanctions), and
+#: evidence and sources everywhere.
+_PARTIES = {"actor", "target", "location"}
+_EVIDENCE = {"evidence", "source", "sources"}
+
+
+def _by_hand(command_class: type[Command], name: str) -> bool:
+    return name in _EVIDENCE or (name in _PARTIES and issubclass(command_class, ReportDevelopment))
+
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from service.bootstrap import SetupError
     from service.logs import configure_logging
 
     try:
@@ -51,11 +64,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             **_command_settings(args),
         )  # fmt: skip
     except ValueError as error:
-        sys.stderr.write(f"flashpoint: invalid settings: {error}\n")
+        sys.stderr.write(f"flashpoint: {settings_error(error)}\n")
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[argparse.Namespace, Any], int] = args.handler
-    return handler(args, settings)
+    try:
+        return handler(args, settings)
+    except SetupError as error:
+        # A missing store, an unreachable database, an unreadable key: the user's to fix,
+        # said in one line, whichever command met it.
+        sys.stderr.write(f"flashpoint: {error}\n")
+        return EXIT_USAGE
+    except OSError as error:
+        if error.filename is None:
+            raise
+        # A file named on the command line (--output, --against …) that cannot be used.
+        sys.stderr.write(f"flashpoint: {error.filename}: {error.strerror or error}\n")
+        return EXIT_USAGE
+
+
+def settings_error(error: ValueError) -> str:
+    """One line for invalid settings, naming the flag (and its variable), not pydantic's
+    report of them."""
+    from pydantic import ValidationError
+
+    from service.settings import ENV_PREFIX
+
+    if not isinstance(error, ValidationError):
+        return f"invalid settings: {error}"
+    parts = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"invalid --{name.replace('_', '-')} ({ENV_PREFIX}{name.upper()}): {message}")
+    return "; ".join(parts)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flashpoint")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout, not installed
+        return "unknown"
 
 
 def _command_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flashpoint",
         description="Flashpoint: an event-sourced ledger of geopolitical incidents.",
     )
+    parser.add_argument("--version", action="version", version=f"flashpoint {_version()}")
     _add_global_flags(parser, default=None)
     # The same flags after the subcommand (`flashpoint serve --store ...`) as before it.
     common = argparse.ArgumentParser(add_help=False)
@@ -80,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="record a development (incident, sanctions, negotiations)"
     )
+    # Before the kind (`report --server X incursion`) as well as after it.
+    report.add_argument(
+        "--server", help="send to a running server (HOST:PORT) instead of the local store"
+    )
+    add_client_flags(report)
     kinds = report.add_subparsers(title="developments", metavar="KIND")
     for command_class in COMMANDS.values():
         kind_parser = kinds.add_parser(
@@ -127,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_run_serve)
 
     add_query_parser(commands, add_client_flags)
+    add_watch_parser(commands, add_client_flags)
     add_audit_parsers(commands)
 
     project = commands.add_parser(
@@ -189,9 +247,11 @@ def _parser_with(common: argparse.ArgumentParser) -> type[argparse.ArgumentParse
 def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Command]) -> None:
     parser.add_argument("--json", metavar="FILE", help="the whole command as JSON ('-': stdin)")
     parser.add_argument(
-        "--server", help="send to a running server (HOST:PORT) instead of the local store"
+        "--server",
+        default=argparse.SUPPRESS,
+        help="send to a running server (HOST:PORT) instead of the local store",
     )
-    add_client_flags(parser)
+    add_client_flags(parser, inner=True)
     fields = command_class.model_fields
     if issubclass(command_class, ReportDevelopment):
         parser.add_argument("--actor", help="country (ISO alpha-3) or organisation that acted")
@@ -204,7 +264,11 @@ def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Comm
         parser.add_argument("--latitude", type=float)
         parser.add_argument("--longitude", type=float)
     if "evidence" in fields:
-        parser.add_argument("--occurred-at", help="ISO 8601 with offset (default: now)")
+        parser.add_argument(
+            "--occurred-at",
+            help="ISO 8601 (UTC without an offset; a date alone is that day, precision day; "
+            "default: now)",
+        )
         parser.add_argument("--precision", choices=["day", "hour", "minute"])
         parser.add_argument("--reported-at", help="when the source published (ISO 8601)")
         parser.add_argument(
@@ -218,7 +282,7 @@ def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Comm
             "--source-url", action="append", help="source URL, paired with --source in order"
         )
     for name, info in fields.items():
-        if name in _NESTED:
+        if _by_hand(command_class, name):
             continue
         flag = "--" + name.replace("_", "-")
         annotation = _strip_optional(info.annotation)
@@ -240,11 +304,60 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+class FlagError(ValueError):
+    """Flags that cannot make a command: one given without the one it qualifies, an id of
+    the wrong kind of resource, JSON that does not parse."""
+
+
+#: The id flags, and the collection of the resource each names (``incidents/{id}``).
+_ID_COLLECTIONS = {"incident_id": "incidents", "regime_id": "sanctions", "track_id": "negotiations"}
+#: Flags that only qualify another: without it they would be dropped unseen.
+_QUALIFIERS = {
+    "location": ("location_region", "location_place", "latitude", "longitude"),
+    "actor": ("actor_organisation",),
+    "target": ("target_organisation",),
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _time_flag(text: str | None) -> str | None:
+    """A time as the queries read it: a date alone is that day at 00:00 UTC, a time without
+    an offset is UTC; anything else is left for the command's own validation to refuse."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _resource_id(name: str, value: str) -> str:
+    """The id of an id flag given as ``ID`` or as the name every command prints,
+    ``incidents/ID`` (refused if it names another kind of resource)."""
+    collection, slash, rest = value.strip().partition("/")
+    if not slash:
+        return value
+    expected = _ID_COLLECTIONS[name]
+    if collection != expected:
+        raise FlagError(f"invalid {_flag(name)}: {value!r} is not one of the {expected}/ID")
+    return rest
+
+
 def command_data_from_flags(args: argparse.Namespace, command_class: type[Command]) -> Any:
-    """The raw command body the flags describe (validated afterwards, like any input)."""
+    """The raw command body the flags describe (validated afterwards, like any input);
+    FlagError for flags that cannot make one."""
     fields = command_class.model_fields
     data: dict[str, Any] = {}
     if issubclass(command_class, ReportDevelopment):
+        for main_flag, qualifiers in _QUALIFIERS.items():
+            given = [name for name in qualifiers if getattr(args, name, None) is not None]
+            if given and not getattr(args, main_flag, None):
+                raise FlagError(f"{_flag(given[0])} needs {_flag(main_flag)}")
         if args.actor:
             data["actor"] = _party(args.actor, args.actor_organisation)
         if args.target:
@@ -256,10 +369,11 @@ def command_data_from_flags(args: argparse.Namespace, command_class: type[Comman
             )  # fmt: skip
     sources = _sources(getattr(args, "source", None), getattr(args, "source_url", None))
     if "evidence" in fields:
+        day_only = bool(args.occurred_at and _DATE.match(args.occurred_at.strip()))
         data["evidence"] = _without_none(
-            occurred_at=args.occurred_at or datetime.now(UTC).isoformat(),
-            precision=args.precision,
-            reported_at=args.reported_at,
+            occurred_at=_time_flag(args.occurred_at) or datetime.now(UTC).isoformat(),
+            precision=args.precision or ("day" if day_only else None),
+            reported_at=_time_flag(args.reported_at),
             sources=sources,
             reliability=args.reliability or "F",
             credibility=args.credibility if args.credibility is not None else 6,
@@ -270,7 +384,7 @@ def command_data_from_flags(args: argparse.Namespace, command_class: type[Comman
     elif "sources" in fields and sources:
         data["sources"] = sources
     for name, info in fields.items():
-        if name in _NESTED:
+        if _by_hand(command_class, name):
             continue
         value = getattr(args, name, None)
         if value is None:
@@ -279,7 +393,14 @@ def command_data_from_flags(args: argparse.Namespace, command_class: type[Comman
         if typing.get_origin(annotation) is tuple:
             value = [item.strip() for chunk in value for item in chunk.split(",") if item.strip()]
         elif typing.get_origin(annotation) is dict or annotation is dict:
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise FlagError(f"invalid {_flag(name)}: not JSON ({error})") from None
+        elif annotation in (datetime, AwareDatetime):
+            value = _time_flag(value)
+        elif name in _ID_COLLECTIONS:
+            value = _resource_id(name, value)
         data[name] = value
     return data
 
@@ -303,14 +424,23 @@ def _without_none(**values: Any) -> dict[str, Any]:
 def _run_report(args: argparse.Namespace, settings: Settings) -> int:
     command_class: type[Command] = args.command_class
     if args.json:
-        text = sys.stdin.read() if args.json == "-" else open(args.json).read()  # noqa: SIM115
+        try:
+            text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            sys.stderr.write(f"flashpoint: --json {args.json}: {reason or error}\n")
+            return EXIT_USAGE
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             sys.stderr.write(f"flashpoint: --json is not valid JSON: {error}\n")
             return EXIT_USAGE
     else:
-        data = command_data_from_flags(args, command_class)
+        try:
+            data = command_data_from_flags(args, command_class)
+        except FlagError as error:
+            sys.stderr.write(f"flashpoint: {error}\n")
+            return EXIT_USAGE
     try:
         command = parse_command(command_class, data)
     except CommandValidationError as error:
@@ -321,7 +451,7 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
 
     # The same JSON, and the same refusals, whether the local store or a server records it.
     try:
-        with open_backend(args, settings) as backend:
+        with open_backend(args, settings, create=True) as backend:
             result = backend.execute(command)
     except InvalidArgument as error:
         _write_violations(CommandValidationError(error.violations))
@@ -424,7 +554,7 @@ def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from service import bootstrap
 
     # Building the service creates every table it uses (IF NOT EXISTS), then nothing else.
-    service = bootstrap.build(settings)
+    service = bootstrap.build(settings, one_shot=True)
     try:
         service.worker.ensure_current()
     finally:
@@ -435,8 +565,6 @@ def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_health(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the server reports SERVING (for container health checks)."""
-    from pathlib import Path
-
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -17,8 +17,14 @@ from types import FrameType
 import structlog
 
 from service import bootstrap
-from service.api.auth import Authenticator, load_tokens
-from service.api.server import ServeRefused, check_exposure, create_server
+from service.api.auth import Authenticator
+from service.api.server import (
+    ServeRefused,
+    check_exposure,
+    check_port_free,
+    create_server,
+    listen_port,
+)
 from service.settings import ENV_PREFIX, Settings
 
 log = structlog.get_logger()
@@ -39,15 +45,31 @@ def stop_on_signals() -> threading.Event:
     return stopping
 
 
+def reload_on_sighup(authenticator: Authenticator) -> None:
+    """SIGHUP reads the tokens file again now (it is also read when it changes)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Off the signal handler: reading and logging may block.
+        threading.Thread(target=authenticator.reload, name="tokens-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_signal)
+
+
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain in-flight calls and exit."""
-    authenticator = Authenticator(load_tokens(settings.tokens_file, settings.tokens))
+    authenticator = Authenticator.load(settings.tokens_file, settings.tokens)
+    # The workers of one group share the port their parent found free.
+    shared = os.environ.get(SHARED_PORT_VARIABLE) == settings.listen
+    listen_port(settings.listen)
+    if not shared:
+        check_port_free(settings.listen)  # before opening the store: fail fast
     check_exposure(settings, authenticator)
     if settings.workers > 1:
         return serve_workers(settings)
     service = bootstrap.build_server(settings)
-    running = create_server(settings, service, authenticator)
+    running = create_server(settings, service, authenticator, share_port=shared)
     stopping = stop_on_signals()
+    reload_on_sighup(authenticator)
     running.start()
     log.info(
         "server.started",
@@ -66,6 +88,9 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+#: Set by ``serve_workers`` in its workers' environment to the address they share (not a
+#: setting: a user cannot ask a single server to share a port).
+SHARED_PORT_VARIABLE = "FLASHPOINT_INTERNAL_SHARED_LISTEN"
 #: How long the parent waits for its workers after forwarding a stop, beyond their grace.
 WORKER_STOP_MARGIN = 30.0
 #: The exit status of a parent whose worker exited unasked with status 0.
@@ -80,6 +105,7 @@ def worker_environment(settings: Settings, index: int) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if key not in names}
     values = settings.model_dump()
     values["workers"] = 1
+    environment[SHARED_PORT_VARIABLE] = settings.listen
     if settings.metrics_port:
         values["metrics_port"] = settings.metrics_port + index
     for name, value in values.items():

@@ -36,11 +36,14 @@ def response_class(command_class: type[Command]) -> type[Message]:
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
-def _check_wire_values(message: Message, prefix: str = "") -> None:
-    """Refuse values the wire format carries but JSON cannot (bad timestamps, NaN numbers).
+def check_wire_values(message: Message, prefix: str = "") -> None:
+    """Refuse values the wire format carries but JSON cannot (bad timestamps or durations,
+    NaN numbers), naming the field.
 
-    Without this, converting them fails deep inside protobuf and the client sees INTERNAL for
-    what is its own mistake.
+    Without this, converting them fails deep inside protobuf (or, for queries, in
+    ``datetime``) and the client sees INTERNAL for what is its own mistake. Every request
+    that is read into arguments goes through it: commands here, queries and audit requests
+    in ``translation.queries``.
     """
     for name, repeated, kind in _message_fields(message.DESCRIPTOR):
         if repeated:
@@ -61,13 +64,27 @@ def _check_wire_values(message: Message, prefix: str = "") -> None:
                     raise CommandValidationError.single(
                         _path(prefix, name, repeated, index), "timestamp out of range"
                     )
+            elif kind == _DURATION:
+                seconds, nanos = item.seconds, item.nanos  # type: ignore[attr-defined]
+                if not (
+                    -_MAX_DURATION_SECONDS <= seconds <= _MAX_DURATION_SECONDS
+                    and -1_000_000_000 < nanos < 1_000_000_000
+                    and (seconds * nanos >= 0)
+                ):
+                    raise CommandValidationError.single(
+                        _path(prefix, name, repeated, index), "duration out of range"
+                    )
             elif kind == _STRUCT:
                 _check_struct(item, _path(prefix, name, repeated, index))
             else:
-                _check_wire_values(item, _path(prefix, name, repeated, index))
+                check_wire_values(item, _path(prefix, name, repeated, index))
 
 
 _TIMESTAMP, _STRUCT = "google.protobuf.Timestamp", "google.protobuf.Struct"
+_DURATION = "google.protobuf.Duration"
+#: The range google.protobuf.Duration can express (about +-10,000 years), whose seconds and
+#: nanos must not differ in sign.
+_MAX_DURATION_SECONDS = 315_576_000_000
 
 
 @functools.cache
@@ -103,7 +120,7 @@ def _check_value(value: Any, path: str) -> None:
 
 def message_to_data(message: Message) -> dict[str, Any]:
     """A request as JSON-shaped data (the input of command validation)."""
-    _check_wire_values(message)
+    check_wire_values(message)
     try:
         data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
     except (ValueError, TypeError, json_format.Error) as error:

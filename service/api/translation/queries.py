@@ -28,7 +28,7 @@ from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.translation.audit import log_event_to_proto, progress_to_proto
-from service.api.translation.commands import message_to_data
+from service.api.translation.commands import check_wire_values, message_to_data
 from service.api.translation.readmodels import (
     escalation_to_proto,
     history_to_proto,
@@ -87,6 +87,11 @@ def request_of(service: Service, method: str, **values: Any) -> Message:
 
 
 # ---------------------------------------------------------------------- reading requests
+#
+# Every reader first refuses what the wire carries but no calendar or clock holds (a
+# Timestamp after 9999, negative nanos, a Duration beyond its range): read on, those fail
+# in ``datetime`` or in a loop's arithmetic, and the client would see INTERNAL for its own
+# mistake. A request of plain strings and numbers needs no reader (GetHistory, SealLog).
 
 
 def _time(message: Message, field: str) -> float | None:
@@ -211,6 +216,7 @@ class VerifyQuery:
 
 
 def name_query(request: Any) -> NameQuery:
+    check_wire_values(request)
     as_of = _time(request, "as_of") if "as_of" in request.DESCRIPTOR.fields_by_name else None
     return NameQuery(name=request.name, min_position=request.min_position, as_of=as_of)
 
@@ -229,6 +235,7 @@ def incidents_query(request: query_pb.ListIncidentsRequest) -> IncidentsQuery:
 
 
 def negotiations_query(request: query_pb.ListNegotiationsRequest) -> NegotiationsQuery:
+    check_wire_values(request)
     return NegotiationsQuery(
         party=request.party,
         status=request.status,
@@ -238,6 +245,7 @@ def negotiations_query(request: query_pb.ListNegotiationsRequest) -> Negotiation
 
 
 def sanctions_query(request: query_pb.ListSanctionsRequest) -> SanctionsQuery:
+    check_wire_values(request)
     return SanctionsQuery(
         authority=request.authority,
         target=request.target,
@@ -249,6 +257,7 @@ def sanctions_query(request: query_pb.ListSanctionsRequest) -> SanctionsQuery:
 
 
 def posture_query(request: query_pb.GetForcePostureRequest) -> PostureQuery:
+    check_wire_values(request)
     return PostureQuery(
         country=request.country,
         at=_time(request, "at"),
@@ -258,6 +267,7 @@ def posture_query(request: query_pb.GetForcePostureRequest) -> PostureQuery:
 
 
 def escalation_query(request: query_pb.GetEscalationRequest) -> EscalationQuery:
+    check_wire_values(request)
     return EscalationQuery(
         country=request.country,
         at=_time(request, "at"),
@@ -267,6 +277,7 @@ def escalation_query(request: query_pb.GetEscalationRequest) -> EscalationQuery:
 
 
 def pair_query(request: query_pb.GetPairEscalationRequest) -> PairQuery:
+    check_wire_values(request)
     return PairQuery(
         actor=request.actor,
         target=request.target,
@@ -278,6 +289,7 @@ def pair_query(request: query_pb.GetPairEscalationRequest) -> PairQuery:
 
 
 def ranking_query(request: query_pb.ListEscalationsRequest) -> RankingQuery:
+    check_wire_values(request)
     return RankingQuery(
         at=_time(request, "at"),
         as_of=_time(request, "as_of"),
@@ -289,6 +301,7 @@ def ranking_query(request: query_pb.ListEscalationsRequest) -> RankingQuery:
 
 
 def history_query(request: query_pb.GetEscalationHistoryRequest) -> HistoryQuery:
+    check_wire_values(request)
     step = request.step.seconds + request.step.nanos / 1e9 if request.HasField("step") else None
     return HistoryQuery(
         country=request.country,
@@ -301,10 +314,12 @@ def history_query(request: query_pb.GetEscalationHistoryRequest) -> HistoryQuery
 
 
 def watch_query(request: query_pb.WatchEscalationRequest) -> WatchQuery:
+    check_wire_values(request)
     return WatchQuery(countries=list(request.countries), from_position=request.from_position)
 
 
 def events_query(request: audit_pb.ReadEventsRequest) -> EventsQuery:
+    check_wire_values(request)
     return EventsQuery(
         resource=request.resource,
         types=tuple(request.types),
@@ -318,6 +333,7 @@ def events_query(request: audit_pb.ReadEventsRequest) -> EventsQuery:
 
 
 def verify_query(request: audit_pb.VerifyLogRequest) -> VerifyQuery:
+    check_wire_values(request)
     return VerifyQuery(seals_json=list(request.seals_json), public_key_pem=request.public_key_pem)
 
 

@@ -136,6 +136,8 @@ def escalation_to_proto(view: EscalationView) -> query_pb.Escalation:
     return query_pb.Escalation(
         subject=view.subject,
         score=view.score,
+        actor_score=view.actor_score,
+        target_score=view.target_score,
         level=view.level,
         level_name=view.level_name,
         trend=view.trend,

@@ -23,48 +23,55 @@ _sym_db = _symbol_database.Default()
 
 
 from service.api.gen.flashpoint.v1 import common_pb2 as flashpoint_dot_v1_dot_common__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flashpoint/v1/audit_service.proto\x12\rflashpoint.v1\x1a\x1a\x66lashpoint/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x08LogEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpayload_json\x18\x07 \x01(\t\x12\x1d\n\x15stored_schema_version\x18\x08 \x01(\x05\x12\r\n\x05\x65rror\x18\t \x01(\t\"\xac\x02\n\x11ReadEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\x12\x32\n\x0erecorded_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0frecorded_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eoccurred_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x12ReadEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.LogEvent\"!\n\x11GetHistoryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x12GetHistoryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.flashpoint.v1.LogEvent\">\n\x10VerifyLogRequest\x12\x12\n\nseals_json\x18\x01 \x03(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\":\n\x08LogBreak\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc3\x01\n\x11VerifyLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x15\n\rchecked_up_to\x18\x02 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tunchained\x18\x05 \x01(\x03\x12\x15\n\rseals_checked\x18\x06 \x01(\x03\x12,\n\x0b\x66irst_break\x18\x07 \x01(\x0b\x32\x17.flashpoint.v1.LogBreak\x12\x0f\n\x07summary\x18\x08 \x01(\t\"\x12\n\x10ListSealsRequest\"\'\n\x11ListSealsResponse\x12\x12\n\nseals_json\x18\x01 \x03(\t\"\x10\n\x0eSealLogRequest\"$\n\x0fSealLogResponse\x12\x11\n\tseal_json\x18\x01 \x01(\t\".\n\x18RebuildProjectionRequest\x12\x12\n\nprojection\x18\x01 \x01(\t\"\x8e\x01\n\x19RebuildProjectionResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x04 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"3\n\x1dRetryQuarantinedEventsRequest\x12\x12\n\nprojection\x18\x01 \x01(\t\"\x8b\x01\n\x1eRetryQuarantinedEventsResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x0f\n\x07retried\x18\x02 \x01(\x03\x12\x10\n\x08released\x18\x03 \x01(\x03\x12\x32\n\tremaining\x18\x04 \x03(\x0b\x32\x1f.flashpoint.v1.QuarantinedEvent2\x81\x05\n\x0c\x41uditService\x12S\n\nReadEvents\x12 .flashpoint.v1.ReadEventsRequest\x1a!.flashpoint.v1.ReadEventsResponse0\x01\x12Q\n\nGetHistory\x12 .flashpoint.v1.GetHistoryRequest\x1a!.flashpoint.v1.GetHistoryResponse\x12N\n\tVerifyLog\x12\x1f.flashpoint.v1.VerifyLogRequest\x1a .flashpoint.v1.VerifyLogResponse\x12N\n\tListSeals\x12\x1f.flashpoint.v1.ListSealsRequest\x1a .flashpoint.v1.ListSealsResponse\x12H\n\x07SealLog\x12\x1d.flashpoint.v1.SealLogRequest\x1a\x1e.flashpoint.v1.SealLogResponse\x12h\n\x11RebuildProjection\x12\'.flashpoint.v1.RebuildProjectionRequest\x1a(.flashpoint.v1.RebuildProjectionResponse0\x01\x12u\n\x16RetryQuarantinedEvents\x12,.flashpoint.v1.RetryQuarantinedEventsRequest\x1a-.flashpoint.v1.RetryQuarantinedEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flashpoint/v1/audit_service.proto\x12\rflashpoint.v1\x1a\x1a\x66lashpoint/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x08LogEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpayload_json\x18\x07 \x01(\t\x12\x1d\n\x15stored_schema_version\x18\x08 \x01(\x05\x12\r\n\x05\x65rror\x18\t \x01(\t\"\xac\x02\n\x11ReadEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\x12\x32\n\x0erecorded_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0frecorded_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eoccurred_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x12ReadEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.LogEvent\"\'\n\x11GetHistoryRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"=\n\x12GetHistoryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.flashpoint.v1.LogEvent\">\n\x10VerifyLogRequest\x12\x12\n\nseals_json\x18\x01 \x03(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\":\n\x08LogBreak\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc3\x01\n\x11VerifyLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x15\n\rchecked_up_to\x18\x02 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tunchained\x18\x05 \x01(\x03\x12\x15\n\rseals_checked\x18\x06 \x01(\x03\x12,\n\x0b\x66irst_break\x18\x07 \x01(\x0b\x32\x17.flashpoint.v1.LogBreak\x12\x0f\n\x07summary\x18\x08 \x01(\t\"\x12\n\x10ListSealsRequest\"\'\n\x11ListSealsResponse\x12\x12\n\nseals_json\x18\x01 \x03(\t\"\x10\n\x0eSealLogRequest\"$\n\x0fSealLogResponse\x12\x11\n\tseal_json\x18\x01 \x01(\t\"4\n\x18RebuildProjectionRequest\x12\x18\n\nprojection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8e\x01\n\x19RebuildProjectionResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x04 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"9\n\x1dRetryQuarantinedEventsRequest\x12\x18\n\nprojection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8b\x01\n\x1eRetryQuarantinedEventsResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x0f\n\x07retried\x18\x02 \x01(\x03\x12\x10\n\x08released\x18\x03 \x01(\x03\x12\x32\n\tremaining\x18\x04 \x03(\x0b\x32\x1f.flashpoint.v1.QuarantinedEvent2\x81\x05\n\x0c\x41uditService\x12S\n\nReadEvents\x12 .flashpoint.v1.ReadEventsRequest\x1a!.flashpoint.v1.ReadEventsResponse0\x01\x12Q\n\nGetHistory\x12 .flashpoint.v1.GetHistoryRequest\x1a!.flashpoint.v1.GetHistoryResponse\x12N\n\tVerifyLog\x12\x1f.flashpoint.v1.VerifyLogRequest\x1a .flashpoint.v1.VerifyLogResponse\x12N\n\tListSeals\x12\x1f.flashpoint.v1.ListSealsRequest\x1a .flashpoint.v1.ListSealsResponse\x12H\n\x07SealLog\x12\x1d.flashpoint.v1.SealLogRequest\x1a\x1e.flashpoint.v1.SealLogResponse\x12h\n\x11RebuildProjection\x12\'.flashpoint.v1.RebuildProjectionRequest\x1a(.flashpoint.v1.RebuildProjectionResponse0\x01\x12u\n\x16RetryQuarantinedEvents\x12,.flashpoint.v1.RetryQuarantinedEventsRequest\x1a-.flashpoint.v1.RetryQuarantinedEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flashpoint.v1.audit_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGEVENT']._serialized_start=114
-  _globals['_LOGEVENT']._serialized_end=332
-  _globals['_READEVENTSREQUEST']._serialized_start=335
-  _globals['_READEVENTSREQUEST']._serialized_end=635
-  _globals['_READEVENTSRESPONSE']._serialized_start=637
-  _globals['_READEVENTSRESPONSE']._serialized_end=697
-  _globals['_GETHISTORYREQUEST']._serialized_start=699
-  _globals['_GETHISTORYREQUEST']._serialized_end=732
-  _globals['_GETHISTORYRESPONSE']._serialized_start=734
-  _globals['_GETHISTORYRESPONSE']._serialized_end=795
-  _globals['_VERIFYLOGREQUEST']._serialized_start=797
-  _globals['_VERIFYLOGREQUEST']._serialized_end=859
-  _globals['_LOGBREAK']._serialized_start=861
-  _globals['_LOGBREAK']._serialized_end=919
-  _globals['_VERIFYLOGRESPONSE']._serialized_start=922
-  _globals['_VERIFYLOGRESPONSE']._serialized_end=1117
-  _globals['_LISTSEALSREQUEST']._serialized_start=1119
-  _globals['_LISTSEALSREQUEST']._serialized_end=1137
-  _globals['_LISTSEALSRESPONSE']._serialized_start=1139
-  _globals['_LISTSEALSRESPONSE']._serialized_end=1178
-  _globals['_SEALLOGREQUEST']._serialized_start=1180
-  _globals['_SEALLOGREQUEST']._serialized_end=1196
-  _globals['_SEALLOGRESPONSE']._serialized_start=1198
-  _globals['_SEALLOGRESPONSE']._serialized_end=1234
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=1236
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=1282
-  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_start=1285
-  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_end=1427
-  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_start=1429
-  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_end=1480
-  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_start=1483
-  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_end=1622
-  _globals['_AUDITSERVICE']._serialized_start=1625
-  _globals['_AUDITSERVICE']._serialized_end=2266
+  _globals['_GETHISTORYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETHISTORYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REBUILDPROJECTIONREQUEST'].fields_by_name['projection']._loaded_options = None
+  _globals['_REBUILDPROJECTIONREQUEST'].fields_by_name['projection']._serialized_options = b'\342A\001\002'
+  _globals['_RETRYQUARANTINEDEVENTSREQUEST'].fields_by_name['projection']._loaded_options = None
+  _globals['_RETRYQUARANTINEDEVENTSREQUEST'].fields_by_name['projection']._serialized_options = b'\342A\001\002'
+  _globals['_LOGEVENT']._serialized_start=147
+  _globals['_LOGEVENT']._serialized_end=365
+  _globals['_READEVENTSREQUEST']._serialized_start=368
+  _globals['_READEVENTSREQUEST']._serialized_end=668
+  _globals['_READEVENTSRESPONSE']._serialized_start=670
+  _globals['_READEVENTSRESPONSE']._serialized_end=730
+  _globals['_GETHISTORYREQUEST']._serialized_start=732
+  _globals['_GETHISTORYREQUEST']._serialized_end=771
+  _globals['_GETHISTORYRESPONSE']._serialized_start=773
+  _globals['_GETHISTORYRESPONSE']._serialized_end=834
+  _globals['_VERIFYLOGREQUEST']._serialized_start=836
+  _globals['_VERIFYLOGREQUEST']._serialized_end=898
+  _globals['_LOGBREAK']._serialized_start=900
+  _globals['_LOGBREAK']._serialized_end=958
+  _globals['_VERIFYLOGRESPONSE']._serialized_start=961
+  _globals['_VERIFYLOGRESPONSE']._serialized_end=1156
+  _globals['_LISTSEALSREQUEST']._serialized_start=1158
+  _globals['_LISTSEALSREQUEST']._serialized_end=1176
+  _globals['_LISTSEALSRESPONSE']._serialized_start=1178
+  _globals['_LISTSEALSRESPONSE']._serialized_end=1217
+  _globals['_SEALLOGREQUEST']._serialized_start=1219
+  _globals['_SEALLOGREQUEST']._serialized_end=1235
+  _globals['_SEALLOGRESPONSE']._serialized_start=1237
+  _globals['_SEALLOGRESPONSE']._serialized_end=1273
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=1275
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=1327
+  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_start=1330
+  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_end=1472
+  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_start=1474
+  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_end=1531
+  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_start=1534
+  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_end=1673
+  _globals['_AUDITSERVICE']._serialized_start=1676
+  _globals['_AUDITSERVICE']._serialized_end=2317
 # @@protoc_insertion_point(module_scope)

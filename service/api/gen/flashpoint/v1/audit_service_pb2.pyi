@@ -56,7 +56,9 @@ class LogEvent(_message.Message):
     payload that is not JSON): the event is still returned, so no position seems missing.
     """
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded (knowledge time)."""
+
     def __init__(
         self,
         *,
@@ -80,6 +82,8 @@ Global___LogEvent: _TypeAlias = LogEvent  # noqa: Y015
 
 @_typing.final
 class ReadEventsRequest(_message.Message):
+    """The request of AuditService.ReadEvents; the filters are optional and combine."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FROM_POSITION_FIELD_NUMBER: _builtins.int
@@ -105,13 +109,17 @@ class ReadEventsRequest(_message.Message):
         """Recorded (knowledge time) window: [recorded_after, recorded_before)."""
 
     @_builtins.property
-    def recorded_before(self) -> _timestamp_pb2.Timestamp: ...
+    def recorded_before(self) -> _timestamp_pb2.Timestamp:
+        """The end of the recorded window (exclusive)."""
+
     @_builtins.property
     def occurred_after(self) -> _timestamp_pb2.Timestamp:
         """Occurred (valid time) window, for events that say when something occurred."""
 
     @_builtins.property
-    def occurred_before(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_before(self) -> _timestamp_pb2.Timestamp:
+        """The end of the occurred window (exclusive)."""
+
     def __init__(
         self,
         *,
@@ -134,11 +142,15 @@ Global___ReadEventsRequest: _TypeAlias = ReadEventsRequest  # noqa: Y015
 
 @_typing.final
 class ReadEventsResponse(_message.Message):
+    """One message of the AuditService.ReadEvents stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___LogEvent: ...
+    def event(self) -> Global___LogEvent:
+        """The next event, in log order."""
+
     def __init__(
         self,
         *,
@@ -154,6 +166,8 @@ Global___ReadEventsResponse: _TypeAlias = ReadEventsResponse  # noqa: Y015
 
 @_typing.final
 class GetHistoryRequest(_message.Message):
+    """The request of AuditService.GetHistory."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -174,11 +188,15 @@ Global___GetHistoryRequest: _TypeAlias = GetHistoryRequest  # noqa: Y015
 
 @_typing.final
 class GetHistoryResponse(_message.Message):
+    """The answer of AuditService.GetHistory."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEvent]:
+        """The resource's events, oldest first."""
+
     def __init__(
         self,
         *,
@@ -194,6 +212,8 @@ Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
 
 @_typing.final
 class VerifyLogRequest(_message.Message):
+    """The request of AuditService.VerifyLog; both fields are optional."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEALS_JSON_FIELD_NUMBER: _builtins.int
@@ -228,11 +248,13 @@ class LogBreak(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position where it breaks."""
     kind: _builtins.str
     """changed, removed, inserted, reordered, truncated, chain_altered, seal_mismatch,
     bad_signature.
     """
     detail: _builtins.str
+    """What was found there, in one line."""
     def __init__(
         self,
         *,
@@ -250,6 +272,8 @@ Global___LogBreak: _TypeAlias = LogBreak  # noqa: Y015
 
 @_typing.final
 class VerifyLogResponse(_message.Message):
+    """The answer of AuditService.VerifyLog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INTACT_FIELD_NUMBER: _builtins.int
@@ -261,17 +285,23 @@ class VerifyLogResponse(_message.Message):
     FIRST_BREAK_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
+    """True when no break was found: every chained event and every seal checks out."""
     checked_up_to: _builtins.int
     """The last chained position checked."""
     events: _builtins.int
+    """How many events were checked."""
     digest: _builtins.str
     """The chain hash at checked_up_to (hex)."""
     unchained: _builtins.int
     """Events appended after the chain head, not chained yet."""
     seals_checked: _builtins.int
+    """How many seals (recorded and given) were checked against the chain."""
     summary: _builtins.str
+    """The outcome in one line, for people."""
     @_builtins.property
-    def first_break(self) -> Global___LogBreak: ...
+    def first_break(self) -> Global___LogBreak:
+        """The first break; unset when intact."""
+
     def __init__(
         self,
         *,
@@ -294,6 +324,8 @@ Global___VerifyLogResponse: _TypeAlias = VerifyLogResponse  # noqa: Y015
 
 @_typing.final
 class ListSealsRequest(_message.Message):
+    """The request of AuditService.ListSeals (it takes nothing)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -309,6 +341,8 @@ Global___ListSealsRequest: _TypeAlias = ListSealsRequest  # noqa: Y015
 
 @_typing.final
 class ListSealsResponse(_message.Message):
+    """The answer of AuditService.ListSeals."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEALS_JSON_FIELD_NUMBER: _builtins.int
@@ -331,6 +365,8 @@ Global___ListSealsResponse: _TypeAlias = ListSealsResponse  # noqa: Y015
 
 @_typing.final
 class SealLogRequest(_message.Message):
+    """The request of AuditService.SealLog (it takes nothing)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -346,6 +382,8 @@ Global___SealLogRequest: _TypeAlias = SealLogRequest  # noqa: Y015
 
 @_typing.final
 class SealLogResponse(_message.Message):
+    """The answer of AuditService.SealLog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEAL_JSON_FIELD_NUMBER: _builtins.int
@@ -366,11 +404,15 @@ Global___SealLogResponse: _TypeAlias = SealLogResponse  # noqa: Y015
 
 @_typing.final
 class RebuildProjectionRequest(_message.Message):
+    """The request of AuditService.RebuildProjection."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECTION_FIELD_NUMBER: _builtins.int
     projection: _builtins.str
-    """escalation, timeline, negotiations, sanctions or posture."""
+    """escalation, timeline, negotiations, sanctions or posture (anything else is
+    INVALID_ARGUMENT).
+    """
     def __init__(
         self,
         *,
@@ -386,6 +428,8 @@ Global___RebuildProjectionRequest: _TypeAlias = RebuildProjectionRequest  # noqa
 
 @_typing.final
 class RebuildProjectionResponse(_message.Message):
+    """One progress message of the AuditService.RebuildProjection stream; the last has `done`."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECTION_FIELD_NUMBER: _builtins.int
@@ -395,11 +439,17 @@ class RebuildProjectionResponse(_message.Message):
     ETA_SECONDS_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
     projection: _builtins.str
+    """The projection being rebuilt."""
     position: _builtins.int
+    """The log position the new generation has reached."""
     total: _builtins.int
+    """The head of the log it is heading for."""
     events_per_second: _builtins.float
+    """The rebuild's speed so far."""
     eta_seconds: _builtins.float
+    """Estimated seconds left at that speed."""
     done: _builtins.bool
+    """True in the last message: the new generation is complete and now answers."""
     def __init__(
         self,
         *,
@@ -420,11 +470,15 @@ Global___RebuildProjectionResponse: _TypeAlias = RebuildProjectionResponse  # no
 
 @_typing.final
 class RetryQuarantinedEventsRequest(_message.Message):
+    """The request of AuditService.RetryQuarantinedEvents."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECTION_FIELD_NUMBER: _builtins.int
     projection: _builtins.str
-    """escalation, timeline, negotiations, sanctions or posture."""
+    """escalation, timeline, negotiations, sanctions or posture (anything else is
+    INVALID_ARGUMENT).
+    """
     def __init__(
         self,
         *,
@@ -440,6 +494,8 @@ Global___RetryQuarantinedEventsRequest: _TypeAlias = RetryQuarantinedEventsReque
 
 @_typing.final
 class RetryQuarantinedEventsResponse(_message.Message):
+    """The answer of AuditService.RetryQuarantinedEvents."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECTION_FIELD_NUMBER: _builtins.int
@@ -447,6 +503,7 @@ class RetryQuarantinedEventsResponse(_message.Message):
     RELEASED_FIELD_NUMBER: _builtins.int
     REMAINING_FIELD_NUMBER: _builtins.int
     projection: _builtins.str
+    """The projection retried."""
     retried: _builtins.int
     """How many events were set aside and tried again."""
     released: _builtins.int

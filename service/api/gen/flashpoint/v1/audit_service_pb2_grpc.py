@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AuditServiceStub:
-    """Reads, replays and verifies the event log.
+    """Reads, replays and verifies the event log. Callers need the "auditor" (or "admin")
+    role; SealLog, RebuildProjection and RetryQuarantinedEvents need "admin".
     """
 
     def __init__(self, channel):
@@ -73,7 +74,8 @@ class AuditServiceStub:
 
 
 class AuditServiceServicer:
-    """Reads, replays and verifies the event log.
+    """Reads, replays and verifies the event log. Callers need the "auditor" (or "admin")
+    role; SealLog, RebuildProjection and RetryQuarantinedEvents need "admin".
     """
 
     def ReadEvents(self, request, context):
@@ -85,7 +87,7 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetHistory(self, request, context):
-        """Every event of one resource, oldest first.
+        """Every event of one resource, oldest first. NOT_FOUND when it has none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,7 +179,8 @@ def add_AuditServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
-    """Reads, replays and verifies the event log.
+    """Reads, replays and verifies the event log. Callers need the "auditor" (or "admin")
+    role; SealLog, RebuildProjection and RetryQuarantinedEvents need "admin".
     """
 
     @staticmethod

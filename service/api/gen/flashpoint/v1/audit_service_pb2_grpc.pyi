@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuditServiceStub:
-    """Reads, replays and verifies the event log."""
+    """Reads, replays and verifies the event log. Callers need the "auditor" (or "admin")
+    role; SealLog, RebuildProjection and RetryQuarantinedEvents need "admin".
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -38,7 +40,7 @@ class AuditServiceStub:
     the call began (or after `limit` events). Resume with from_position = last position + 1.
     """
     GetHistory: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetHistoryRequest, _audit_service_pb2.GetHistoryResponse]
-    """Every event of one resource, oldest first."""
+    """Every event of one resource, oldest first. NOT_FOUND when it has none."""
     VerifyLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]
     """Re-reads the whole log and its hash chain: intact up to where, or the first break."""
     ListSeals: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListSealsRequest, _audit_service_pb2.ListSealsResponse]
@@ -58,7 +60,9 @@ class AuditServiceStub:
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
-    """Reads, replays and verifies the event log."""
+    """Reads, replays and verifies the event log. Callers need the "auditor" (or "admin")
+    role; SealLog, RebuildProjection and RetryQuarantinedEvents need "admin".
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReadEvents: _aio.UnaryStreamMultiCallable[_audit_service_pb2.ReadEventsRequest, _audit_service_pb2.ReadEventsResponse]  # type: ignore[assignment]
@@ -66,7 +70,7 @@ class AuditServiceAsyncStub(AuditServiceStub):
     the call began (or after `limit` events). Resume with from_position = last position + 1.
     """
     GetHistory: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetHistoryRequest, _audit_service_pb2.GetHistoryResponse]  # type: ignore[assignment]
-    """Every event of one resource, oldest first."""
+    """Every event of one resource, oldest first. NOT_FOUND when it has none."""
     VerifyLog: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]  # type: ignore[assignment]
     """Re-reads the whole log and its hash chain: intact up to where, or the first break."""
     ListSeals: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListSealsRequest, _audit_service_pb2.ListSealsResponse]  # type: ignore[assignment]
@@ -85,7 +89,9 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Reads, replays and verifies the event log."""
+    """Reads, replays and verifies the event log. Callers need the "auditor" (or "admin")
+    role; SealLog, RebuildProjection and RetryQuarantinedEvents need "admin".
+    """
 
     @_abc_1.abstractmethod
     def ReadEvents(
@@ -103,7 +109,7 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.GetHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.GetHistoryResponse, _abc.Awaitable[_audit_service_pb2.GetHistoryResponse]]:
-        """Every event of one resource, oldest first."""
+        """Every event of one resource, oldest first. NOT_FOUND when it has none."""
 
     @_abc_1.abstractmethod
     def VerifyLog(

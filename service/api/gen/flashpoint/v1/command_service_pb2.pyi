@@ -23,6 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ReportIncursionRequest(_message.Message):
+    """The request of CommandService.ReportIncursion."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -35,18 +37,34 @@ class ReportIncursionRequest(_message.Message):
     INTERCEPTED_FIELD_NUMBER: _builtins.int
     SHOTS_FIRED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     platform: _builtins.str
+    """What entered: drone (default), aircraft, missile, helicopter or balloon."""
     count: _builtins.int
+    """How many, 1..100000: the development's size."""
     intercepted: _builtins.int
+    """How many were intercepted, 0 (default) .. count."""
     shots_fired: _builtins.bool
+    """Whether shots were fired (the development is then coded as an assault)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Whose airspace was entered. Its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -85,6 +103,8 @@ Global___ReportIncursionRequest: _TypeAlias = ReportIncursionRequest  # noqa: Y0
 
 @_typing.final
 class ReportIncursionResponse(_message.Message):
+    """The answer of CommandService.ReportIncursion."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -93,14 +113,19 @@ class ReportIncursionResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -120,6 +145,8 @@ Global___ReportIncursionResponse: _TypeAlias = ReportIncursionResponse  # noqa: 
 
 @_typing.final
 class ReportStrikeRequest(_message.Message):
+    """The request of CommandService.ReportStrike."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -133,19 +160,36 @@ class ReportStrikeRequest(_message.Message):
     FATALITIES_FIELD_NUMBER: _builtins.int
     INJURED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     weapon: _builtins.str
+    """missile, drone, aircraft, artillery or mixed (default)."""
     munitions_count: _builtins.int
+    """Munitions used, 0 (default) .. 10000000: the development's size."""
     target_kind: _builtins.str
+    """What was hit, free text (at most 100 characters), e.g. "power plant"."""
     fatalities: _builtins.int
+    """Deaths, 0 (default) .. 10000000."""
     injured: _builtins.int
+    """Injured, 0 (default) .. 10000000."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who was struck, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -189,6 +233,8 @@ Global___ReportStrikeRequest: _TypeAlias = ReportStrikeRequest  # noqa: Y015
 
 @_typing.final
 class ReportStrikeResponse(_message.Message):
+    """The answer of CommandService.ReportStrike."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -197,14 +243,19 @@ class ReportStrikeResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -224,6 +275,8 @@ Global___ReportStrikeResponse: _TypeAlias = ReportStrikeResponse  # noqa: Y015
 
 @_typing.final
 class ReportClashRequest(_message.Message):
+    """The request of CommandService.ReportClash."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -235,17 +288,32 @@ class ReportClashRequest(_message.Message):
     INJURED_FIELD_NUMBER: _builtins.int
     CEASEFIRE_VIOLATION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     fatalities: _builtins.int
+    """Deaths, 0 (default) .. 10000000."""
     injured: _builtins.int
+    """Injured, 0 (default) .. 10000000."""
     ceasefire_violation: _builtins.bool
+    """Whether the clash broke a ceasefire (default false)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """The other side. Its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -279,6 +347,8 @@ Global___ReportClashRequest: _TypeAlias = ReportClashRequest  # noqa: Y015
 
 @_typing.final
 class ReportClashResponse(_message.Message):
+    """The answer of CommandService.ReportClash."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -287,14 +357,19 @@ class ReportClashResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -314,6 +389,8 @@ Global___ReportClashResponse: _TypeAlias = ReportClashResponse  # noqa: Y015
 
 @_typing.final
 class StartMilitaryExerciseRequest(_message.Message):
+    """The request of CommandService.StartMilitaryExercise."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -329,25 +406,48 @@ class StartMilitaryExerciseRequest(_message.Message):
     BORDER_WITH_FIELD_NUMBER: _builtins.int
     DISTANCE_TO_BORDER_KM_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     name: _builtins.str
+    """The exercise's name, 1..200 characters (e.g. "Zapad-2025")."""
     troop_count: _builtins.int
+    """Troops involved, 0 (default, unknown) .. 10000000; size is troops/1000."""
     distance_to_border_km: _builtins.float
+    """Distance to the nearest of them, 0..20000 km."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who it is aimed at, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     @_builtins.property
-    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Other countries or organisations taking part (at most 50)."""
+
     @_builtins.property
-    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    def starts_at(self) -> _timestamp_pb2.Timestamp:
+        """When the exercise starts (it may lie in the future)."""
+
     @_builtins.property
-    def planned_end_at(self) -> _timestamp_pb2.Timestamp: ...
+    def planned_end_at(self) -> _timestamp_pb2.Timestamp:
+        """When it is planned to end, not before starts_at; unset when open-ended."""
+
     @_builtins.property
-    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ISO 3166-1 alpha-3 countries it borders (at most 20); they get a share of its score."""
+
     def __init__(
         self,
         *,
@@ -385,6 +485,8 @@ Global___StartMilitaryExerciseRequest: _TypeAlias = StartMilitaryExerciseRequest
 
 @_typing.final
 class StartMilitaryExerciseResponse(_message.Message):
+    """The answer of CommandService.StartMilitaryExercise."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -393,14 +495,19 @@ class StartMilitaryExerciseResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -420,6 +527,8 @@ Global___StartMilitaryExerciseResponse: _TypeAlias = StartMilitaryExerciseRespon
 
 @_typing.final
 class EndMilitaryExerciseRequest(_message.Message):
+    """The request of CommandService.EndMilitaryExercise."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -428,12 +537,25 @@ class EndMilitaryExerciseRequest(_message.Message):
     ENDED_AT_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     incident_id: _builtins.str
+    """The incident's id (a UUID), as answered by its report."""
     @_builtins.property
-    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
+    def ended_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ended (not in the future)."""
+
     @_builtins.property
-    def sources(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Source]: ...
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Source]:
+        """Sources for the end (at most 20); they join the incident's sources."""
+
     def __init__(
         self,
         *,
@@ -455,6 +577,8 @@ Global___EndMilitaryExerciseRequest: _TypeAlias = EndMilitaryExerciseRequest  # 
 
 @_typing.final
 class EndMilitaryExerciseResponse(_message.Message):
+    """The answer of CommandService.EndMilitaryExercise."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -463,14 +587,19 @@ class EndMilitaryExerciseResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -490,6 +619,8 @@ Global___EndMilitaryExerciseResponse: _TypeAlias = EndMilitaryExerciseResponse  
 
 @_typing.final
 class DeployTroopsRequest(_message.Message):
+    """The request of CommandService.DeployTroops."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -502,19 +633,36 @@ class DeployTroopsRequest(_message.Message):
     BORDER_WITH_FIELD_NUMBER: _builtins.int
     DISTANCE_TO_BORDER_KM_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     troop_count: _builtins.int
+    """Troops deployed, 1..10000000; size is troops/1000."""
     region: _builtins.str
+    """Where they were deployed, free text (at most 200 characters)."""
     distance_to_border_km: _builtins.float
+    """Distance to the nearest of them, 0..20000 km."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who it is aimed at, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     @_builtins.property
-    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ISO 3166-1 alpha-3 countries the region borders (at most 20)."""
+
     def __init__(
         self,
         *,
@@ -549,6 +697,8 @@ Global___DeployTroopsRequest: _TypeAlias = DeployTroopsRequest  # noqa: Y015
 
 @_typing.final
 class DeployTroopsResponse(_message.Message):
+    """The answer of CommandService.DeployTroops."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -557,14 +707,19 @@ class DeployTroopsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -584,6 +739,8 @@ Global___DeployTroopsResponse: _TypeAlias = DeployTroopsResponse  # noqa: Y015
 
 @_typing.final
 class RaiseAlertRequest(_message.Message):
+    """The request of CommandService.RaiseAlert."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -594,16 +751,30 @@ class RaiseAlertRequest(_message.Message):
     ALERT_KIND_FIELD_NUMBER: _builtins.int
     AIRCRAFT_COUNT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     alert_kind: _builtins.str
+    """jets_scrambled (default), air_defence, readiness or other."""
     aircraft_count: _builtins.int
+    """Aircraft involved, 0 (default) .. 10000000: the development's size."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who prompted it, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -632,6 +803,8 @@ Global___RaiseAlertRequest: _TypeAlias = RaiseAlertRequest  # noqa: Y015
 
 @_typing.final
 class RaiseAlertResponse(_message.Message):
+    """The answer of CommandService.RaiseAlert."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -640,14 +813,19 @@ class RaiseAlertResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -667,6 +845,8 @@ Global___RaiseAlertResponse: _TypeAlias = RaiseAlertResponse  # noqa: Y015
 
 @_typing.final
 class ReportThreatRequest(_message.Message):
+    """The request of CommandService.ReportThreat."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -677,16 +857,30 @@ class ReportThreatRequest(_message.Message):
     THREAT_KIND_FIELD_NUMBER: _builtins.int
     QUOTE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     threat_kind: _builtins.str
+    """military, ultimatum or other (default); military and ultimatum weigh more."""
     quote: _builtins.str
+    """The words used (at most 4000 characters)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who was threatened, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -715,6 +909,8 @@ Global___ReportThreatRequest: _TypeAlias = ReportThreatRequest  # noqa: Y015
 
 @_typing.final
 class ReportThreatResponse(_message.Message):
+    """The answer of CommandService.ReportThreat."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -723,14 +919,19 @@ class ReportThreatResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -750,6 +951,8 @@ Global___ReportThreatResponse: _TypeAlias = ReportThreatResponse  # noqa: Y015
 
 @_typing.final
 class RecordStatementRequest(_message.Message):
+    """The request of CommandService.RecordStatement."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -760,16 +963,30 @@ class RecordStatementRequest(_message.Message):
     SPEAKER_FIELD_NUMBER: _builtins.int
     QUOTE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     speaker: _builtins.str
+    """Who spoke, 1..200 characters."""
     quote: _builtins.str
+    """What was said, 1..4000 characters."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who it was about, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -798,6 +1015,8 @@ Global___RecordStatementRequest: _TypeAlias = RecordStatementRequest  # noqa: Y0
 
 @_typing.final
 class RecordStatementResponse(_message.Message):
+    """The answer of CommandService.RecordStatement."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -806,14 +1025,19 @@ class RecordStatementResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -833,6 +1057,8 @@ Global___RecordStatementResponse: _TypeAlias = RecordStatementResponse  # noqa: 
 
 @_typing.final
 class IssueCondemnationRequest(_message.Message):
+    """The request of CommandService.IssueCondemnation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -844,18 +1070,34 @@ class IssueCondemnationRequest(_message.Message):
     ACCUSATION_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     accusation: _builtins.bool
+    """An accusation rather than a condemnation (weighs more; default false)."""
     text: _builtins.str
+    """Its text (at most 4000 characters)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who was condemned, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     @_builtins.property
-    def co_signers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def co_signers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Countries or organisations that joined it, without duplicates (at most 200)."""
+
     def __init__(
         self,
         *,
@@ -885,6 +1127,8 @@ Global___IssueCondemnationRequest: _TypeAlias = IssueCondemnationRequest  # noqa
 
 @_typing.final
 class IssueCondemnationResponse(_message.Message):
+    """The answer of CommandService.IssueCondemnation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -893,14 +1137,19 @@ class IssueCondemnationResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -920,6 +1169,8 @@ Global___IssueCondemnationResponse: _TypeAlias = IssueCondemnationResponse  # no
 
 @_typing.final
 class SummonEnvoyRequest(_message.Message):
+    """The request of CommandService.SummonEnvoy."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -930,16 +1181,30 @@ class SummonEnvoyRequest(_message.Message):
     ENVOY_TITLE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     envoy_title: _builtins.str
+    """Who was summoned (at most 200 characters; default "ambassador")."""
     reason: _builtins.str
+    """Why (at most 500 characters)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Whose envoy was summoned. Its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -968,6 +1233,8 @@ Global___SummonEnvoyRequest: _TypeAlias = SummonEnvoyRequest  # noqa: Y015
 
 @_typing.final
 class SummonEnvoyResponse(_message.Message):
+    """The answer of CommandService.SummonEnvoy."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -976,14 +1243,19 @@ class SummonEnvoyResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1003,6 +1275,8 @@ Global___SummonEnvoyResponse: _TypeAlias = SummonEnvoyResponse  # noqa: Y015
 
 @_typing.final
 class ExpelDiplomatsRequest(_message.Message):
+    """The request of CommandService.ExpelDiplomats."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1013,16 +1287,30 @@ class ExpelDiplomatsRequest(_message.Message):
     COUNT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     count: _builtins.int
+    """Diplomats expelled, 1..10000: the development's size."""
     reason: _builtins.str
+    """Why (at most 500 characters)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Whose diplomats were expelled. Its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -1051,6 +1339,8 @@ Global___ExpelDiplomatsRequest: _TypeAlias = ExpelDiplomatsRequest  # noqa: Y015
 
 @_typing.final
 class ExpelDiplomatsResponse(_message.Message):
+    """The answer of CommandService.ExpelDiplomats."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1059,14 +1349,19 @@ class ExpelDiplomatsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1086,6 +1381,8 @@ Global___ExpelDiplomatsResponse: _TypeAlias = ExpelDiplomatsResponse  # noqa: Y0
 
 @_typing.final
 class ReportCyberAttackRequest(_message.Message):
+    """The request of CommandService.ReportCyberAttack."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1096,16 +1393,30 @@ class ReportCyberAttackRequest(_message.Message):
     ATTACK_KIND_FIELD_NUMBER: _builtins.int
     SYSTEMS_AFFECTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     attack_kind: _builtins.str
+    """e.g. "ddos", "wiper" (free text, at most 100 characters)."""
     systems_affected: _builtins.str
+    """What was hit (at most 500 characters)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who was attacked, if anyone. When set, its country must differ from the actor's."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -1134,6 +1445,8 @@ Global___ReportCyberAttackRequest: _TypeAlias = ReportCyberAttackRequest  # noqa
 
 @_typing.final
 class ReportCyberAttackResponse(_message.Message):
+    """The answer of CommandService.ReportCyberAttack."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1142,14 +1455,19 @@ class ReportCyberAttackResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1169,6 +1487,8 @@ Global___ReportCyberAttackResponse: _TypeAlias = ReportCyberAttackResponse  # no
 
 @_typing.final
 class ReportCeasefireViolationRequest(_message.Message):
+    """The request of CommandService.ReportCeasefireViolation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1180,20 +1500,32 @@ class ReportCeasefireViolationRequest(_message.Message):
     FATALITIES_FIELD_NUMBER: _builtins.int
     INJURED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     agreement: _builtins.str
     """The ceasefire broken, by name (at most 200 characters)."""
     fatalities: _builtins.int
+    """Deaths, 0 (default) .. 10000000."""
     injured: _builtins.int
+    """Injured, 0 (default) .. 10000000."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
-    @_builtins.property
-    def target(self) -> _common_pb2.Party:
-        """The other party to the ceasefire (required)."""
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
 
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def target(self) -> _common_pb2.Party:
+        """The other party to the ceasefire. Its country must differ from the actor's."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
+    @_builtins.property
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     def __init__(
         self,
         *,
@@ -1227,6 +1559,8 @@ Global___ReportCeasefireViolationRequest: _TypeAlias = ReportCeasefireViolationR
 
 @_typing.final
 class ReportCeasefireViolationResponse(_message.Message):
+    """The answer of CommandService.ReportCeasefireViolation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1235,14 +1569,19 @@ class ReportCeasefireViolationResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1262,6 +1601,8 @@ Global___ReportCeasefireViolationResponse: _TypeAlias = ReportCeasefireViolation
 
 @_typing.final
 class ImposeBlockadeRequest(_message.Message):
+    """The request of CommandService.ImposeBlockade."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1273,23 +1614,33 @@ class ImposeBlockadeRequest(_message.Message):
     WATERS_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     vessels_count: _builtins.int
-    """Vessels enforcing the blockade: the development's size."""
+    """Vessels enforcing the blockade, 0 (default) .. 10000000: the development's size."""
     waters: _builtins.str
     """The sea area blocked (at most 200 characters)."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
-    @_builtins.property
-    def target(self) -> _common_pb2.Party:
-        """Whose ports or waters are blocked (required)."""
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector."""
 
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def target(self) -> _common_pb2.Party:
+        """Whose ports or waters are blocked. Its country must differ from the actor's."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
+    @_builtins.property
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
     @_builtins.property
     def ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The ports blocked, by name."""
+        """The ports blocked, by name (each 1..200 characters, at most 50)."""
 
     def __init__(
         self,
@@ -1320,6 +1671,8 @@ Global___ImposeBlockadeRequest: _TypeAlias = ImposeBlockadeRequest  # noqa: Y015
 
 @_typing.final
 class ImposeBlockadeResponse(_message.Message):
+    """The answer of CommandService.ImposeBlockade."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1328,14 +1681,19 @@ class ImposeBlockadeResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1355,6 +1713,8 @@ Global___ImposeBlockadeResponse: _TypeAlias = ImposeBlockadeResponse  # noqa: Y0
 
 @_typing.final
 class ImposeSanctionsRequest(_message.Message):
+    """The request of CommandService.ImposeSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1368,20 +1728,38 @@ class ImposeSanctionsRequest(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     authority: _builtins.str
+    """Who imposes them: a country (ISO 3166-1 alpha-3) or an organisation ("EU", "UN", ...)."""
     target: _builtins.str
+    """The sanctioned country, ISO 3166-1 alpha-3 (organisations are refused)."""
     programme: _builtins.str
+    """The programme's name, e.g. "Russia/Ukraine-related" (at most 200 characters)."""
     entities_count: _builtins.int
+    """Entities designated, 0 (default) .. 10000000; size is entities/10."""
     @_builtins.property
-    def entity_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def entity_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of designated entities, at most entities_count of them."""
+
     @_builtins.property
-    def sectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def sectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sectors covered (at most 100), e.g. "energy"."""
+
     @_builtins.property
-    def effective_from(self) -> _timestamp_pb2.Timestamp: ...
+    def effective_from(self) -> _timestamp_pb2.Timestamp:
+        """When they take effect; default evidence.occurred_at."""
+
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When they expire, after effective_from; unset when open-ended."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When they were announced, the sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -1421,6 +1799,8 @@ Global___ImposeSanctionsRequest: _TypeAlias = ImposeSanctionsRequest  # noqa: Y0
 
 @_typing.final
 class ImposeSanctionsResponse(_message.Message):
+    """The answer of CommandService.ImposeSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1429,14 +1809,19 @@ class ImposeSanctionsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1456,6 +1841,8 @@ Global___ImposeSanctionsResponse: _TypeAlias = ImposeSanctionsResponse  # noqa: 
 
 @_typing.final
 class ExtendSanctionsRequest(_message.Message):
+    """The request of CommandService.ExtendSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1467,17 +1854,35 @@ class ExtendSanctionsRequest(_message.Message):
     SECTORS_ADDED_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     regime_id: _builtins.str
+    """The regime's id (a UUID), as answered by ImposeSanctions."""
     entities_added: _builtins.int
+    """Entities added, 0 (default) .. 10000000; size is entities/10."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     @_builtins.property
-    def entity_names_added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def entity_names_added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Their names, at most entities_added of them."""
+
     @_builtins.property
-    def sectors_added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def sectors_added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sectors added (at most 100)."""
+
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """The new expiry."""
+
     def __init__(
         self,
         *,
@@ -1507,6 +1912,8 @@ Global___ExtendSanctionsRequest: _TypeAlias = ExtendSanctionsRequest  # noqa: Y0
 
 @_typing.final
 class ExtendSanctionsResponse(_message.Message):
+    """The answer of CommandService.ExtendSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1515,14 +1922,19 @@ class ExtendSanctionsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1542,6 +1954,8 @@ Global___ExtendSanctionsResponse: _TypeAlias = ExtendSanctionsResponse  # noqa: 
 
 @_typing.final
 class EaseSanctionsRequest(_message.Message):
+    """The request of CommandService.EaseSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1552,15 +1966,31 @@ class EaseSanctionsRequest(_message.Message):
     ENTITY_NAMES_REMOVED_FIELD_NUMBER: _builtins.int
     SECTORS_REMOVED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     regime_id: _builtins.str
+    """The regime's id (a UUID), as answered by ImposeSanctions."""
     entities_removed: _builtins.int
+    """Entities removed, 0 (default) .. 10000000."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     @_builtins.property
-    def entity_names_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def entity_names_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Their names, at most entities_removed of them."""
+
     @_builtins.property
-    def sectors_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def sectors_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sectors removed (at most 100)."""
+
     def __init__(
         self,
         *,
@@ -1589,6 +2019,8 @@ Global___EaseSanctionsRequest: _TypeAlias = EaseSanctionsRequest  # noqa: Y015
 
 @_typing.final
 class EaseSanctionsResponse(_message.Message):
+    """The answer of CommandService.EaseSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1597,14 +2029,19 @@ class EaseSanctionsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1624,6 +2061,8 @@ Global___EaseSanctionsResponse: _TypeAlias = EaseSanctionsResponse  # noqa: Y015
 
 @_typing.final
 class LiftSanctionsRequest(_message.Message):
+    """The request of CommandService.LiftSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1632,11 +2071,23 @@ class LiftSanctionsRequest(_message.Message):
     EVIDENCE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     regime_id: _builtins.str
+    """The regime's id (a UUID), as answered by ImposeSanctions."""
     reason: _builtins.str
+    """Why (at most 500 characters)."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -1663,6 +2114,8 @@ Global___LiftSanctionsRequest: _TypeAlias = LiftSanctionsRequest  # noqa: Y015
 
 @_typing.final
 class LiftSanctionsResponse(_message.Message):
+    """The answer of CommandService.LiftSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1671,14 +2124,19 @@ class LiftSanctionsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1698,6 +2156,8 @@ Global___LiftSanctionsResponse: _TypeAlias = LiftSanctionsResponse  # noqa: Y015
 
 @_typing.final
 class ProposeNegotiationsRequest(_message.Message):
+    """The request of CommandService.ProposeNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1707,13 +2167,24 @@ class ProposeNegotiationsRequest(_message.Message):
     PROPOSED_BY_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     mediator: _builtins.str
+    """A mediator, which cannot also be a party."""
     subject: _builtins.str
+    """What the talks are about (at most 500 characters)."""
     proposed_by: _builtins.str
+    """Who proposed them: one of the parties or the mediator."""
     @_builtins.property
-    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The parties, countries or organisations: at least 2, at most 50, no duplicates."""
+
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When they were proposed, the sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -1745,6 +2216,8 @@ Global___ProposeNegotiationsRequest: _TypeAlias = ProposeNegotiationsRequest  # 
 
 @_typing.final
 class ProposeNegotiationsResponse(_message.Message):
+    """The answer of CommandService.ProposeNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1753,14 +2226,19 @@ class ProposeNegotiationsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1780,6 +2258,8 @@ Global___ProposeNegotiationsResponse: _TypeAlias = ProposeNegotiationsResponse  
 
 @_typing.final
 class HoldNegotiationRoundRequest(_message.Message):
+    """The request of CommandService.HoldNegotiationRound."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1788,11 +2268,23 @@ class HoldNegotiationRoundRequest(_message.Message):
     EVIDENCE_FIELD_NUMBER: _builtins.int
     LOCATION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     track_id: _builtins.str
+    """The track's id (a UUID), as answered by ProposeNegotiations."""
     location: _builtins.str
+    """Where it was held, free text (at most 200 characters)."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -1819,6 +2311,8 @@ Global___HoldNegotiationRoundRequest: _TypeAlias = HoldNegotiationRoundRequest  
 
 @_typing.final
 class HoldNegotiationRoundResponse(_message.Message):
+    """The answer of CommandService.HoldNegotiationRound."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1827,14 +2321,19 @@ class HoldNegotiationRoundResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1854,6 +2353,8 @@ Global___HoldNegotiationRoundResponse: _TypeAlias = HoldNegotiationRoundResponse
 
 @_typing.final
 class PauseNegotiationsRequest(_message.Message):
+    """The request of CommandService.PauseNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1863,12 +2364,25 @@ class PauseNegotiationsRequest(_message.Message):
     PAUSED_BY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     track_id: _builtins.str
+    """The track's id (a UUID), as answered by ProposeNegotiations."""
     paused_by: _builtins.str
+    """Who paused them: a country or organisation code."""
     reason: _builtins.str
+    """Why (at most 500 characters)."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -1900,6 +2414,8 @@ Global___PauseNegotiationsRequest: _TypeAlias = PauseNegotiationsRequest  # noqa
 
 @_typing.final
 class PauseNegotiationsResponse(_message.Message):
+    """The answer of CommandService.PauseNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1908,14 +2424,19 @@ class PauseNegotiationsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -1935,6 +2456,8 @@ Global___PauseNegotiationsResponse: _TypeAlias = PauseNegotiationsResponse  # no
 
 @_typing.final
 class ResumeNegotiationsRequest(_message.Message):
+    """The request of CommandService.ResumeNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -1943,11 +2466,23 @@ class ResumeNegotiationsRequest(_message.Message):
     EVIDENCE_FIELD_NUMBER: _builtins.int
     RESUMED_BY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     track_id: _builtins.str
+    """The track's id (a UUID), as answered by ProposeNegotiations."""
     resumed_by: _builtins.str
+    """Who resumed them: a country or organisation code."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -1974,6 +2509,8 @@ Global___ResumeNegotiationsRequest: _TypeAlias = ResumeNegotiationsRequest  # no
 
 @_typing.final
 class ResumeNegotiationsResponse(_message.Message):
+    """The answer of CommandService.ResumeNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1982,14 +2519,19 @@ class ResumeNegotiationsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -2009,6 +2551,8 @@ Global___ResumeNegotiationsResponse: _TypeAlias = ResumeNegotiationsResponse  # 
 
 @_typing.final
 class RejectNegotiationsRequest(_message.Message):
+    """The request of CommandService.RejectNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2018,12 +2562,25 @@ class RejectNegotiationsRequest(_message.Message):
     REJECTED_BY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     track_id: _builtins.str
+    """The track's id (a UUID), as answered by ProposeNegotiations."""
     rejected_by: _builtins.str
+    """Who rejected them: a country or organisation code."""
     reason: _builtins.str
+    """Why (at most 500 characters)."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     def __init__(
         self,
         *,
@@ -2055,6 +2612,8 @@ Global___RejectNegotiationsRequest: _TypeAlias = RejectNegotiationsRequest  # no
 
 @_typing.final
 class RejectNegotiationsResponse(_message.Message):
+    """The answer of CommandService.RejectNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -2063,14 +2622,19 @@ class RejectNegotiationsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -2090,6 +2654,8 @@ Global___RejectNegotiationsResponse: _TypeAlias = RejectNegotiationsResponse  # 
 
 @_typing.final
 class SignAgreementRequest(_message.Message):
+    """The request of CommandService.SignAgreement."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2099,13 +2665,27 @@ class SignAgreementRequest(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     SIGNATORIES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     track_id: _builtins.str
+    """The track's id (a UUID), as answered by ProposeNegotiations."""
     title: _builtins.str
+    """The agreement's title, 1..200 characters."""
     @_builtins.property
-    def evidence(self) -> _common_pb2.Evidence: ...
+    def evidence(self) -> _common_pb2.Evidence:
+        """When the step happened, its sources and their grading."""
+
     @_builtins.property
-    def signatories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def signatories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who signed: at least 2 of the track's parties (or its mediator), at most 50."""
+
     def __init__(
         self,
         *,
@@ -2133,6 +2713,8 @@ Global___SignAgreementRequest: _TypeAlias = SignAgreementRequest  # noqa: Y015
 
 @_typing.final
 class SignAgreementResponse(_message.Message):
+    """The answer of CommandService.SignAgreement."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -2141,14 +2723,19 @@ class SignAgreementResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -2168,6 +2755,8 @@ Global___SignAgreementResponse: _TypeAlias = SignAgreementResponse  # noqa: Y015
 
 @_typing.final
 class CorroborateIncidentRequest(_message.Message):
+    """The request of CommandService.CorroborateIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2178,13 +2767,27 @@ class CorroborateIncidentRequest(_message.Message):
     CREDIBILITY_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     incident_id: _builtins.str
+    """The incident's id (a UUID), as answered by its report."""
     reliability: _builtins.str
+    """Its Admiralty reliability, "A" .. "F"; unset leaves the grading."""
     credibility: _builtins.int
+    """Its Admiralty credibility, 1 .. 6; unset leaves the grading."""
     note: _builtins.str
+    """What it adds (at most 500 characters)."""
     @_builtins.property
-    def source(self) -> _common_pb2.Source: ...
+    def source(self) -> _common_pb2.Source:
+        """The confirming source."""
+
     def __init__(
         self,
         *,
@@ -2221,6 +2824,8 @@ Global___CorroborateIncidentRequest: _TypeAlias = CorroborateIncidentRequest  # 
 
 @_typing.final
 class CorroborateIncidentResponse(_message.Message):
+    """The answer of CommandService.CorroborateIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -2229,14 +2834,19 @@ class CorroborateIncidentResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -2256,6 +2866,8 @@ Global___CorroborateIncidentResponse: _TypeAlias = CorroborateIncidentResponse  
 
 @_typing.final
 class DisputeIncidentRequest(_message.Message):
+    """The request of CommandService.DisputeIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2266,13 +2878,27 @@ class DisputeIncidentRequest(_message.Message):
     STATEMENT_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     incident_id: _builtins.str
+    """The incident's id (a UUID), as answered by its report."""
     party: _builtins.str
+    """Who disputes it: a country or organisation code."""
     denial: _builtins.bool
+    """A denial of responsibility rather than a dispute of the facts (default false)."""
     statement: _builtins.str
+    """What the party said (at most 4000 characters)."""
     @_builtins.property
-    def sources(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Source]: ...
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Source]:
+        """Where it said so (at most 20)."""
+
     def __init__(
         self,
         *,
@@ -2309,6 +2935,8 @@ Global___DisputeIncidentRequest: _TypeAlias = DisputeIncidentRequest  # noqa: Y0
 
 @_typing.final
 class DisputeIncidentResponse(_message.Message):
+    """The answer of CommandService.DisputeIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -2317,14 +2945,19 @@ class DisputeIncidentResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -2344,6 +2977,8 @@ Global___DisputeIncidentResponse: _TypeAlias = DisputeIncidentResponse  # noqa: 
 
 @_typing.final
 class CorrectIncidentRequest(_message.Message):
+    """The request of CommandService.CorrectIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2352,11 +2987,39 @@ class CorrectIncidentRequest(_message.Message):
     CHANGES_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     incident_id: _builtins.str
+    """The incident's id (a UUID), as answered by its report."""
     reason: _builtins.str
+    """Why the values are corrected, 1..500 characters."""
     @_builtins.property
-    def changes(self) -> _struct_pb2.Struct: ...
+    def changes(self) -> _struct_pb2.Struct:
+        """The values to supersede, in the shape of the incident's original report request
+        (ReportIncursionRequest for an airspace incursion, ...), with its field names
+        ("actor", "evidence", "count", ...); at least one key, at most 64 kB as JSON.
+
+        They are merged into the report as it stands (the last correction included):
+        for each key of `changes`, when both its value and the current value are objects
+        (actor, target, location, evidence), the two are merged the same way, key by key;
+        otherwise the value given replaces the current one whole. So lists (evidence.sources,
+        participants, border_with, ports, co_signers) are replaced, not appended to, and
+        null clears an optional value (target or location, where the kind allows it). The
+        merged whole is then validated as a fresh report of the incident's kind: an unknown
+        key, a wrong type, a bad value or a broken cross-field rule (intercepted above
+        count, target equal to actor) is INVALID_ARGUMENT with the field named under
+        "changes." (e.g. "changes.evidence.reliability"). The kind cannot be changed.
+        Struct numbers are doubles: 21 and 21.0 are the same value. Sources added by
+        CorroborateIncident are kept apart and stay.
+        """
+
     def __init__(
         self,
         *,
@@ -2383,6 +3046,8 @@ Global___CorrectIncidentRequest: _TypeAlias = CorrectIncidentRequest  # noqa: Y0
 
 @_typing.final
 class CorrectIncidentResponse(_message.Message):
+    """The answer of CommandService.CorrectIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -2391,14 +3056,19 @@ class CorrectIncidentResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,
@@ -2418,6 +3088,8 @@ Global___CorrectIncidentResponse: _TypeAlias = CorrectIncidentResponse  # noqa: 
 
 @_typing.final
 class RetractIncidentRequest(_message.Message):
+    """The request of CommandService.RetractIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -2425,9 +3097,19 @@ class RetractIncidentRequest(_message.Message):
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
     expected_version: _builtins.int
+    """Optimistic lock: the resource's version the client last saw (1 or more). When set and
+    the resource has moved on, the call is ABORTED (google.rpc.ErrorInfo carries both
+    versions) and nothing is appended. Unset: no check.
+    """
     incident_id: _builtins.str
+    """The incident's id (a UUID), as answered by its report."""
     reason: _builtins.str
+    """Why it is withdrawn, 1..500 characters."""
     def __init__(
         self,
         *,
@@ -2453,6 +3135,8 @@ Global___RetractIncidentRequest: _TypeAlias = RetractIncidentRequest  # noqa: Y0
 
 @_typing.final
 class RetractIncidentResponse(_message.Message):
+    """The answer of CommandService.RetractIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -2461,14 +3145,19 @@ class RetractIncidentResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The resource's name, e.g. "incidents/{id}"."""
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
     id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
     version: _builtins.int
-    """The resource's version after the command."""
+    """The resource's version after the command (its `expected_version` next time)."""
     position: _builtins.int
-    """The log position of the last event the command appended."""
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
     replayed: _builtins.bool
-    """True when this answers a retry of an earlier request with the same request_id."""
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
     def __init__(
         self,
         *,

@@ -32,7 +32,12 @@ class CommandServiceStub:
     Every request may carry `request_id` (AIP-155): a retry with the same id returns the
     first answer and appends nothing; the same id with a different request is refused with
     ALREADY_EXISTS. Requests on existing resources may carry `expected_version`; a mismatch
-    is ABORTED.
+    is ABORTED. Fields marked REQUIRED must be set; a missing or invalid field is
+    INVALID_ARGUMENT with a google.rpc.BadRequest naming it (dotted paths, e.g.
+    "evidence.sources[0].url"), and nothing is appended. A resource that does not exist is
+    NOT_FOUND; a step the resource's state forbids (a lifted regime, a retracted incident)
+    is FAILED_PRECONDITION with a google.rpc.PreconditionFailure. Callers need the
+    "reporter" (or "admin") role.
     """
 
     def __init__(self, channel):
@@ -195,207 +200,235 @@ class CommandServiceServicer:
     Every request may carry `request_id` (AIP-155): a retry with the same id returns the
     first answer and appends nothing; the same id with a different request is refused with
     ALREADY_EXISTS. Requests on existing resources may carry `expected_version`; a mismatch
-    is ABORTED.
+    is ABORTED. Fields marked REQUIRED must be set; a missing or invalid field is
+    INVALID_ARGUMENT with a google.rpc.BadRequest naming it (dotted paths, e.g.
+    "evidence.sources[0].url"), and nothing is appended. A resource that does not exist is
+    NOT_FOUND; a step the resource's state forbids (a lifted regime, a retracted incident)
+    is FAILED_PRECONDITION with a google.rpc.PreconditionFailure. Callers need the
+    "reporter" (or "admin") role.
     """
 
     def ReportIncursion(self, request, context):
-        """Aircraft, drones or missiles entered another country's airspace.
+        """Aircraft, drones or missiles entered another country's airspace (kind
+        airspace_incursion; `target` is the country whose airspace was entered).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportStrike(self, request, context):
-        """An air, missile or drone strike.
+        """An air, missile or drone strike (kind strike).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportClash(self, request, context):
-        """Armed forces of two parties fought.
+        """Armed forces of two parties fought (kind armed_clash).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartMilitaryExercise(self, request, context):
-        """A military exercise began (its end is a separate command).
+        """A military exercise began (kind military_exercise); it is in the force posture until
+        EndMilitaryExercise, or its planned end.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EndMilitaryExercise(self, request, context):
-        """A reported military exercise ended.
+        """A reported military exercise ended. FAILED_PRECONDITION when the incident is
+        not an exercise, has already ended or was retracted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeployTroops(self, request, context):
-        """Troops were deployed, e.g. to a border region.
+        """Troops were deployed, e.g. to a border region (kind troop_deployment).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RaiseAlert(self, request, context):
-        """Forces put on alert, jets scrambled.
+        """Forces put on alert, jets scrambled (kind alert).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportThreat(self, request, context):
-        """A military threat or ultimatum was made.
+        """A military threat or ultimatum was made (kind threat).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordStatement(self, request, context):
-        """A public statement by an official (speaker and quote).
+        """A public statement by an official (kind statement; it weighs nothing).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IssueCondemnation(self, request, context):
-        """A condemnation or accusation, with the co-signing countries.
+        """A condemnation or accusation, with the co-signing countries (kind condemnation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SummonEnvoy(self, request, context):
-        """The actor summoned the target country's ambassador or envoy.
+        """The actor summoned the target country's ambassador or envoy (kind envoy_summoned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExpelDiplomats(self, request, context):
-        """The actor expelled the target country's diplomats.
+        """The actor expelled the target country's diplomats (kind diplomats_expelled).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportCyberAttack(self, request, context):
-        """A cyber attack attributed to the actor.
+        """A cyber attack attributed to the actor (kind cyber_attack).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportCeasefireViolation(self, request, context):
-        """The actor broke a ceasefire with the target (fire, an advance, a strike).
+        """The actor broke a ceasefire with the target: fire, an advance, a strike (kind
+        ceasefire_violation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImposeBlockade(self, request, context):
-        """The actor's navy blocked the target's ports or waters.
+        """The actor's navy blocked the target's ports or waters (kind naval_blockade).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImposeSanctions(self, request, context):
-        """An authority imposed sanctions on a target country (a new regime).
+        """An authority imposed sanctions on a target country: a new regime, named
+        "sanctions/{id}" (kind sanctions_imposed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExtendSanctions(self, request, context):
-        """A regime was extended: entities or sectors added, expiry moved later.
+        """A regime was extended: entities or sectors added, expiry moved later. It must
+        add entities, add sectors or set expires_at (INVALID_ARGUMENT otherwise);
+        FAILED_PRECONDITION on a lifted regime, a name it already designates or an expiry
+        that is not later than the current one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EaseSanctions(self, request, context):
-        """A regime was eased: entities or sectors removed.
+        """A regime was eased: entities or sectors removed. It must remove entities or
+        sectors; FAILED_PRECONDITION on a lifted regime, a name or sector it does not
+        designate, or more entities than it designates.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LiftSanctions(self, request, context):
-        """A regime was lifted; it accepts nothing afterwards.
+        """A regime was lifted; it accepts nothing afterwards (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ProposeNegotiations(self, request, context):
-        """Talks between parties were proposed (a new negotiation track).
+        """Talks between parties were proposed: a new negotiation track, named
+        "negotiations/{id}", in status "proposed".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def HoldNegotiationRound(self, request, context):
-        """A round of talks was held.
+        """A round of talks was held on a proposed or active track, which becomes "active".
+        FAILED_PRECONDITION on a paused track or one that ended (rejected or agreed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseNegotiations(self, request, context):
-        """A party paused the talks.
+        """A party paused the talks (status "paused"). FAILED_PRECONDITION unless the
+        track is proposed or active, or when paused_by is neither a party nor the mediator.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResumeNegotiations(self, request, context):
-        """Paused talks resumed.
+        """Paused talks resumed (status "active"). FAILED_PRECONDITION unless paused, or
+        when resumed_by is neither a party nor the mediator.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RejectNegotiations(self, request, context):
-        """A party rejected the talks; the track ends.
+        """A party (or the mediator) rejected the talks; the track ends (status "rejected").
+        FAILED_PRECONDITION on a track that already ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SignAgreement(self, request, context):
-        """An agreement (ceasefire, deal) was signed; the track ends.
+        """An agreement (ceasefire, deal) was signed; the track ends (status "agreed").
+        FAILED_PRECONDITION unless the track is proposed or active and every signatory is a
+        party or the mediator.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CorroborateIncident(self, request, context):
-        """A further source confirms the incident; it may raise the grading.
+        """A further source confirms the incident; a better grading given here raises the
+        incident's (it never lowers it). FAILED_PRECONDITION on a retracted incident.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisputeIncident(self, request, context):
-        """A party disputes the report or (``denial``) denies responsibility.
+        """A party disputes the report or (`denial`) denies responsibility; each party's
+        latest word lowers the incident's confidence. FAILED_PRECONDITION on a retracted
+        incident.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CorrectIncident(self, request, context):
-        """Supersede some reported values; ``changes`` has the shape of the original report.
+        """Supersede some reported values of an incident; see CorrectIncidentRequest.changes
+        for how they are merged. FAILED_PRECONDITION when the correction changes nothing
+        (NO_CHANGE) or the incident was retracted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RetractIncident(self, request, context):
-        """Withdraw a report; it stays readable but counts for nothing from now on.
+        """Withdraw a report; it stays readable but counts for nothing from now on, and
+        accepts no further changes (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -564,7 +597,12 @@ class CommandService:
     Every request may carry `request_id` (AIP-155): a retry with the same id returns the
     first answer and appends nothing; the same id with a different request is refused with
     ALREADY_EXISTS. Requests on existing resources may carry `expected_version`; a mismatch
-    is ABORTED.
+    is ABORTED. Fields marked REQUIRED must be set; a missing or invalid field is
+    INVALID_ARGUMENT with a google.rpc.BadRequest naming it (dotted paths, e.g.
+    "evidence.sources[0].url"), and nothing is appended. A resource that does not exist is
+    NOT_FOUND; a step the resource's state forbids (a lifted regime, a retracted incident)
+    is FAILED_PRECONDITION with a google.rpc.PreconditionFailure. Callers need the
+    "reporter" (or "admin") role.
     """
 
     @staticmethod

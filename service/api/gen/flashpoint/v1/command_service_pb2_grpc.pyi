@@ -33,7 +33,12 @@ class CommandServiceStub:
     Every request may carry `request_id` (AIP-155): a retry with the same id returns the
     first answer and appends nothing; the same id with a different request is refused with
     ALREADY_EXISTS. Requests on existing resources may carry `expected_version`; a mismatch
-    is ABORTED.
+    is ABORTED. Fields marked REQUIRED must be set; a missing or invalid field is
+    INVALID_ARGUMENT with a google.rpc.BadRequest naming it (dotted paths, e.g.
+    "evidence.sources[0].url"), and nothing is appended. A resource that does not exist is
+    NOT_FOUND; a step the resource's state forbids (a lifted regime, a retracted incident)
+    is FAILED_PRECONDITION with a google.rpc.PreconditionFailure. Callers need the
+    "reporter" (or "admin") role.
     """
 
     @_typing.overload
@@ -41,63 +46,103 @@ class CommandServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CommandServiceAsyncStub: ...
     ReportIncursion: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportIncursionRequest, _command_service_pb2.ReportIncursionResponse]
-    """Aircraft, drones or missiles entered another country's airspace."""
+    """Aircraft, drones or missiles entered another country's airspace (kind
+    airspace_incursion; `target` is the country whose airspace was entered).
+    """
     ReportStrike: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportStrikeRequest, _command_service_pb2.ReportStrikeResponse]
-    """An air, missile or drone strike."""
+    """An air, missile or drone strike (kind strike)."""
     ReportClash: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportClashRequest, _command_service_pb2.ReportClashResponse]
-    """Armed forces of two parties fought."""
+    """Armed forces of two parties fought (kind armed_clash)."""
     StartMilitaryExercise: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.StartMilitaryExerciseRequest, _command_service_pb2.StartMilitaryExerciseResponse]
-    """A military exercise began (its end is a separate command)."""
+    """A military exercise began (kind military_exercise); it is in the force posture until
+    EndMilitaryExercise, or its planned end.
+    """
     EndMilitaryExercise: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.EndMilitaryExerciseRequest, _command_service_pb2.EndMilitaryExerciseResponse]
-    """A reported military exercise ended."""
+    """A reported military exercise ended. FAILED_PRECONDITION when the incident is
+    not an exercise, has already ended or was retracted.
+    """
     DeployTroops: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DeployTroopsRequest, _command_service_pb2.DeployTroopsResponse]
-    """Troops were deployed, e.g. to a border region."""
+    """Troops were deployed, e.g. to a border region (kind troop_deployment)."""
     RaiseAlert: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RaiseAlertRequest, _command_service_pb2.RaiseAlertResponse]
-    """Forces put on alert, jets scrambled."""
+    """Forces put on alert, jets scrambled (kind alert)."""
     ReportThreat: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportThreatRequest, _command_service_pb2.ReportThreatResponse]
-    """A military threat or ultimatum was made."""
+    """A military threat or ultimatum was made (kind threat)."""
     RecordStatement: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RecordStatementRequest, _command_service_pb2.RecordStatementResponse]
-    """A public statement by an official (speaker and quote)."""
+    """A public statement by an official (kind statement; it weighs nothing)."""
     IssueCondemnation: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.IssueCondemnationRequest, _command_service_pb2.IssueCondemnationResponse]
-    """A condemnation or accusation, with the co-signing countries."""
+    """A condemnation or accusation, with the co-signing countries (kind condemnation)."""
     SummonEnvoy: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.SummonEnvoyRequest, _command_service_pb2.SummonEnvoyResponse]
-    """The actor summoned the target country's ambassador or envoy."""
+    """The actor summoned the target country's ambassador or envoy (kind envoy_summoned)."""
     ExpelDiplomats: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ExpelDiplomatsRequest, _command_service_pb2.ExpelDiplomatsResponse]
-    """The actor expelled the target country's diplomats."""
+    """The actor expelled the target country's diplomats (kind diplomats_expelled)."""
     ReportCyberAttack: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportCyberAttackRequest, _command_service_pb2.ReportCyberAttackResponse]
-    """A cyber attack attributed to the actor."""
+    """A cyber attack attributed to the actor (kind cyber_attack)."""
     ReportCeasefireViolation: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportCeasefireViolationRequest, _command_service_pb2.ReportCeasefireViolationResponse]
-    """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+    """The actor broke a ceasefire with the target: fire, an advance, a strike (kind
+    ceasefire_violation).
+    """
     ImposeBlockade: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ImposeBlockadeRequest, _command_service_pb2.ImposeBlockadeResponse]
-    """The actor's navy blocked the target's ports or waters."""
+    """The actor's navy blocked the target's ports or waters (kind naval_blockade)."""
     ImposeSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ImposeSanctionsRequest, _command_service_pb2.ImposeSanctionsResponse]
-    """An authority imposed sanctions on a target country (a new regime)."""
+    """An authority imposed sanctions on a target country: a new regime, named
+    "sanctions/{id}" (kind sanctions_imposed).
+    """
     ExtendSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ExtendSanctionsRequest, _command_service_pb2.ExtendSanctionsResponse]
-    """A regime was extended: entities or sectors added, expiry moved later."""
+    """A regime was extended: entities or sectors added, expiry moved later. It must
+    add entities, add sectors or set expires_at (INVALID_ARGUMENT otherwise);
+    FAILED_PRECONDITION on a lifted regime, a name it already designates or an expiry
+    that is not later than the current one.
+    """
     EaseSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.EaseSanctionsRequest, _command_service_pb2.EaseSanctionsResponse]
-    """A regime was eased: entities or sectors removed."""
+    """A regime was eased: entities or sectors removed. It must remove entities or
+    sectors; FAILED_PRECONDITION on a lifted regime, a name or sector it does not
+    designate, or more entities than it designates.
+    """
     LiftSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.LiftSanctionsRequest, _command_service_pb2.LiftSanctionsResponse]
-    """A regime was lifted; it accepts nothing afterwards."""
+    """A regime was lifted; it accepts nothing afterwards (FAILED_PRECONDITION)."""
     ProposeNegotiations: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ProposeNegotiationsRequest, _command_service_pb2.ProposeNegotiationsResponse]
-    """Talks between parties were proposed (a new negotiation track)."""
+    """Talks between parties were proposed: a new negotiation track, named
+    "negotiations/{id}", in status "proposed".
+    """
     HoldNegotiationRound: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.HoldNegotiationRoundRequest, _command_service_pb2.HoldNegotiationRoundResponse]
-    """A round of talks was held."""
+    """A round of talks was held on a proposed or active track, which becomes "active".
+    FAILED_PRECONDITION on a paused track or one that ended (rejected or agreed).
+    """
     PauseNegotiations: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.PauseNegotiationsRequest, _command_service_pb2.PauseNegotiationsResponse]
-    """A party paused the talks."""
+    """A party paused the talks (status "paused"). FAILED_PRECONDITION unless the
+    track is proposed or active, or when paused_by is neither a party nor the mediator.
+    """
     ResumeNegotiations: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ResumeNegotiationsRequest, _command_service_pb2.ResumeNegotiationsResponse]
-    """Paused talks resumed."""
+    """Paused talks resumed (status "active"). FAILED_PRECONDITION unless paused, or
+    when resumed_by is neither a party nor the mediator.
+    """
     RejectNegotiations: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RejectNegotiationsRequest, _command_service_pb2.RejectNegotiationsResponse]
-    """A party rejected the talks; the track ends."""
+    """A party (or the mediator) rejected the talks; the track ends (status "rejected").
+    FAILED_PRECONDITION on a track that already ended.
+    """
     SignAgreement: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.SignAgreementRequest, _command_service_pb2.SignAgreementResponse]
-    """An agreement (ceasefire, deal) was signed; the track ends."""
+    """An agreement (ceasefire, deal) was signed; the track ends (status "agreed").
+    FAILED_PRECONDITION unless the track is proposed or active and every signatory is a
+    party or the mediator.
+    """
     CorroborateIncident: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.CorroborateIncidentRequest, _command_service_pb2.CorroborateIncidentResponse]
-    """A further source confirms the incident; it may raise the grading."""
+    """A further source confirms the incident; a better grading given here raises the
+    incident's (it never lowers it). FAILED_PRECONDITION on a retracted incident.
+    """
     DisputeIncident: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DisputeIncidentRequest, _command_service_pb2.DisputeIncidentResponse]
-    """A party disputes the report or (``denial``) denies responsibility."""
+    """A party disputes the report or (`denial`) denies responsibility; each party's
+    latest word lowers the incident's confidence. FAILED_PRECONDITION on a retracted
+    incident.
+    """
     CorrectIncident: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.CorrectIncidentRequest, _command_service_pb2.CorrectIncidentResponse]
-    """Supersede some reported values; ``changes`` has the shape of the original report."""
+    """Supersede some reported values of an incident; see CorrectIncidentRequest.changes
+    for how they are merged. FAILED_PRECONDITION when the correction changes nothing
+    (NO_CHANGE) or the incident was retracted.
+    """
     RetractIncident: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.RetractIncidentRequest, _command_service_pb2.RetractIncidentResponse]
-    """Withdraw a report; it stays readable but counts for nothing from now on."""
+    """Withdraw a report; it stays readable but counts for nothing from now on, and
+    accepts no further changes (FAILED_PRECONDITION).
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -107,68 +152,113 @@ class CommandServiceAsyncStub(CommandServiceStub):
     Every request may carry `request_id` (AIP-155): a retry with the same id returns the
     first answer and appends nothing; the same id with a different request is refused with
     ALREADY_EXISTS. Requests on existing resources may carry `expected_version`; a mismatch
-    is ABORTED.
+    is ABORTED. Fields marked REQUIRED must be set; a missing or invalid field is
+    INVALID_ARGUMENT with a google.rpc.BadRequest naming it (dotted paths, e.g.
+    "evidence.sources[0].url"), and nothing is appended. A resource that does not exist is
+    NOT_FOUND; a step the resource's state forbids (a lifted regime, a retracted incident)
+    is FAILED_PRECONDITION with a google.rpc.PreconditionFailure. Callers need the
+    "reporter" (or "admin") role.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReportIncursion: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportIncursionRequest, _command_service_pb2.ReportIncursionResponse]  # type: ignore[assignment]
-    """Aircraft, drones or missiles entered another country's airspace."""
+    """Aircraft, drones or missiles entered another country's airspace (kind
+    airspace_incursion; `target` is the country whose airspace was entered).
+    """
     ReportStrike: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportStrikeRequest, _command_service_pb2.ReportStrikeResponse]  # type: ignore[assignment]
-    """An air, missile or drone strike."""
+    """An air, missile or drone strike (kind strike)."""
     ReportClash: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportClashRequest, _command_service_pb2.ReportClashResponse]  # type: ignore[assignment]
-    """Armed forces of two parties fought."""
+    """Armed forces of two parties fought (kind armed_clash)."""
     StartMilitaryExercise: _aio.UnaryUnaryMultiCallable[_command_service_pb2.StartMilitaryExerciseRequest, _command_service_pb2.StartMilitaryExerciseResponse]  # type: ignore[assignment]
-    """A military exercise began (its end is a separate command)."""
+    """A military exercise began (kind military_exercise); it is in the force posture until
+    EndMilitaryExercise, or its planned end.
+    """
     EndMilitaryExercise: _aio.UnaryUnaryMultiCallable[_command_service_pb2.EndMilitaryExerciseRequest, _command_service_pb2.EndMilitaryExerciseResponse]  # type: ignore[assignment]
-    """A reported military exercise ended."""
+    """A reported military exercise ended. FAILED_PRECONDITION when the incident is
+    not an exercise, has already ended or was retracted.
+    """
     DeployTroops: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeployTroopsRequest, _command_service_pb2.DeployTroopsResponse]  # type: ignore[assignment]
-    """Troops were deployed, e.g. to a border region."""
+    """Troops were deployed, e.g. to a border region (kind troop_deployment)."""
     RaiseAlert: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RaiseAlertRequest, _command_service_pb2.RaiseAlertResponse]  # type: ignore[assignment]
-    """Forces put on alert, jets scrambled."""
+    """Forces put on alert, jets scrambled (kind alert)."""
     ReportThreat: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportThreatRequest, _command_service_pb2.ReportThreatResponse]  # type: ignore[assignment]
-    """A military threat or ultimatum was made."""
+    """A military threat or ultimatum was made (kind threat)."""
     RecordStatement: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RecordStatementRequest, _command_service_pb2.RecordStatementResponse]  # type: ignore[assignment]
-    """A public statement by an official (speaker and quote)."""
+    """A public statement by an official (kind statement; it weighs nothing)."""
     IssueCondemnation: _aio.UnaryUnaryMultiCallable[_command_service_pb2.IssueCondemnationRequest, _command_service_pb2.IssueCondemnationResponse]  # type: ignore[assignment]
-    """A condemnation or accusation, with the co-signing countries."""
+    """A condemnation or accusation, with the co-signing countries (kind condemnation)."""
     SummonEnvoy: _aio.UnaryUnaryMultiCallable[_command_service_pb2.SummonEnvoyRequest, _command_service_pb2.SummonEnvoyResponse]  # type: ignore[assignment]
-    """The actor summoned the target country's ambassador or envoy."""
+    """The actor summoned the target country's ambassador or envoy (kind envoy_summoned)."""
     ExpelDiplomats: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ExpelDiplomatsRequest, _command_service_pb2.ExpelDiplomatsResponse]  # type: ignore[assignment]
-    """The actor expelled the target country's diplomats."""
+    """The actor expelled the target country's diplomats (kind diplomats_expelled)."""
     ReportCyberAttack: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportCyberAttackRequest, _command_service_pb2.ReportCyberAttackResponse]  # type: ignore[assignment]
-    """A cyber attack attributed to the actor."""
+    """A cyber attack attributed to the actor (kind cyber_attack)."""
     ReportCeasefireViolation: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportCeasefireViolationRequest, _command_service_pb2.ReportCeasefireViolationResponse]  # type: ignore[assignment]
-    """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+    """The actor broke a ceasefire with the target: fire, an advance, a strike (kind
+    ceasefire_violation).
+    """
     ImposeBlockade: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ImposeBlockadeRequest, _command_service_pb2.ImposeBlockadeResponse]  # type: ignore[assignment]
-    """The actor's navy blocked the target's ports or waters."""
+    """The actor's navy blocked the target's ports or waters (kind naval_blockade)."""
     ImposeSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ImposeSanctionsRequest, _command_service_pb2.ImposeSanctionsResponse]  # type: ignore[assignment]
-    """An authority imposed sanctions on a target country (a new regime)."""
+    """An authority imposed sanctions on a target country: a new regime, named
+    "sanctions/{id}" (kind sanctions_imposed).
+    """
     ExtendSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ExtendSanctionsRequest, _command_service_pb2.ExtendSanctionsResponse]  # type: ignore[assignment]
-    """A regime was extended: entities or sectors added, expiry moved later."""
+    """A regime was extended: entities or sectors added, expiry moved later. It must
+    add entities, add sectors or set expires_at (INVALID_ARGUMENT otherwise);
+    FAILED_PRECONDITION on a lifted regime, a name it already designates or an expiry
+    that is not later than the current one.
+    """
     EaseSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.EaseSanctionsRequest, _command_service_pb2.EaseSanctionsResponse]  # type: ignore[assignment]
-    """A regime was eased: entities or sectors removed."""
+    """A regime was eased: entities or sectors removed. It must remove entities or
+    sectors; FAILED_PRECONDITION on a lifted regime, a name or sector it does not
+    designate, or more entities than it designates.
+    """
     LiftSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.LiftSanctionsRequest, _command_service_pb2.LiftSanctionsResponse]  # type: ignore[assignment]
-    """A regime was lifted; it accepts nothing afterwards."""
+    """A regime was lifted; it accepts nothing afterwards (FAILED_PRECONDITION)."""
     ProposeNegotiations: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ProposeNegotiationsRequest, _command_service_pb2.ProposeNegotiationsResponse]  # type: ignore[assignment]
-    """Talks between parties were proposed (a new negotiation track)."""
+    """Talks between parties were proposed: a new negotiation track, named
+    "negotiations/{id}", in status "proposed".
+    """
     HoldNegotiationRound: _aio.UnaryUnaryMultiCallable[_command_service_pb2.HoldNegotiationRoundRequest, _command_service_pb2.HoldNegotiationRoundResponse]  # type: ignore[assignment]
-    """A round of talks was held."""
+    """A round of talks was held on a proposed or active track, which becomes "active".
+    FAILED_PRECONDITION on a paused track or one that ended (rejected or agreed).
+    """
     PauseNegotiations: _aio.UnaryUnaryMultiCallable[_command_service_pb2.PauseNegotiationsRequest, _command_service_pb2.PauseNegotiationsResponse]  # type: ignore[assignment]
-    """A party paused the talks."""
+    """A party paused the talks (status "paused"). FAILED_PRECONDITION unless the
+    track is proposed or active, or when paused_by is neither a party nor the mediator.
+    """
     ResumeNegotiations: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ResumeNegotiationsRequest, _command_service_pb2.ResumeNegotiationsResponse]  # type: ignore[assignment]
-    """Paused talks resumed."""
+    """Paused talks resumed (status "active"). FAILED_PRECONDITION unless paused, or
+    when resumed_by is neither a party nor the mediator.
+    """
     RejectNegotiations: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RejectNegotiationsRequest, _command_service_pb2.RejectNegotiationsResponse]  # type: ignore[assignment]
-    """A party rejected the talks; the track ends."""
+    """A party (or the mediator) rejected the talks; the track ends (status "rejected").
+    FAILED_PRECONDITION on a track that already ended.
+    """
     SignAgreement: _aio.UnaryUnaryMultiCallable[_command_service_pb2.SignAgreementRequest, _command_service_pb2.SignAgreementResponse]  # type: ignore[assignment]
-    """An agreement (ceasefire, deal) was signed; the track ends."""
+    """An agreement (ceasefire, deal) was signed; the track ends (status "agreed").
+    FAILED_PRECONDITION unless the track is proposed or active and every signatory is a
+    party or the mediator.
+    """
     CorroborateIncident: _aio.UnaryUnaryMultiCallable[_command_service_pb2.CorroborateIncidentRequest, _command_service_pb2.CorroborateIncidentResponse]  # type: ignore[assignment]
-    """A further source confirms the incident; it may raise the grading."""
+    """A further source confirms the incident; a better grading given here raises the
+    incident's (it never lowers it). FAILED_PRECONDITION on a retracted incident.
+    """
     DisputeIncident: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DisputeIncidentRequest, _command_service_pb2.DisputeIncidentResponse]  # type: ignore[assignment]
-    """A party disputes the report or (``denial``) denies responsibility."""
+    """A party disputes the report or (`denial`) denies responsibility; each party's
+    latest word lowers the incident's confidence. FAILED_PRECONDITION on a retracted
+    incident.
+    """
     CorrectIncident: _aio.UnaryUnaryMultiCallable[_command_service_pb2.CorrectIncidentRequest, _command_service_pb2.CorrectIncidentResponse]  # type: ignore[assignment]
-    """Supersede some reported values; ``changes`` has the shape of the original report."""
+    """Supersede some reported values of an incident; see CorrectIncidentRequest.changes
+    for how they are merged. FAILED_PRECONDITION when the correction changes nothing
+    (NO_CHANGE) or the incident was retracted.
+    """
     RetractIncident: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RetractIncidentRequest, _command_service_pb2.RetractIncidentResponse]  # type: ignore[assignment]
-    """Withdraw a report; it stays readable but counts for nothing from now on."""
+    """Withdraw a report; it stays readable but counts for nothing from now on, and
+    accepts no further changes (FAILED_PRECONDITION).
+    """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     """Records developments. Every RPC appends immutable events and answers with the
@@ -177,7 +267,12 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     Every request may carry `request_id` (AIP-155): a retry with the same id returns the
     first answer and appends nothing; the same id with a different request is refused with
     ALREADY_EXISTS. Requests on existing resources may carry `expected_version`; a mismatch
-    is ABORTED.
+    is ABORTED. Fields marked REQUIRED must be set; a missing or invalid field is
+    INVALID_ARGUMENT with a google.rpc.BadRequest naming it (dotted paths, e.g.
+    "evidence.sources[0].url"), and nothing is appended. A resource that does not exist is
+    NOT_FOUND; a step the resource's state forbids (a lifted regime, a retracted incident)
+    is FAILED_PRECONDITION with a google.rpc.PreconditionFailure. Callers need the
+    "reporter" (or "admin") role.
     """
 
     @_abc_1.abstractmethod
@@ -186,7 +281,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ReportIncursionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportIncursionResponse, _abc.Awaitable[_command_service_pb2.ReportIncursionResponse]]:
-        """Aircraft, drones or missiles entered another country's airspace."""
+        """Aircraft, drones or missiles entered another country's airspace (kind
+        airspace_incursion; `target` is the country whose airspace was entered).
+        """
 
     @_abc_1.abstractmethod
     def ReportStrike(
@@ -194,7 +291,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ReportStrikeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportStrikeResponse, _abc.Awaitable[_command_service_pb2.ReportStrikeResponse]]:
-        """An air, missile or drone strike."""
+        """An air, missile or drone strike (kind strike)."""
 
     @_abc_1.abstractmethod
     def ReportClash(
@@ -202,7 +299,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ReportClashRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportClashResponse, _abc.Awaitable[_command_service_pb2.ReportClashResponse]]:
-        """Armed forces of two parties fought."""
+        """Armed forces of two parties fought (kind armed_clash)."""
 
     @_abc_1.abstractmethod
     def StartMilitaryExercise(
@@ -210,7 +307,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.StartMilitaryExerciseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.StartMilitaryExerciseResponse, _abc.Awaitable[_command_service_pb2.StartMilitaryExerciseResponse]]:
-        """A military exercise began (its end is a separate command)."""
+        """A military exercise began (kind military_exercise); it is in the force posture until
+        EndMilitaryExercise, or its planned end.
+        """
 
     @_abc_1.abstractmethod
     def EndMilitaryExercise(
@@ -218,7 +317,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.EndMilitaryExerciseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.EndMilitaryExerciseResponse, _abc.Awaitable[_command_service_pb2.EndMilitaryExerciseResponse]]:
-        """A reported military exercise ended."""
+        """A reported military exercise ended. FAILED_PRECONDITION when the incident is
+        not an exercise, has already ended or was retracted.
+        """
 
     @_abc_1.abstractmethod
     def DeployTroops(
@@ -226,7 +327,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.DeployTroopsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.DeployTroopsResponse, _abc.Awaitable[_command_service_pb2.DeployTroopsResponse]]:
-        """Troops were deployed, e.g. to a border region."""
+        """Troops were deployed, e.g. to a border region (kind troop_deployment)."""
 
     @_abc_1.abstractmethod
     def RaiseAlert(
@@ -234,7 +335,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.RaiseAlertRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.RaiseAlertResponse, _abc.Awaitable[_command_service_pb2.RaiseAlertResponse]]:
-        """Forces put on alert, jets scrambled."""
+        """Forces put on alert, jets scrambled (kind alert)."""
 
     @_abc_1.abstractmethod
     def ReportThreat(
@@ -242,7 +343,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ReportThreatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportThreatResponse, _abc.Awaitable[_command_service_pb2.ReportThreatResponse]]:
-        """A military threat or ultimatum was made."""
+        """A military threat or ultimatum was made (kind threat)."""
 
     @_abc_1.abstractmethod
     def RecordStatement(
@@ -250,7 +351,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.RecordStatementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.RecordStatementResponse, _abc.Awaitable[_command_service_pb2.RecordStatementResponse]]:
-        """A public statement by an official (speaker and quote)."""
+        """A public statement by an official (kind statement; it weighs nothing)."""
 
     @_abc_1.abstractmethod
     def IssueCondemnation(
@@ -258,7 +359,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.IssueCondemnationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.IssueCondemnationResponse, _abc.Awaitable[_command_service_pb2.IssueCondemnationResponse]]:
-        """A condemnation or accusation, with the co-signing countries."""
+        """A condemnation or accusation, with the co-signing countries (kind condemnation)."""
 
     @_abc_1.abstractmethod
     def SummonEnvoy(
@@ -266,7 +367,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.SummonEnvoyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.SummonEnvoyResponse, _abc.Awaitable[_command_service_pb2.SummonEnvoyResponse]]:
-        """The actor summoned the target country's ambassador or envoy."""
+        """The actor summoned the target country's ambassador or envoy (kind envoy_summoned)."""
 
     @_abc_1.abstractmethod
     def ExpelDiplomats(
@@ -274,7 +375,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ExpelDiplomatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ExpelDiplomatsResponse, _abc.Awaitable[_command_service_pb2.ExpelDiplomatsResponse]]:
-        """The actor expelled the target country's diplomats."""
+        """The actor expelled the target country's diplomats (kind diplomats_expelled)."""
 
     @_abc_1.abstractmethod
     def ReportCyberAttack(
@@ -282,7 +383,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ReportCyberAttackRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportCyberAttackResponse, _abc.Awaitable[_command_service_pb2.ReportCyberAttackResponse]]:
-        """A cyber attack attributed to the actor."""
+        """A cyber attack attributed to the actor (kind cyber_attack)."""
 
     @_abc_1.abstractmethod
     def ReportCeasefireViolation(
@@ -290,7 +391,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ReportCeasefireViolationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ReportCeasefireViolationResponse, _abc.Awaitable[_command_service_pb2.ReportCeasefireViolationResponse]]:
-        """The actor broke a ceasefire with the target (fire, an advance, a strike)."""
+        """The actor broke a ceasefire with the target: fire, an advance, a strike (kind
+        ceasefire_violation).
+        """
 
     @_abc_1.abstractmethod
     def ImposeBlockade(
@@ -298,7 +401,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ImposeBlockadeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ImposeBlockadeResponse, _abc.Awaitable[_command_service_pb2.ImposeBlockadeResponse]]:
-        """The actor's navy blocked the target's ports or waters."""
+        """The actor's navy blocked the target's ports or waters (kind naval_blockade)."""
 
     @_abc_1.abstractmethod
     def ImposeSanctions(
@@ -306,7 +409,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ImposeSanctionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ImposeSanctionsResponse, _abc.Awaitable[_command_service_pb2.ImposeSanctionsResponse]]:
-        """An authority imposed sanctions on a target country (a new regime)."""
+        """An authority imposed sanctions on a target country: a new regime, named
+        "sanctions/{id}" (kind sanctions_imposed).
+        """
 
     @_abc_1.abstractmethod
     def ExtendSanctions(
@@ -314,7 +419,11 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ExtendSanctionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ExtendSanctionsResponse, _abc.Awaitable[_command_service_pb2.ExtendSanctionsResponse]]:
-        """A regime was extended: entities or sectors added, expiry moved later."""
+        """A regime was extended: entities or sectors added, expiry moved later. It must
+        add entities, add sectors or set expires_at (INVALID_ARGUMENT otherwise);
+        FAILED_PRECONDITION on a lifted regime, a name it already designates or an expiry
+        that is not later than the current one.
+        """
 
     @_abc_1.abstractmethod
     def EaseSanctions(
@@ -322,7 +431,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.EaseSanctionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.EaseSanctionsResponse, _abc.Awaitable[_command_service_pb2.EaseSanctionsResponse]]:
-        """A regime was eased: entities or sectors removed."""
+        """A regime was eased: entities or sectors removed. It must remove entities or
+        sectors; FAILED_PRECONDITION on a lifted regime, a name or sector it does not
+        designate, or more entities than it designates.
+        """
 
     @_abc_1.abstractmethod
     def LiftSanctions(
@@ -330,7 +442,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.LiftSanctionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.LiftSanctionsResponse, _abc.Awaitable[_command_service_pb2.LiftSanctionsResponse]]:
-        """A regime was lifted; it accepts nothing afterwards."""
+        """A regime was lifted; it accepts nothing afterwards (FAILED_PRECONDITION)."""
 
     @_abc_1.abstractmethod
     def ProposeNegotiations(
@@ -338,7 +450,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ProposeNegotiationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ProposeNegotiationsResponse, _abc.Awaitable[_command_service_pb2.ProposeNegotiationsResponse]]:
-        """Talks between parties were proposed (a new negotiation track)."""
+        """Talks between parties were proposed: a new negotiation track, named
+        "negotiations/{id}", in status "proposed".
+        """
 
     @_abc_1.abstractmethod
     def HoldNegotiationRound(
@@ -346,7 +460,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.HoldNegotiationRoundRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.HoldNegotiationRoundResponse, _abc.Awaitable[_command_service_pb2.HoldNegotiationRoundResponse]]:
-        """A round of talks was held."""
+        """A round of talks was held on a proposed or active track, which becomes "active".
+        FAILED_PRECONDITION on a paused track or one that ended (rejected or agreed).
+        """
 
     @_abc_1.abstractmethod
     def PauseNegotiations(
@@ -354,7 +470,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.PauseNegotiationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.PauseNegotiationsResponse, _abc.Awaitable[_command_service_pb2.PauseNegotiationsResponse]]:
-        """A party paused the talks."""
+        """A party paused the talks (status "paused"). FAILED_PRECONDITION unless the
+        track is proposed or active, or when paused_by is neither a party nor the mediator.
+        """
 
     @_abc_1.abstractmethod
     def ResumeNegotiations(
@@ -362,7 +480,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.ResumeNegotiationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.ResumeNegotiationsResponse, _abc.Awaitable[_command_service_pb2.ResumeNegotiationsResponse]]:
-        """Paused talks resumed."""
+        """Paused talks resumed (status "active"). FAILED_PRECONDITION unless paused, or
+        when resumed_by is neither a party nor the mediator.
+        """
 
     @_abc_1.abstractmethod
     def RejectNegotiations(
@@ -370,7 +490,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.RejectNegotiationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.RejectNegotiationsResponse, _abc.Awaitable[_command_service_pb2.RejectNegotiationsResponse]]:
-        """A party rejected the talks; the track ends."""
+        """A party (or the mediator) rejected the talks; the track ends (status "rejected").
+        FAILED_PRECONDITION on a track that already ended.
+        """
 
     @_abc_1.abstractmethod
     def SignAgreement(
@@ -378,7 +500,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.SignAgreementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.SignAgreementResponse, _abc.Awaitable[_command_service_pb2.SignAgreementResponse]]:
-        """An agreement (ceasefire, deal) was signed; the track ends."""
+        """An agreement (ceasefire, deal) was signed; the track ends (status "agreed").
+        FAILED_PRECONDITION unless the track is proposed or active and every signatory is a
+        party or the mediator.
+        """
 
     @_abc_1.abstractmethod
     def CorroborateIncident(
@@ -386,7 +511,9 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.CorroborateIncidentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CorroborateIncidentResponse, _abc.Awaitable[_command_service_pb2.CorroborateIncidentResponse]]:
-        """A further source confirms the incident; it may raise the grading."""
+        """A further source confirms the incident; a better grading given here raises the
+        incident's (it never lowers it). FAILED_PRECONDITION on a retracted incident.
+        """
 
     @_abc_1.abstractmethod
     def DisputeIncident(
@@ -394,7 +521,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.DisputeIncidentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.DisputeIncidentResponse, _abc.Awaitable[_command_service_pb2.DisputeIncidentResponse]]:
-        """A party disputes the report or (``denial``) denies responsibility."""
+        """A party disputes the report or (`denial`) denies responsibility; each party's
+        latest word lowers the incident's confidence. FAILED_PRECONDITION on a retracted
+        incident.
+        """
 
     @_abc_1.abstractmethod
     def CorrectIncident(
@@ -402,7 +532,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.CorrectIncidentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.CorrectIncidentResponse, _abc.Awaitable[_command_service_pb2.CorrectIncidentResponse]]:
-        """Supersede some reported values; ``changes`` has the shape of the original report."""
+        """Supersede some reported values of an incident; see CorrectIncidentRequest.changes
+        for how they are merged. FAILED_PRECONDITION when the correction changes nothing
+        (NO_CHANGE) or the incident was retracted.
+        """
 
     @_abc_1.abstractmethod
     def RetractIncident(
@@ -410,6 +543,8 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _command_service_pb2.RetractIncidentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.RetractIncidentResponse, _abc.Awaitable[_command_service_pb2.RetractIncidentResponse]]:
-        """Withdraw a report; it stays readable but counts for nothing from now on."""
+        """Withdraw a report; it stays readable but counts for nothing from now on, and
+        accepts no further changes (FAILED_PRECONDITION).
+        """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -21,8 +21,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Party(_message.Message):
-    """A country (ISO 3166-1 alpha-3, e.g. "RUS") or organisation ("EU", "NATO"),
-    optionally narrowed to a sector ("military", "foreign ministry").
+    """Who acted or was acted upon: a country or organisation, optionally narrowed to a
+    sector of it ("RUS" + "military", "EU" + "foreign ministry").
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -30,7 +30,16 @@ class Party(_message.Message):
     COUNTRY_FIELD_NUMBER: _builtins.int
     ORGANISATION_FIELD_NUMBER: _builtins.int
     country: _builtins.str
+    """A country, ISO 3166-1 alpha-3 (e.g. "RUS"), or one of the organisations that act like
+    countries in reports: EU, UN, NATO, G7, AU, ASEAN, OSCE, ECOWAS, CSTO, OAS, GCC.
+    Case-insensitive; answered upper-case.
+    """
     organisation: _builtins.str
+    """Despite its name, the SECTOR of the country or organisation that acted, free text of at
+    most 100 characters: "military", "navy", "foreign ministry", "state media". It does
+    not name a separate organisation (put an organisation in `country`). The name is kept
+    because it is on the wire and in JSON; escalation counts the country only.
+    """
     def __init__(
         self,
         *,
@@ -59,11 +68,15 @@ class Location(_message.Message):
     LATITUDE_FIELD_NUMBER: _builtins.int
     LONGITUDE_FIELD_NUMBER: _builtins.int
     country: _builtins.str
-    """ISO 3166-1 alpha-3."""
+    """ISO 3166-1 alpha-3 (organisations are refused here)."""
     region: _builtins.str
+    """A region or province, free text (at most 200 characters)."""
     place: _builtins.str
+    """A town, base or landmark, free text (at most 200 characters)."""
     latitude: _builtins.float
+    """Degrees, -90..90; given together with longitude or not at all."""
     longitude: _builtins.float
+    """Degrees, -180..180; given together with latitude or not at all."""
     def __init__(
         self,
         *,
@@ -105,7 +118,9 @@ class Source(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """Its name, 1..200 characters (e.g. "Reuters", "Polish MoD")."""
     url: _builtins.str
+    """Where it said so: an http(s) URL of at most 2000 characters."""
     def __init__(
         self,
         *,
@@ -124,7 +139,9 @@ Global___Source: _TypeAlias = Source  # noqa: Y015
 
 @_typing.final
 class Evidence(_message.Message):
-    """When it happened and how sure we are."""
+    """When it happened and how sure we are: the Admiralty grading (NATO STANAG 2511) of the
+    report, whose product is the incident's confidence.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -136,23 +153,28 @@ class Evidence(_message.Message):
     CREDIBILITY_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
     precision: _builtins.str
-    """"day", "hour" or "minute" (default "minute")."""
+    """How precisely occurred_at is known: "day", "hour" or "minute" (default "minute")."""
     reliability: _builtins.str
-    """Admiralty source reliability, "A" (reliable) ... "E" (unreliable), "F" (cannot be judged)."""
+    """Admiralty source reliability: "A" (completely reliable) ... "E" (unreliable), "F"
+    (cannot be judged).
+    """
     credibility: _builtins.int
-    """Admiralty information credibility, 1 (confirmed) ... 5 (improbable), 6 (cannot be judged)."""
+    """Admiralty information credibility: 1 (confirmed) ... 5 (improbable), 6 (cannot be
+    judged).
+    """
     summary: _builtins.str
+    """What the sources say, in a few sentences (at most 4000 characters)."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
-        """When it happened in the world."""
+        """When it happened in the world (valid time); not more than 5 minutes in the future."""
 
     @_builtins.property
     def reported_at(self) -> _timestamp_pb2.Timestamp:
-        """When the source published it."""
+        """When the source published it; not in the future. Unset when not known."""
 
     @_builtins.property
     def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Source]:
-        """At least one."""
+        """The sources: at least one, at most 20."""
 
     def __init__(
         self,
@@ -186,7 +208,9 @@ Global___Evidence: _TypeAlias = Evidence  # noqa: Y015
 
 @_typing.final
 class Coding(_message.Message):
-    """CAMEO / PLOVER coding of a development."""
+    """The CAMEO / PLOVER coding of a development, derived by the server from its kind and
+    details (never given by clients).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -194,8 +218,13 @@ class Coding(_message.Message):
     PLOVER_FIELD_NUMBER: _builtins.int
     PLOVER_MODE_FIELD_NUMBER: _builtins.int
     cameo: _builtins.str
+    """The CAMEO event code, e.g. "190" (use conventional military force); empty when CAMEO
+    has none (cyber attacks).
+    """
     plover: _builtins.str
+    """The PLOVER event type, e.g. "ASSAULT", "MOBILIZE", "SANCTION"."""
     plover_mode: _builtins.str
+    """The PLOVER mode refining the type, e.g. "aerial", "drone", "exercise"; may be empty."""
     def __init__(
         self,
         *,
@@ -213,7 +242,7 @@ Global___Coding: _TypeAlias = Coding  # noqa: Y015
 
 @_typing.final
 class QuarantinedEvent(_message.Message):
-    """An event a projection set aside."""
+    """An event a projection set aside because its fold could not process it."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -24,7 +24,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Submitter(_message.Message):
-    """Who submitted a development."""
+    """Who submitted a development (recorded with every event)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -32,8 +32,11 @@ class Submitter(_message.Message):
     CLIENT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
+    """The authenticated principal (the token's name; "local" when auth is off)."""
     client: _builtins.str
+    """The client's user agent, as the call carried it."""
     request_id: _builtins.str
+    """The request_id the command carried, if any."""
     def __init__(
         self,
         *,
@@ -59,8 +62,11 @@ class Dispute(_message.Message):
     DENIAL_FIELD_NUMBER: _builtins.int
     STATEMENT_FIELD_NUMBER: _builtins.int
     party: _builtins.str
+    """The disputing country or organisation."""
     denial: _builtins.bool
+    """True for a denial of responsibility, false for a dispute of the facts."""
     statement: _builtins.str
+    """What the party said (may be empty)."""
     def __init__(
         self,
         *,
@@ -106,23 +112,36 @@ class Incident(_message.Message):
     name: _builtins.str
     """"incidents/{id}"."""
     id: _builtins.str
+    """The id (a UUID)."""
     version: _builtins.int
+    """The incident's version: 1 for the report, +1 for each step after it."""
     kind: _builtins.str
     """airspace_incursion, strike, armed_clash, military_exercise, troop_deployment, alert,
-    threat, statement, condemnation, envoy_summoned, diplomats_expelled, cyber_attack.
+    threat, statement, condemnation, envoy_summoned, diplomats_expelled, cyber_attack,
+    ceasefire_violation, naval_blockade.
     """
     corroborations: _builtins.int
+    """How many times CorroborateIncident confirmed it."""
     corrections: _builtins.int
+    """How many times CorrectIncident superseded its values."""
     retracted: _builtins.bool
+    """True once RetractIncident withdrew it; it then counts for nothing."""
     retraction_reason: _builtins.str
+    """Why it was retracted; empty unless retracted."""
     confidence: _builtins.float
     """Admiralty confidence, 0..1: reliability x credibility."""
     @_builtins.property
-    def actor(self) -> _common_pb2.Party: ...
+    def actor(self) -> _common_pb2.Party:
+        """Who acted (as reported, or as last corrected)."""
+
     @_builtins.property
-    def target(self) -> _common_pb2.Party: ...
+    def target(self) -> _common_pb2.Party:
+        """Who was acted upon; unset when the report named no one."""
+
     @_builtins.property
-    def location(self) -> _common_pb2.Location: ...
+    def location(self) -> _common_pb2.Location:
+        """Where it happened; unset when not reported."""
+
     @_builtins.property
     def evidence(self) -> _common_pb2.Evidence:
         """As reported, or as last corrected; corroboration may raise the grading."""
@@ -132,25 +151,33 @@ class Incident(_message.Message):
         """The kind-specific fields (count, intercepted, troop_count, quote, ...)."""
 
     @_builtins.property
-    def coding(self) -> _common_pb2.Coding: ...
+    def coding(self) -> _common_pb2.Coding:
+        """Its CAMEO / PLOVER coding (follows corrections of the details)."""
+
     @_builtins.property
     def sources(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Source]:
         """Every source: the report's and the corroborating ones."""
 
     @_builtins.property
-    def disputes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dispute]: ...
+    def disputes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dispute]:
+        """Every dispute and denial, oldest first."""
+
     @_builtins.property
     def ended_at(self) -> _timestamp_pb2.Timestamp:
         """For exercises that have ended."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """When the report was recorded, and when the incident last changed."""
+        """When the report was recorded."""
 
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the incident last changed."""
+
     @_builtins.property
-    def reported_by(self) -> Global___Submitter: ...
+    def reported_by(self) -> Global___Submitter:
+        """Who recorded the report."""
+
     def __init__(
         self,
         *,
@@ -186,6 +213,8 @@ Global___Incident: _TypeAlias = Incident  # noqa: Y015
 
 @_typing.final
 class GetIncidentRequest(_message.Message):
+    """The request of QueryService.GetIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -210,11 +239,15 @@ Global___GetIncidentRequest: _TypeAlias = GetIncidentRequest  # noqa: Y015
 
 @_typing.final
 class GetIncidentResponse(_message.Message):
+    """The answer of QueryService.GetIncident."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INCIDENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def incident(self) -> Global___Incident: ...
+    def incident(self) -> Global___Incident:
+        """The incident."""
+
     def __init__(
         self,
         *,
@@ -230,6 +263,8 @@ Global___GetIncidentResponse: _TypeAlias = GetIncidentResponse  # noqa: Y015
 
 @_typing.final
 class ListIncidentsRequest(_message.Message):
+    """The request of QueryService.ListIncidents; every filter is optional and they combine."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -247,19 +282,29 @@ class ListIncidentsRequest(_message.Message):
     page_size: _builtins.int
     """At most 500; default 50."""
     page_token: _builtins.str
+    """The `next_page_token` of the previous page, with the same filters; empty for the first."""
     country: _builtins.str
     """Incidents where this country is actor, target or location."""
     actor: _builtins.str
+    """Incidents this country acted in."""
     target: _builtins.str
+    """Incidents this country was the target of."""
     kind: _builtins.str
+    """Only this kind (one of Incident.kind's values)."""
     min_confidence: _builtins.float
     """0..1."""
     include_retracted: _builtins.bool
+    """Include retracted incidents (left out by default)."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
-    def occurred_after(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_after(self) -> _timestamp_pb2.Timestamp:
+        """Only incidents that occurred at or after this time."""
+
     @_builtins.property
-    def occurred_before(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_before(self) -> _timestamp_pb2.Timestamp:
+        """Only incidents that occurred before this time."""
+
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """Knowledge time: the timeline as it was known then (replayed; default now)."""
@@ -290,6 +335,8 @@ Global___ListIncidentsRequest: _TypeAlias = ListIncidentsRequest  # noqa: Y015
 
 @_typing.final
 class ListIncidentsResponse(_message.Message):
+    """The answer of QueryService.ListIncidents."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INCIDENTS_FIELD_NUMBER: _builtins.int
@@ -298,8 +345,11 @@ class ListIncidentsResponse(_message.Message):
     next_page_token: _builtins.str
     """Empty on the last page."""
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def incidents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Incident]: ...
+    def incidents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Incident]:
+        """One page of incidents, newest first."""
+
     def __init__(
         self,
         *,
@@ -337,22 +387,39 @@ class SanctionsRegime(_message.Message):
     name: _builtins.str
     """"sanctions/{id}"."""
     id: _builtins.str
+    """The id (a UUID)."""
     version: _builtins.int
+    """The regime's version: 1 when imposed, +1 per extension, easing or lifting."""
     authority: _builtins.str
+    """Who imposed it (a country or organisation code)."""
     target: _builtins.str
+    """The sanctioned country (ISO 3166-1 alpha-3)."""
     programme: _builtins.str
+    """The programme's name; may be empty."""
     entities_count: _builtins.int
+    """Entities designated now (additions minus removals)."""
     lifted: _builtins.bool
+    """True once lifted."""
     @_builtins.property
-    def entity_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def entity_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the designated entities that were named."""
+
     @_builtins.property
-    def sectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def sectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sectors covered now."""
+
     @_builtins.property
-    def effective_from(self) -> _timestamp_pb2.Timestamp: ...
+    def effective_from(self) -> _timestamp_pb2.Timestamp:
+        """When it took effect."""
+
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When it expires; unset when open-ended."""
+
     @_builtins.property
-    def lifted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def lifted_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was lifted; unset unless lifted."""
+
     def __init__(
         self,
         *,
@@ -380,6 +447,8 @@ Global___SanctionsRegime: _TypeAlias = SanctionsRegime  # noqa: Y015
 
 @_typing.final
 class GetSanctionsRegimeRequest(_message.Message):
+    """The request of QueryService.GetSanctionsRegime."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -387,6 +456,7 @@ class GetSanctionsRegimeRequest(_message.Message):
     name: _builtins.str
     """"sanctions/{id}"."""
     min_position: _builtins.int
+    """Regimes are read from the log itself: waits only for a position not yet committed."""
     def __init__(
         self,
         *,
@@ -403,11 +473,15 @@ Global___GetSanctionsRegimeRequest: _TypeAlias = GetSanctionsRegimeRequest  # no
 
 @_typing.final
 class GetSanctionsRegimeResponse(_message.Message):
+    """The answer of QueryService.GetSanctionsRegime."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REGIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def regime(self) -> Global___SanctionsRegime: ...
+    def regime(self) -> Global___SanctionsRegime:
+        """The regime."""
+
     def __init__(
         self,
         *,
@@ -440,17 +514,27 @@ class Negotiation(_message.Message):
     name: _builtins.str
     """"negotiations/{id}"."""
     id: _builtins.str
+    """The id (a UUID)."""
     version: _builtins.int
+    """The track's version: 1 when proposed, +1 per step."""
     mediator: _builtins.str
+    """The mediator; empty when none."""
     subject: _builtins.str
+    """What the talks are about; may be empty."""
     proposed_by: _builtins.str
+    """Who proposed the talks."""
     status: _builtins.str
     """proposed, active, paused, rejected, agreed."""
     rounds: _builtins.int
+    """How many rounds were held."""
     @_builtins.property
-    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The parties (country or organisation codes)."""
+
     @_builtins.property
-    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___NegotiationStep]: ...
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___NegotiationStep]:
+        """Every step, oldest first."""
+
     def __init__(
         self,
         *,
@@ -493,11 +577,17 @@ class NegotiationStep(_message.Message):
     by: _builtins.str
     """The party that took the step, when one did."""
     reason: _builtins.str
+    """The reason given, when one was."""
     position: _builtins.int
+    """Its log position."""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the step happened in the world."""
+
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded."""
+
     def __init__(
         self,
         *,
@@ -519,6 +609,8 @@ Global___NegotiationStep: _TypeAlias = NegotiationStep  # noqa: Y015
 
 @_typing.final
 class GetNegotiationRequest(_message.Message):
+    """The request of QueryService.GetNegotiation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -527,6 +619,7 @@ class GetNegotiationRequest(_message.Message):
     name: _builtins.str
     """"negotiations/{id}"."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """Knowledge time: the track as it was known then (replayed; default now)."""
@@ -548,13 +641,18 @@ Global___GetNegotiationRequest: _TypeAlias = GetNegotiationRequest  # noqa: Y015
 
 @_typing.final
 class GetNegotiationResponse(_message.Message):
+    """The answer of QueryService.GetNegotiation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NEGOTIATION_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def negotiation(self) -> Global___Negotiation: ...
+    def negotiation(self) -> Global___Negotiation:
+        """The track."""
+
     def __init__(
         self,
         *,
@@ -571,6 +669,8 @@ Global___GetNegotiationResponse: _TypeAlias = GetNegotiationResponse  # noqa: Y0
 
 @_typing.final
 class ListNegotiationsRequest(_message.Message):
+    """The request of QueryService.ListNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PARTY_FIELD_NUMBER: _builtins.int
@@ -580,8 +680,11 @@ class ListNegotiationsRequest(_message.Message):
     party: _builtins.str
     """Tracks this country is a party to (or mediates)."""
     status: _builtins.str
-    """proposed, active, paused, rejected, agreed."""
+    """proposed, active, paused, rejected, agreed; empty for all. Anything else is
+    INVALID_ARGUMENT.
+    """
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """Knowledge time (replayed; default now)."""
@@ -604,13 +707,18 @@ Global___ListNegotiationsRequest: _TypeAlias = ListNegotiationsRequest  # noqa: 
 
 @_typing.final
 class ListNegotiationsResponse(_message.Message):
+    """The answer of QueryService.ListNegotiations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NEGOTIATIONS_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def negotiations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Negotiation]: ...
+    def negotiations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Negotiation]:
+        """The tracks that match."""
+
     def __init__(
         self,
         *,
@@ -627,6 +735,8 @@ Global___ListNegotiationsResponse: _TypeAlias = ListNegotiationsResponse  # noqa
 
 @_typing.final
 class ListSanctionsRequest(_message.Message):
+    """The request of QueryService.ListSanctions; the filters are optional and combine."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AUTHORITY_FIELD_NUMBER: _builtins.int
@@ -636,10 +746,13 @@ class ListSanctionsRequest(_message.Message):
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
+    """Only regimes this country or organisation imposed."""
     target: _builtins.str
+    """Only regimes against this country."""
     include_lifted: _builtins.bool
     """Without in_force_on: include lifted regimes too."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
     def in_force_on(self) -> _timestamp_pb2.Timestamp:
         """Only regimes in force on this date (effective, not expired, not lifted)."""
@@ -668,13 +781,18 @@ Global___ListSanctionsRequest: _TypeAlias = ListSanctionsRequest  # noqa: Y015
 
 @_typing.final
 class ListSanctionsResponse(_message.Message):
+    """The answer of QueryService.ListSanctions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REGIMES_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def regimes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SanctionsRegime]: ...
+    def regimes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SanctionsRegime]:
+        """The regimes that match."""
+
     def __init__(
         self,
         *,
@@ -712,22 +830,33 @@ class ForceDeployment(_message.Message):
     kind: _builtins.str
     """military_exercise or troop_deployment."""
     actor: _builtins.str
+    """Who deployed or exercises."""
     title: _builtins.str
     """The exercise's name, if it has one."""
     troop_count: _builtins.int
+    """Troops involved; 0 when not reported."""
     ended: _builtins.bool
+    """True once EndMilitaryExercise ended it."""
     distance_to_border_km: _builtins.float
+    """Distance to the nearest border, km; 0 when not reported."""
     region: _builtins.str
+    """The region deployed to (deployments); may be empty."""
     @_builtins.property
-    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Other countries or organisations taking part (exercises)."""
+
     @_builtins.property
-    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    def starts_at(self) -> _timestamp_pb2.Timestamp:
+        """When it started (exercises) or occurred (deployments)."""
+
     @_builtins.property
     def ends_at(self) -> _timestamp_pb2.Timestamp:
         """Actual end, else planned end; unset when open-ended."""
 
     @_builtins.property
-    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def border_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Countries it borders."""
+
     def __init__(
         self,
         *,
@@ -754,6 +883,8 @@ Global___ForceDeployment: _TypeAlias = ForceDeployment  # noqa: Y015
 
 @_typing.final
 class GetForcePostureRequest(_message.Message):
+    """The request of QueryService.GetForcePosture."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNTRY_FIELD_NUMBER: _builtins.int
@@ -763,6 +894,7 @@ class GetForcePostureRequest(_message.Message):
     country: _builtins.str
     """Involving or bordering this country; empty for all."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """Default now."""
@@ -789,13 +921,18 @@ Global___GetForcePostureRequest: _TypeAlias = GetForcePostureRequest  # noqa: Y0
 
 @_typing.final
 class GetForcePostureResponse(_message.Message):
+    """The answer of QueryService.GetForcePosture."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DEPLOYMENTS_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ForceDeployment]: ...
+    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ForceDeployment]:
+        """The exercises and deployments in progress at `at`."""
+
     def __init__(
         self,
         *,
@@ -826,9 +963,13 @@ class Contribution(_message.Message):
     development: _builtins.str
     """The development within it (a regime or track has several)."""
     kind: _builtins.str
+    """The kind of development, e.g. "airspace_incursion", "sanctions_extended"."""
     contribution: _builtins.float
+    """Its share of the score at `at` (after decay, magnitude, confidence and share)."""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When it happened in the world."""
+
     def __init__(
         self,
         *,
@@ -862,22 +1003,39 @@ class Escalation(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     PARAMETERS_VERSION_FIELD_NUMBER: _builtins.int
     CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
+    ACTOR_SCORE_FIELD_NUMBER: _builtins.int
+    TARGET_SCORE_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """A country ("POL"), or a pair ("RUS->POL" ordered, "RUS<->POL" both ways)."""
     score: _builtins.float
+    """The escalation score at `at`: the sum of the contributions, 0 or more."""
     level: _builtins.int
     """1 calm, 2 tension, 3 crisis, 4 armed incidents, 5 open conflict."""
     level_name: _builtins.str
+    """The level's name: "calm", "tension", "crisis", "armed incidents", "open conflict"."""
     trend: _builtins.str
     """deteriorated, improved or unchanged over 30 days."""
     earlier_score: _builtins.float
     """The score 30 days before `at`, as known at `as_of`."""
     parameters_version: _builtins.str
     """The version of the weights/half-lives/thresholds table used."""
+    actor_score: _builtins.float
+    """The part of score from developments the country took part in as actor or participant
+    (for a pair, those of the first country against the second); a country both actor and
+    target of one development counts it here. score = actor_score + target_score.
+    """
+    target_score: _builtins.float
+    """The part from developments it was the target or location of (for an unordered pair,
+    those of the second country against the first).
+    """
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The valid time the figure is for."""
+
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The knowledge time the figure is for: the log as it stood then."""
+
     @_builtins.property
     def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contribution]:
         """The top contributing developments, largest first."""
@@ -895,10 +1053,12 @@ class Escalation(_message.Message):
         as_of: _timestamp_pb2.Timestamp | None = ...,
         parameters_version: _builtins.str = ...,
         contributions: _abc.Iterable[Global___Contribution] | None = ...,
+        actor_score: _builtins.float = ...,
+        target_score: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "at", b"at", "contributions", b"contributions", "earlier_score", b"earlier_score", "level", b"level", "level_name", b"level_name", "parameters_version", b"parameters_version", "score", b"score", "subject", b"subject", "trend", b"trend"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_score", b"actor_score", "as_of", b"as_of", "at", b"at", "contributions", b"contributions", "earlier_score", b"earlier_score", "level", b"level", "level_name", b"level_name", "parameters_version", b"parameters_version", "score", b"score", "subject", b"subject", "target_score", b"target_score", "trend", b"trend"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -906,6 +1066,8 @@ Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
 
 @_typing.final
 class GetEscalationRequest(_message.Message):
+    """The request of QueryService.GetEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNTRY_FIELD_NUMBER: _builtins.int
@@ -913,7 +1075,9 @@ class GetEscalationRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     country: _builtins.str
+    """The country (or organisation) code."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """Valid time: default now."""
@@ -940,13 +1104,18 @@ Global___GetEscalationRequest: _TypeAlias = GetEscalationRequest  # noqa: Y015
 
 @_typing.final
 class GetEscalationResponse(_message.Message):
+    """The answer of QueryService.GetEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def escalation(self) -> Global___Escalation: ...
+    def escalation(self) -> Global___Escalation:
+        """The country's figure (level 1 with score 0 for a country nothing concerns)."""
+
     def __init__(
         self,
         *,
@@ -963,6 +1132,8 @@ Global___GetEscalationResponse: _TypeAlias = GetEscalationResponse  # noqa: Y015
 
 @_typing.final
 class ListEscalationsRequest(_message.Message):
+    """The request of QueryService.ListEscalations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AT_FIELD_NUMBER: _builtins.int
@@ -972,14 +1143,19 @@ class ListEscalationsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     min_level: _builtins.int
-    """Only countries at this level or above."""
+    """Only countries at this level or above, 1..5 (0 means 1)."""
     limit: _builtins.int
     """At most this many, highest first; 0 for all."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Valid time: default now."""
+
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time: default now."""
+
     @_builtins.property
     def countries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these countries."""
@@ -1004,15 +1180,21 @@ Global___ListEscalationsRequest: _TypeAlias = ListEscalationsRequest  # noqa: Y0
 
 @_typing.final
 class ListEscalationsResponse(_message.Message):
+    """The answer of QueryService.ListEscalations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATIONS_FIELD_NUMBER: _builtins.int
     PARAMETERS_VERSION_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     parameters_version: _builtins.str
+    """The version of the parameters table every figure used."""
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def escalations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Escalation]: ...
+    def escalations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Escalation]:
+        """The countries, highest score first."""
+
     def __init__(
         self,
         *,
@@ -1030,6 +1212,8 @@ Global___ListEscalationsResponse: _TypeAlias = ListEscalationsResponse  # noqa: 
 
 @_typing.final
 class GetPairEscalationRequest(_message.Message):
+    """The request of QueryService.GetPairEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTOR_FIELD_NUMBER: _builtins.int
@@ -1039,14 +1223,21 @@ class GetPairEscalationRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
+    """The acting country; it must differ from target."""
     target: _builtins.str
+    """The country acted upon."""
     unordered: _builtins.bool
     """Count developments both ways (actor -> target and target -> actor)."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Valid time: default now."""
+
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time: default now."""
+
     def __init__(
         self,
         *,
@@ -1067,13 +1258,18 @@ Global___GetPairEscalationRequest: _TypeAlias = GetPairEscalationRequest  # noqa
 
 @_typing.final
 class GetPairEscalationResponse(_message.Message):
+    """The answer of QueryService.GetPairEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def escalation(self) -> Global___Escalation: ...
+    def escalation(self) -> Global___Escalation:
+        """The pair's figure; its subject is "A->B" or "A<->B"."""
+
     def __init__(
         self,
         *,
@@ -1090,6 +1286,8 @@ Global___GetPairEscalationResponse: _TypeAlias = GetPairEscalationResponse  # no
 
 @_typing.final
 class GetEscalationHistoryRequest(_message.Message):
+    """The request of QueryService.GetEscalationHistory."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNTRY_FIELD_NUMBER: _builtins.int
@@ -1099,9 +1297,13 @@ class GetEscalationHistoryRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     MIN_POSITION_FIELD_NUMBER: _builtins.int
     country: _builtins.str
+    """The country (or organisation) code."""
     min_position: _builtins.int
+    """Wait until the read models reached this log position (read-your-writes)."""
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The first point of the series (valid time)."""
+
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """Default now."""
@@ -1111,7 +1313,9 @@ class GetEscalationHistoryRequest(_message.Message):
         """Default one day."""
 
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Knowledge time of every point: default now."""
+
     def __init__(
         self,
         *,
@@ -1140,9 +1344,13 @@ class EscalationPoint(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
     score: _builtins.float
+    """The score then."""
     level: _builtins.int
+    """The level then, 1..5."""
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The valid time of the point."""
+
     def __init__(
         self,
         *,
@@ -1160,6 +1368,8 @@ Global___EscalationPoint: _TypeAlias = EscalationPoint  # noqa: Y015
 
 @_typing.final
 class GetEscalationHistoryResponse(_message.Message):
+    """The answer of QueryService.GetEscalationHistory."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_FIELD_NUMBER: _builtins.int
@@ -1168,12 +1378,19 @@ class GetEscalationHistoryResponse(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
+    """The country."""
     parameters_version: _builtins.str
+    """The version of the parameters table every point used."""
     position: _builtins.int
+    """The log position the answer reflects."""
     @_builtins.property
-    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___EscalationPoint]: ...
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___EscalationPoint]:
+        """The points, from start_time to end_time by step."""
+
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The knowledge time every point is for."""
+
     def __init__(
         self,
         *,
@@ -1193,6 +1410,8 @@ Global___GetEscalationHistoryResponse: _TypeAlias = GetEscalationHistoryResponse
 
 @_typing.final
 class WatchEscalationRequest(_message.Message):
+    """The request of QueryService.WatchEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNTRIES_FIELD_NUMBER: _builtins.int
@@ -1219,6 +1438,8 @@ Global___WatchEscalationRequest: _TypeAlias = WatchEscalationRequest  # noqa: Y0
 
 @_typing.final
 class WatchEscalationResponse(_message.Message):
+    """One change of a country's level or trend."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNTRY_FIELD_NUMBER: _builtins.int
@@ -1230,15 +1451,23 @@ class WatchEscalationResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     country: _builtins.str
+    """The country whose level or trend changed."""
     level: _builtins.int
+    """Its level now, 1..5."""
     previous_level: _builtins.int
+    """Its level before; 0 in the first message about the country."""
     level_name: _builtins.str
+    """The name of `level`."""
     trend: _builtins.str
+    """deteriorated, improved or unchanged."""
     score: _builtins.float
+    """Its score now."""
     position: _builtins.int
     """The log position this change reflects."""
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The valid time the figure is for."""
+
     def __init__(
         self,
         *,
@@ -1261,6 +1490,8 @@ Global___WatchEscalationResponse: _TypeAlias = WatchEscalationResponse  # noqa: 
 
 @_typing.final
 class ListProjectionsRequest(_message.Message):
+    """The request of QueryService.ListProjections (it takes nothing)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1276,6 +1507,8 @@ Global___ListProjectionsRequest: _TypeAlias = ListProjectionsRequest  # noqa: Y0
 
 @_typing.final
 class ListProjectionsResponse(_message.Message):
+    """The answer of QueryService.ListProjections."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HEAD_FIELD_NUMBER: _builtins.int
@@ -1285,13 +1518,17 @@ class ListProjectionsResponse(_message.Message):
     head: _builtins.int
     """Position of the last event in the log."""
     @_builtins.property
-    def projections(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectionStatus]: ...
+    def projections(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectionStatus]:
+        """Each read model: escalation, timeline, negotiations, sanctions, posture."""
+
     @_builtins.property
     def audit_chain(self) -> Global___ProjectionStatus:
         """The hash chain over the log (see AuditService.VerifyLog), a follower like the others."""
 
     @_builtins.property
-    def read_at(self) -> _timestamp_pb2.Timestamp: ...
+    def read_at(self) -> _timestamp_pb2.Timestamp:
+        """When the figures were read."""
+
     def __init__(
         self,
         *,
@@ -1310,6 +1547,8 @@ Global___ListProjectionsResponse: _TypeAlias = ListProjectionsResponse  # noqa: 
 
 @_typing.final
 class ProjectionStatus(_message.Message):
+    """How far one follower of the log has come."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -1321,10 +1560,13 @@ class ProjectionStatus(_message.Message):
     QUARANTINED_EVENTS_FIELD_NUMBER: _builtins.int
     QUARANTINED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """"escalation", "timeline", ...; "audit-chain" for the chain."""
+    """"escalation", "timeline", "negotiations", "sanctions", "posture"; "audit-chain" for
+    the chain.
+    """
     generation: _builtins.int
     """The live generation (rebuilds fill the next one) and the fold version that built it."""
     fold_version: _builtins.int
+    """The version of the fold code that built the live generation."""
     position: _builtins.int
     """The last log position processed."""
     lag_events: _builtins.int

@@ -32,6 +32,12 @@ class QueryServiceStub:
     deadline, until the read models have processed that log position, else answers
     UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
     `position` they reflect. Escalation figures name the `parameters_version` they used.
+
+    Times are bi-temporal: `at` is valid time (when in the world) and `as_of` knowledge time
+    (what the log held then); both default to now. A country field takes an ISO 3166-1
+    alpha-3 code or an organisation code (as Party.country); a malformed one is
+    INVALID_ARGUMENT naming the field, as is a negative `min_position`. Callers need the
+    "analyst" (or "admin") role.
     """
 
     def __init__(self, channel):
@@ -114,10 +120,17 @@ class QueryServiceServicer:
     deadline, until the read models have processed that log position, else answers
     UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
     `position` they reflect. Escalation figures name the `parameters_version` they used.
+
+    Times are bi-temporal: `at` is valid time (when in the world) and `as_of` knowledge time
+    (what the log held then); both default to now. A country field takes an ISO 3166-1
+    alpha-3 code or an organisation code (as Party.country); a malformed one is
+    INVALID_ARGUMENT naming the field, as is a negative `min_position`. Callers need the
+    "analyst" (or "admin") role.
     """
 
     def GetIncident(self, request, context):
-        """One incident as it stands now, with its whole lifecycle folded in.
+        """One incident as it stands now, with its whole lifecycle folded in. NOT_FOUND when no
+        incident has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,14 +144,15 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSanctionsRegime(self, request, context):
-        """One sanctions regime as it stands now.
+        """One sanctions regime as it stands now. NOT_FOUND when no regime has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetNegotiation(self, request, context):
-        """One negotiation track: status and history (who paused, when, why).
+        """One negotiation track: status and history (who paused, when, why). NOT_FOUND when no
+        track has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +216,7 @@ class QueryServiceServicer:
 
     def ListProjections(self, request, context):
         """How far behind the head of the log each read model and the audit chain are.
+        UNIMPLEMENTED on a server that reports no progress.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -290,6 +305,12 @@ class QueryService:
     deadline, until the read models have processed that log position, else answers
     UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
     `position` they reflect. Escalation figures name the `parameters_version` they used.
+
+    Times are bi-temporal: `at` is valid time (when in the world) and `as_of` knowledge time
+    (what the log held then); both default to now. A country field takes an ISO 3166-1
+    alpha-3 code or an organisation code (as Party.country); a malformed one is
+    INVALID_ARGUMENT naming the field, as is a negative `min_position`. Callers need the
+    "analyst" (or "admin") role.
     """
 
     @staticmethod

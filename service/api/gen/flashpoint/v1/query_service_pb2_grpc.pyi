@@ -33,6 +33,12 @@ class QueryServiceStub:
     deadline, until the read models have processed that log position, else answers
     UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
     `position` they reflect. Escalation figures name the `parameters_version` they used.
+
+    Times are bi-temporal: `at` is valid time (when in the world) and `as_of` knowledge time
+    (what the log held then); both default to now. A country field takes an ISO 3166-1
+    alpha-3 code or an organisation code (as Party.country); a malformed one is
+    INVALID_ARGUMENT naming the field, as is a negative `min_position`. Callers need the
+    "analyst" (or "admin") role.
     """
 
     @_typing.overload
@@ -40,13 +46,17 @@ class QueryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> QueryServiceAsyncStub: ...
     GetIncident: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetIncidentRequest, _query_service_pb2.GetIncidentResponse]
-    """One incident as it stands now, with its whole lifecycle folded in."""
+    """One incident as it stands now, with its whole lifecycle folded in. NOT_FOUND when no
+    incident has that id.
+    """
     ListIncidents: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListIncidentsRequest, _query_service_pb2.ListIncidentsResponse]
     """Incidents, newest first (by when they occurred), filtered, paginated (AIP-132)."""
     GetSanctionsRegime: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetSanctionsRegimeRequest, _query_service_pb2.GetSanctionsRegimeResponse]
-    """One sanctions regime as it stands now."""
+    """One sanctions regime as it stands now. NOT_FOUND when no regime has that id."""
     GetNegotiation: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetNegotiationRequest, _query_service_pb2.GetNegotiationResponse]
-    """One negotiation track: status and history (who paused, when, why)."""
+    """One negotiation track: status and history (who paused, when, why). NOT_FOUND when no
+    track has that id.
+    """
     ListNegotiations: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListNegotiationsRequest, _query_service_pb2.ListNegotiationsResponse]
     """Negotiation tracks, by party and status."""
     ListSanctions: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListSanctionsRequest, _query_service_pb2.ListSanctionsResponse]
@@ -64,7 +74,9 @@ class QueryServiceStub:
     WatchEscalation: _grpc.UnaryStreamMultiCallable[_query_service_pb2.WatchEscalationRequest, _query_service_pb2.WatchEscalationResponse]
     """A message whenever a country's level or trend changes; resumable from a position."""
     ListProjections: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListProjectionsRequest, _query_service_pb2.ListProjectionsResponse]
-    """How far behind the head of the log each read model and the audit chain are."""
+    """How far behind the head of the log each read model and the audit chain are.
+    UNIMPLEMENTED on a server that reports no progress.
+    """
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -74,17 +86,27 @@ class QueryServiceAsyncStub(QueryServiceStub):
     deadline, until the read models have processed that log position, else answers
     UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
     `position` they reflect. Escalation figures name the `parameters_version` they used.
+
+    Times are bi-temporal: `at` is valid time (when in the world) and `as_of` knowledge time
+    (what the log held then); both default to now. A country field takes an ISO 3166-1
+    alpha-3 code or an organisation code (as Party.country); a malformed one is
+    INVALID_ARGUMENT naming the field, as is a negative `min_position`. Callers need the
+    "analyst" (or "admin") role.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetIncident: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetIncidentRequest, _query_service_pb2.GetIncidentResponse]  # type: ignore[assignment]
-    """One incident as it stands now, with its whole lifecycle folded in."""
+    """One incident as it stands now, with its whole lifecycle folded in. NOT_FOUND when no
+    incident has that id.
+    """
     ListIncidents: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListIncidentsRequest, _query_service_pb2.ListIncidentsResponse]  # type: ignore[assignment]
     """Incidents, newest first (by when they occurred), filtered, paginated (AIP-132)."""
     GetSanctionsRegime: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetSanctionsRegimeRequest, _query_service_pb2.GetSanctionsRegimeResponse]  # type: ignore[assignment]
-    """One sanctions regime as it stands now."""
+    """One sanctions regime as it stands now. NOT_FOUND when no regime has that id."""
     GetNegotiation: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetNegotiationRequest, _query_service_pb2.GetNegotiationResponse]  # type: ignore[assignment]
-    """One negotiation track: status and history (who paused, when, why)."""
+    """One negotiation track: status and history (who paused, when, why). NOT_FOUND when no
+    track has that id.
+    """
     ListNegotiations: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListNegotiationsRequest, _query_service_pb2.ListNegotiationsResponse]  # type: ignore[assignment]
     """Negotiation tracks, by party and status."""
     ListSanctions: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListSanctionsRequest, _query_service_pb2.ListSanctionsResponse]  # type: ignore[assignment]
@@ -102,7 +124,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     WatchEscalation: _aio.UnaryStreamMultiCallable[_query_service_pb2.WatchEscalationRequest, _query_service_pb2.WatchEscalationResponse]  # type: ignore[assignment]
     """A message whenever a country's level or trend changes; resumable from a position."""
     ListProjections: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListProjectionsRequest, _query_service_pb2.ListProjectionsResponse]  # type: ignore[assignment]
-    """How far behind the head of the log each read model and the audit chain are."""
+    """How far behind the head of the log each read model and the audit chain are.
+    UNIMPLEMENTED on a server that reports no progress.
+    """
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads Flashpoint's read models.
@@ -111,6 +135,12 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     deadline, until the read models have processed that log position, else answers
     UNAVAILABLE with the current position in a google.rpc.ErrorInfo. Answers carry the
     `position` they reflect. Escalation figures name the `parameters_version` they used.
+
+    Times are bi-temporal: `at` is valid time (when in the world) and `as_of` knowledge time
+    (what the log held then); both default to now. A country field takes an ISO 3166-1
+    alpha-3 code or an organisation code (as Party.country); a malformed one is
+    INVALID_ARGUMENT naming the field, as is a negative `min_position`. Callers need the
+    "analyst" (or "admin") role.
     """
 
     @_abc_1.abstractmethod
@@ -119,7 +149,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.GetIncidentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.GetIncidentResponse, _abc.Awaitable[_query_service_pb2.GetIncidentResponse]]:
-        """One incident as it stands now, with its whole lifecycle folded in."""
+        """One incident as it stands now, with its whole lifecycle folded in. NOT_FOUND when no
+        incident has that id.
+        """
 
     @_abc_1.abstractmethod
     def ListIncidents(
@@ -135,7 +167,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.GetSanctionsRegimeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.GetSanctionsRegimeResponse, _abc.Awaitable[_query_service_pb2.GetSanctionsRegimeResponse]]:
-        """One sanctions regime as it stands now."""
+        """One sanctions regime as it stands now. NOT_FOUND when no regime has that id."""
 
     @_abc_1.abstractmethod
     def GetNegotiation(
@@ -143,7 +175,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.GetNegotiationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.GetNegotiationResponse, _abc.Awaitable[_query_service_pb2.GetNegotiationResponse]]:
-        """One negotiation track: status and history (who paused, when, why)."""
+        """One negotiation track: status and history (who paused, when, why). NOT_FOUND when no
+        track has that id.
+        """
 
     @_abc_1.abstractmethod
     def ListNegotiations(
@@ -215,6 +249,8 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_service_pb2.ListProjectionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.ListProjectionsResponse, _abc.Awaitable[_query_service_pb2.ListProjectionsResponse]]:
-        """How far behind the head of the log each read model and the audit chain are."""
+        """How far behind the head of the log each read model and the audit chain are.
+        UNIMPLEMENTED on a server that reports no progress.
+        """
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
