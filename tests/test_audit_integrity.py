@@ -507,16 +507,11 @@ def status_of(action: Callable[[], Any]) -> grpc.StatusCode:
 # ---------------------------------------------------------------- the contract
 
 
-class AuditIntegrityContract:
-    """What the audit log must detect and do on every store."""
+class ChainedStore:
+    """A store of a kind a subclass names, its service, and ``EVENTS`` events chained."""
 
     @pytest.fixture
     def store_url(self) -> str:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def other_store_url(self) -> str:
-        """A second, empty store of the same kind (for imports)."""
         raise NotImplementedError
 
     @pytest.fixture
@@ -538,6 +533,15 @@ class AuditIntegrityContract:
         assert [row.position for row in rows] == list(range(1, EVENTS + 1))
         assert database.chain_positions() == list(range(1, EVENTS + 1))
         return rows
+
+
+class AuditIntegrityContract(ChainedStore):
+    """What the audit log must detect and do on every store."""
+
+    @pytest.fixture
+    def other_store_url(self) -> str:
+        """A second, empty store of the same kind (for imports)."""
+        raise NotImplementedError
 
     @pytest.fixture
     def keys(self, tmp_path: Path) -> KeyPair:

@@ -174,6 +174,20 @@ class TestNoStoreByMistake:
         assert done.returncode == EXIT_OK, done.stderr
         assert [e["event"] for e in log_events(done.stderr)].count("store.created") == 1
 
+    def test_a_local_report_is_chained_before_the_command_ends(self, tmp_path: Path) -> None:
+        # No server's chainer runs beside a local command: left unchained, the report would
+        # verify as "unchained_old" (appended behind the service's back) a minute later.
+        store = tmp_path / "fp.db"
+        for request in ("local-1", "local-2"):
+            done = run("--store", url(store), "report", "incursion", *INCURSION,
+                       "--request-id", request)  # fmt: skip
+            assert done.returncode == EXIT_OK, done.stderr
+        verified = run("--store", url(store), "verify", "--json")
+        assert verified.returncode == EXIT_OK, verified.stderr
+        report = json.loads(verified.stdout)
+        assert report["intact"] is True and report["unchained"] == 0, report
+        assert report["events"] >= 2, report
+
 
 # ------------------------------------------------------------------ nothing dropped or bent
 

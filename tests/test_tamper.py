@@ -31,6 +31,7 @@ from tests.factories import command
 from tests.test_audit_integrity import (
     EVENTS,
     TIMEOUT,
+    ChainedStore,
     Database,
     KeyPair,
     Row,
@@ -42,7 +43,6 @@ from tests.test_audit_integrity import (
     generated_rows,
     make_keys,
     one_byte_changed,
-    open_database,
     record_events,
     status_of,
     with_timestamp,
@@ -59,28 +59,7 @@ def wait_until(condition: Any, timeout: float = TIMEOUT) -> None:
         time.sleep(0.02)
 
 
-class TamperContract:
-    @pytest.fixture
-    def store_url(self) -> str:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def database(self, store_url: str) -> Database:
-        return open_database(store_url)
-
-    @pytest.fixture
-    def service(self, store_url: str) -> Iterator[Flashpoint]:
-        service = build(Settings(store=store_url), follow=False)
-        yield service
-        service.close()
-
-    @pytest.fixture
-    def chained(self, service: Flashpoint, database: Database) -> list[Row]:
-        record_events(service.app)
-        service.chainer.catch_up()
-        assert database.chain_positions() == list(range(1, EVENTS + 1))
-        return database.events()
-
+class TamperContract(ChainedStore):
     @pytest.fixture
     def keys(self, tmp_path: Path) -> KeyPair:
         return make_keys(tmp_path, "seal")

@@ -294,7 +294,7 @@ def create_server(
         ],
         maximum_concurrent_rpcs=settings.threads * 8,
     )
-    servicers = servicers_for(parts)
+    servicers = servicers_for(parts, threads=settings.threads)
     command_grpc.add_CommandServiceServicer_to_server(servicers.commands, server)
     query_grpc.add_QueryServiceServicer_to_server(servicers.queries, server)
     audit_grpc.add_AuditServiceServicer_to_server(servicers.audit, server)

@@ -491,14 +491,16 @@ def history_text(history: dict[str, Any], width: int = 50) -> str:
 # -------------------------------------------------- the other read models, as tables
 
 
-Column = tuple[str, Callable[[dict[str, Any]], Any]]
+#: A column's header and its cell: the row's value under a key, or what a function makes of
+#: the row.
+Column = tuple[str, str | Callable[[dict[str, Any]], Any]]
 
 
 def table(rows: list[dict[str, Any]], columns: list[Column], empty: str) -> list[str]:
     """``rows`` as aligned columns (each cell at most 40 characters), or ``empty``."""
     if not rows:
         return [f"  ({empty})"]
-    cells = [[_cell(get(row)) for _, get in columns] for row in rows]
+    cells = [[_cell(_value(row, get)) for _, get in columns] for row in rows]
     widths = [
         max(len(header), *(len(line[index]) for line in cells))
         for index, (header, _) in enumerate(columns)
@@ -508,6 +510,10 @@ def table(rows: list[dict[str, Any]], columns: list[Column], empty: str) -> list
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
     ]
     return lines
+
+
+def _value(row: dict[str, Any], get: str | Callable[[dict[str, Any]], Any]) -> Any:
+    return row.get(get) if isinstance(get, str) else get(row)
 
 
 def _cell(value: Any) -> str:
@@ -564,8 +570,8 @@ def incidents_text(result: dict[str, Any]) -> str:
     lines = table(
         rows,
         [
-            ("incident", lambda i: i.get("name")),
-            ("kind", lambda i: i.get("kind")),
+            ("incident", "name"),
+            ("kind", "kind"),
             ("occurred", lambda i: (i.get("evidence") or {}).get("occurred_at")),
             ("actor", lambda i: _country(i.get("actor"))),
             ("target", lambda i: _country(i.get("target"))),
@@ -584,13 +590,13 @@ def sanctions_text(result: dict[str, Any]) -> str:
     lines = table(
         result.get("regimes") or [],
         [
-            ("regime", lambda r: r.get("name")),
-            ("authority", lambda r: r.get("authority")),
-            ("target", lambda r: r.get("target")),
-            ("programme", lambda r: r.get("programme")),
+            ("regime", "name"),
+            ("authority", "authority"),
+            ("target", "target"),
+            ("programme", "programme"),
             ("entities", lambda r: r.get("entities_count", 0)),
-            ("effective from", lambda r: r.get("effective_from")),
-            ("expires", lambda r: r.get("expires_at")),
+            ("effective from", "effective_from"),
+            ("expires", "expires_at"),
             ("lifted", lambda r: bool(r.get("lifted"))),
         ],
         "no sanctions regime",
@@ -602,12 +608,12 @@ def negotiations_text(result: dict[str, Any]) -> str:
     lines = table(
         result.get("negotiations") or [],
         [
-            ("track", lambda n: n.get("name")),
-            ("parties", lambda n: n.get("parties")),
-            ("mediator", lambda n: n.get("mediator")),
-            ("status", lambda n: n.get("status")),
+            ("track", "name"),
+            ("parties", "parties"),
+            ("mediator", "mediator"),
+            ("status", "status"),
             ("rounds", lambda n: n.get("rounds", 0)),
-            ("subject", lambda n: n.get("subject")),
+            ("subject", "subject"),
         ],
         "no negotiation track",
     )
@@ -620,12 +626,12 @@ def negotiation_text(track: dict[str, Any]) -> str:
     lines += table(
         track.get("history") or [],
         [
-            ("occurred", lambda h: h.get("occurred_at")),
-            ("event", lambda h: h.get("event")),
-            ("status", lambda h: h.get("status")),
-            ("by", lambda h: h.get("by")),
-            ("reason", lambda h: h.get("reason")),
-            ("position", lambda h: h.get("position")),
+            ("occurred", "occurred_at"),
+            ("event", "event"),
+            ("status", "status"),
+            ("by", "by"),
+            ("reason", "reason"),
+            ("position", "position"),
         ],
         "no history",
     )
@@ -637,14 +643,14 @@ def posture_text(result: dict[str, Any]) -> str:
     lines = table(
         rows,
         [
-            ("incident", lambda d: d.get("incident")),
-            ("kind", lambda d: d.get("kind")),
-            ("actor", lambda d: d.get("actor")),
-            ("title", lambda d: d.get("title")),
+            ("incident", "incident"),
+            ("kind", "kind"),
+            ("actor", "actor"),
+            ("title", "title"),
             ("troops", lambda d: d.get("troop_count", 0)),
-            ("starts", lambda d: d.get("starts_at")),
-            ("ends", lambda d: d.get("ends_at")),
-            ("border with", lambda d: d.get("border_with")),
+            ("starts", "starts_at"),
+            ("ends", "ends_at"),
+            ("border with", "border_with"),
         ],
         "no exercise or deployment",
     )
@@ -655,11 +661,11 @@ def events_text(result: dict[str, Any]) -> str:
     lines = table(
         result.get("events") or [],
         [
-            ("position", lambda e: e.get("position")),
-            ("recorded", lambda e: e.get("recorded_at")),
-            ("type", lambda e: e.get("type")),
-            ("version", lambda e: e.get("version")),
-            ("resource", lambda e: e.get("resource")),
+            ("position", "position"),
+            ("recorded", "recorded_at"),
+            ("type", "type"),
+            ("version", "version"),
+            ("resource", "resource"),
         ],
         "no event",
     )
@@ -672,12 +678,12 @@ def projections_text(status: dict[str, Any]) -> str:
     lines += table(
         [follower for follower in followers if follower],
         [
-            ("name", lambda f: f.get("name")),
-            ("generation", lambda f: f.get("generation")),
-            ("position", lambda f: f.get("position")),
-            ("lag events", lambda f: f.get("lag_events")),
+            ("name", "name"),
+            ("generation", "generation"),
+            ("position", "position"),
+            ("lag events", "lag_events"),
             ("lag seconds", lambda f: float(f.get("lag_seconds", 0))),
-            ("quarantined", lambda f: f.get("quarantined_events")),
+            ("quarantined", "quarantined_events"),
         ],
         "no projection",
     )

@@ -250,8 +250,8 @@ class LogBreak(_message.Message):
     position: _builtins.int
     """The log position where it breaks."""
     kind: _builtins.str
-    """changed, removed, inserted, reordered, truncated, chain_altered, seal_mismatch,
-    bad_signature.
+    """changed, removed, reordered, inserted, truncated, chain_altered, chain_row_missing,
+    unchained_old, seal_mismatch, seal_missing or bad_signature (README, "Audit").
     """
     detail: _builtins.str
     """What was found there, in one line."""

@@ -1014,7 +1014,9 @@ class Escalation(_message.Message):
     level_name: _builtins.str
     """The level's name: "calm", "tension", "crisis", "armed incidents", "open conflict"."""
     trend: _builtins.str
-    """deteriorated, improved or unchanged over 30 days."""
+    """deteriorated, improved or unchanged over 30 days; "new" when nothing was known of it
+    30 days before.
+    """
     earlier_score: _builtins.float
     """The score 30 days before `at`, as known at `as_of`."""
     parameters_version: _builtins.str
@@ -1459,7 +1461,7 @@ class WatchEscalationResponse(_message.Message):
     level_name: _builtins.str
     """The name of `level`."""
     trend: _builtins.str
-    """deteriorated, improved or unchanged."""
+    """deteriorated, improved, unchanged or new (as in Escalation.trend)."""
     score: _builtins.float
     """Its score now."""
     position: _builtins.int
