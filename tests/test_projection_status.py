@@ -210,7 +210,7 @@ def test_the_cli_shows_the_lag_locally_and_through_a_server(tmp_path: Path) -> N
     finally:
         app.close()
     local = subprocess.run(
-        [flashpoint(), "--store", store, "query", "projections"],
+        [flashpoint(), "--store", store, "query", "--json", "projections"],
         capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
     )  # fmt: skip
     assert local.returncode == 0, local.stderr
@@ -222,7 +222,7 @@ def test_the_cli_shows_the_lag_locally_and_through_a_server(tmp_path: Path) -> N
     with running_server(store) as server, server.channel() as channel:
         caught_up(channel, head)
         remote = subprocess.run(
-            [flashpoint(), "query", "--server", server.address, "projections"],
+            [flashpoint(), "query", "--server", server.address, "--json", "projections"],
             capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
         )  # fmt: skip
     assert remote.returncode == 0, remote.stderr
