@@ -5,11 +5,12 @@ never spins: it sleeps on an event that the in-process application sets after ev
 (``notify``), and otherwise wakes every ``poll_interval`` to catch appends made by other
 processes.
 
-Under load it catches up in batches, not per append: a round starts at most every
-``batch_interval`` (50 ms), so the appends of that time are folded, committed and chained
-together, and what following costs is per batch of the log rather than per call (in the
-embedded server the followers otherwise took a turn of the interpreter with every command).
-A reader waiting for a position (``hurry``) starts the next round at once.
+Beside a server (``serve`` with embedded projections) it catches up in batches, not per
+append: a round starts at most every ``batch_interval`` (``BATCH_INTERVAL``, 50 ms), so the
+appends of that time are folded, committed and chained together, and following costs per
+batch of the log rather than per call (in the server the followers otherwise took a turn
+of the interpreter with every command). A reader waiting for a position (``hurry``) starts
+the next round at once.
 
 One event a fold cannot process (a type it does not know, a payload that does not decode,
 a fold that raises) never halts a projection: it is set aside in the view store's
@@ -59,7 +60,9 @@ FOLLOWERS = "followers"
 FAILING_FIRST_DELAY = 0.1
 FAILING_MAX_DELAY = 5.0
 
-#: The least time between the starts of two rounds of catch-up while appends keep coming.
+#: The least time between the starts of two rounds of catch-up while appends keep coming,
+#: for a worker in a server's process. A worker of its own (``flashpoint project``) costs the
+#: server nothing and starts a round as soon as it is told of an append.
 BATCH_INTERVAL = 0.05
 
 #: PostgreSQL's "serialization failure" and "deadlock detected": two writers collided,
@@ -242,7 +245,7 @@ class ProjectionWorker:
         *,
         batch_size: int = 2000,
         poll_interval: float = 0.5,
-        batch_interval: float = BATCH_INTERVAL,
+        batch_interval: float = 0.0,
         ownership: Ownership | None = None,
     ) -> None:
         self.ownership = ownership

@@ -386,6 +386,30 @@ class RuntimeContract:
         finally:
             worker.stop()
 
+    def test_appends_are_folded_in_rounds_and_a_waiting_reader_is_served_at_once(
+        self, service: Flashpoint
+    ) -> None:
+        """Under appends the worker folds a round at most every ``batch_interval``; a reader
+        waiting for a position does not wait for the interval to end."""
+        app = service.app
+        worker = ProjectionWorker(
+            RecorderEventSource(app.recorder), service.views, ALL, batch_interval=60.0
+        )
+        app.append_listeners.append(lambda _position: worker.notify())
+        first = app.execute(command(c.ReportIncursion)).position
+        worker.start()
+        try:
+            # Not ``wait_for``, which would hurry the worker: the first round folds ``first``
+            # and begins the interval, in which a notified append waits for its end (a
+            # minute) ...
+            assert wait_until(lambda: worker.position() >= first, 10)
+            second = app.execute(command(c.ReportStrike)).position
+            assert not wait_until(lambda: worker.position() >= second, 1.0)
+            # ... unless a reader asks for it.
+            assert worker.wait_for(second, timeout=10)
+        finally:
+            worker.stop()
+
     def test_two_workers_on_one_store_apply_each_event_once(self, service: Flashpoint) -> None:
         """A worker committing while another reads the log never makes an event count twice."""
         app, views = service.app, service.views
