@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from projections.ownership import CHANNEL, AppendListener, Ownership
 from projections.readmodels import ALL, ReadModels
-from projections.runner import FOLLOWERS, ProjectionWorker
+from projections.runner import BATCH_INTERVAL, FOLLOWERS, ProjectionWorker
 from projections.store import ViewStore
 from projections.timetravel import TimeTravel
 from service.adapters.datastore import postgres_connector, postgres_scope, setup_serialized
@@ -225,7 +225,10 @@ def build(
         views = ViewStore.open(env)
         bind_to_call_deadlines(views.recorder.datastore)  # queries run under RPC deadlines
         source = RecorderEventSource(app.recorder)
-        worker = ProjectionWorker(source, views, ALL, ownership=ownership)
+        # Following in the server's own process, rounds are batched so that they cost per
+        # batch of the log, not per call.
+        interval = BATCH_INTERVAL if follow else 0.0
+        worker = ProjectionWorker(source, views, ALL, ownership=ownership, batch_interval=interval)
         if ownership is not None:
             events_table: str = getattr(app.recorder, "events_table_name", "stored_events")
             views.install_append_notify(events_table, CHANNEL)

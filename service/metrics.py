@@ -66,6 +66,7 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def serve(self, host: str, port: int) -> WSGIServer:
         """Serve ``/metrics`` over HTTP at ``host:port`` (in a thread); stop with
@@ -75,8 +76,18 @@ class Metrics:
         return server
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpcs.labels(method=method, code=code).inc()
-        self.rpc_duration.labels(method=method).observe(seconds)
+        # The labelled children are looked up once per method and code: ``labels()`` takes
+        # a lock and builds a key each time, about two thirds of what observing costs.
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (
+                self.rpcs.labels(method=method, code=code),
+                self.rpc_duration.labels(method=method),
+            )
+            self._rpc_children[(method, code)] = children
+        count, duration = children
+        count.inc()
+        duration.observe(seconds)
 
     def watch(self, service: Flashpoint, store_up: Callable[[], bool]) -> None:
         """Count ``service``'s appends and report its log, projections and pool on scrape;

@@ -147,6 +147,13 @@ class TestServe:
         assert [(r["method"], r["code"]) for r in rpcs] == [
             ("/flashpoint.v1.QueryService/GetIncident", "NOT_FOUND")
         ]
+        # The fields the line had through structlog.stdlib, kept by the native logger.
+        (line,) = rpcs
+        fields = "event level logger timestamp request_id principal method code duration_ms"
+        assert {*fields.split(), "peer", "error"} <= set(line)
+        assert line["level"] == "info"
+        assert line["logger"] == "service.api.interceptors"
+        assert len(line["request_id"]) == 32
 
     def test_a_cli_made_token_admits_its_holder_only(self, tmp_path: Path) -> None:
         """`flashpoint token` prints a tokens-file line; a server reading it admits the token

@@ -369,6 +369,8 @@ class RuntimeContract:
             assert wait_until(lambda: worker.position() >= notified, 2), "notify did not wake it"
             assert time.monotonic() - started < 1.0
             assert worker.wait_for(notified, timeout=0.5)
+            # Past its batch interval: a round right after a busy one may read new appends.
+            time.sleep(0.2)
 
             other = FlashpointApplication(env=store_environment(store_url))
             try:
@@ -381,6 +383,30 @@ class RuntimeContract:
             started = time.monotonic()
             assert worker.wait_for(silent, timeout=5)
             assert time.monotonic() - started < 1.0
+        finally:
+            worker.stop()
+
+    def test_appends_are_folded_in_rounds_and_a_waiting_reader_is_served_at_once(
+        self, service: Flashpoint
+    ) -> None:
+        """Under appends the worker folds a round at most every ``batch_interval``; a reader
+        waiting for a position does not wait for the interval to end."""
+        app = service.app
+        worker = ProjectionWorker(
+            RecorderEventSource(app.recorder), service.views, ALL, batch_interval=60.0
+        )
+        app.append_listeners.append(lambda _position: worker.notify())
+        first = app.execute(command(c.ReportIncursion)).position
+        worker.start()
+        try:
+            # Not ``wait_for``, which would hurry the worker: the first round folds ``first``
+            # and begins the interval, in which a notified append waits for its end (a
+            # minute) ...
+            assert wait_until(lambda: worker.position() >= first, 10)
+            second = app.execute(command(c.ReportStrike)).position
+            assert not wait_until(lambda: worker.position() >= second, 1.0)
+            # ... unless a reader asks for it.
+            assert worker.wait_for(second, timeout=10)
         finally:
             worker.stop()
 

@@ -8,8 +8,8 @@ the final status code.
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -36,6 +36,13 @@ current_principal: ContextVar[Principal] = ContextVar("principal", default=LOCAL
 current_client: ContextVar[str | None] = ContextVar("client", default=None)
 
 
+def new_request_id() -> str:
+    """32 random hex digits, as a uuid4's hex but from the process's pseudo-random generator:
+    a request id must be unique, not unguessable, and ``uuid4`` asks the kernel for bytes
+    on every call (several µs under load). ``random`` reseeds itself in a forked child."""
+    return f"{random.getrandbits(128):032x}"
+
+
 @dataclass(frozen=True)
 class _Status(grpc.Status):
     code: grpc.StatusCode
@@ -58,7 +65,7 @@ class _Call:
         self.started = time.perf_counter()
         given = metadata.get(REQUEST_ID_KEY)
         self.request_id: str = (
-            given if isinstance(given, str) and 0 < len(given) <= 128 else uuid.uuid4().hex
+            given if isinstance(given, str) and 0 < len(given) <= 128 else new_request_id()
         )
         self.context = context
         self.principal: Principal | None = None
@@ -118,27 +125,40 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self._authenticator = authenticator
         self._metrics = metrics
         self._store_up = store_up
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
         method: str = handler_call_details.method
+        # A method's wrapped handler is made once: the call's metadata is read from its
+        # context, so nothing of one call is kept in it (building handlers and closures per
+        # call was a measurable part of a command's cost).
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = continuation(handler_call_details)
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        metadata = dict(handler_call_details.invocation_metadata or ())
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, metadata, handler.unary_unary),
+                self._unary(method, handler.unary_unary),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, metadata, handler.unary_stream),
+                self._stream(method, handler.unary_stream),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -172,9 +192,10 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         ]
 
     def _unary(
-        self, method: str, metadata: dict[str, Any], inner: Callable[[Any, Any], Any]
+        self, method: str, inner: Callable[[Any, Any], Any]
     ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            metadata = dict(context.invocation_metadata() or ())
             call = _Call(method, metadata, context, self._metrics)
             try:
                 tokens = self._enter(call, metadata, request)
@@ -190,9 +211,10 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return behaviour
 
     def _stream(
-        self, method: str, metadata: dict[str, Any], inner: Callable[[Any, Any], Iterator[Any]]
+        self, method: str, inner: Callable[[Any, Any], Iterator[Any]]
     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            metadata = dict(context.invocation_metadata() or ())
             call = _Call(method, metadata, context, self._metrics)
             sent = 0
             try:

@@ -98,7 +98,7 @@ def servicers_for(parts: ServiceParts, *, threads: int | None = None) -> Service
         queries=QueryServicer(
             parts.app,
             parts.read_models,
-            parts.worker.notify,
+            parts.worker.hurry,
             parts.time_travel,
             parts.status,
             streams=streams,

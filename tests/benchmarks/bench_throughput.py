@@ -345,7 +345,7 @@ def main() -> int:
         f"{args.clients} clients, {args.seconds:g} s each after {WARMUP_SECONDS:g} s warm-up, "
         f"{os.cpu_count()} CPUs; group commit: "
         f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}; "
-        f"servers' log level: {args.log_level}\n"
+        f"servers' log level: {args.log_level}; load average: {_load_average()}\n"
         f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
         f"{'server µs/call':>15}\n"
     )
@@ -376,7 +376,13 @@ def main() -> int:
             ):
                 outcome = load(address, args.clients, args.seconds, report_calls(template), pids)
             row(label, outcome, baseline)
+    sys.stdout.write(f"load average at the end: {_load_average()}\n")
     return 0
+
+
+def _load_average() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, how noisy the run was."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":
