@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import JSONTranscoder, Mapper
 
 from service.adapters.mapper import StableNameMapper
 from service.adapters.store import FlashpointApplication
@@ -138,14 +138,14 @@ def mapping(app: FlashpointApplication, decide: Callable[[int], Any], count: int
     for direction in ("encode", "decode"):
         base = 0.0
         for name, mapper in mappers:
-            if direction == "encode":
-                cost = per_command(
-                    count, lambda i, m=mapper: [m.to_stored_event(e) for e in events[i]]
-                )
-            else:
-                cost = per_command(
-                    count, lambda i, m=mapper: [m.to_domain_event(r) for r in records[i]]
-                )
+
+            def encode(index: int, mapper: Mapper[uuid.UUID] = mapper) -> Any:
+                return [mapper.to_stored_event(event) for event in events[index]]
+
+            def decode(index: int, mapper: Mapper[uuid.UUID] = mapper) -> Any:
+                return [mapper.to_domain_event(record) for record in records[index]]
+
+            cost = per_command(count, encode if direction == "encode" else decode)
             base = base or cost
             label = f"{direction} ({name} transcoder)"
             sys.stdout.write(f"{label:42}{cost:15,.1f}{cost / base:9.1f}\n")
