@@ -9,6 +9,7 @@ class moves. Flashpoint stores every event under an explicit, stable type name
 from __future__ import annotations
 
 import marshal
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
@@ -234,8 +235,11 @@ class OrjsonTranscoder(JSONTranscoder):
                 except orjson.JSONEncodeError:
                     return super().encode(obj)
                 # Floats below 1e-4 are written "0.0000..." or "...e-N" by orjson and
-                # "...e-05" by the library (text that merely looks so takes the slow path).
+                # "...e-05" by the library: a number so written (or text that merely looks
+                # like one) takes the slow path.
                 if b"e-" not in encoded and b"0.0000" not in encoded:
+                    return encoded
+                if _SMALL_FLOAT.search(encoded) is None:
                     return encoded
         return super().encode(obj)
 
@@ -265,6 +269,10 @@ class OrjsonTranscoder(JSONTranscoder):
 
 
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+#: A number orjson writes for a float below 1e-4: every number in the JSON of a dict
+#: follows ":", "," or "[" ("e-" alone also matches ids like "...3e-4a..." in text).
+_SMALL_FLOAT = re.compile(rb"[:,\[]-?(?:0\.0000|[0-9]+(?:\.[0-9]+)?e-)")
 
 
 class StableNameMapper(Mapper[UUID]):

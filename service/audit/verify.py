@@ -59,8 +59,8 @@ LAG_BOUND = timedelta(seconds=60)
 #: How many rows before and after a mismatch are compared before asking the chain table.
 WINDOW = 256
 
-#: Rows per read of the regular stretch (each holds its canonical bytes, a copy of the
-#: state): small enough that memory stays well below a page of the row by row check.
+#: Rows per read of the regular stretch: small enough that memory stays well below a page
+#: of the row by row check.
 FAST_PAGE = 1000
 
 
@@ -233,14 +233,22 @@ def verify(
             rows, chained = reader.page(after, FAST_PAGE)
             if not rows or len(chained) != len(rows):
                 break  # (chain rows that lost their events among these positions)
-            for (position, canonical, regular, rid, _), (at, kept, sized) in zip(
+            for (position, rid, version, topic, state), (at, kept) in zip(
                 rows, chained, strict=True
             ):
-                if at != position or not (regular and sized) or type(rid) is not str:
+                # What the row by row check spells otherwise, it reads again: an id not in
+                # the store's spelling (32 lower-case hex digits), a version that is no
+                # integer, a type that is not text (or not UTF-8: the driver refuses it), a
+                # state that is not a blob, a chain row elsewhere.
+                if at != position or type(rid) is not str or len(rid) != 32 or rid.strip(_HEX):
                     break
-                if len(rid) != 32 or rid.strip(_HEX):
+                if type(version) is not int or type(topic) is not str or type(state) is not bytes:
                     break
-                content = sha256(canonical).digest()
+                content = sha256(
+                    f"flashpoint-event/1\x00{rid[:8]}-{rid[8:12]}-{rid[12:16]}-{rid[16:20]}-"
+                    f"{rid[20:]}\x00{version}\x00{topic}\x00".encode()
+                    + state
+                ).digest()
                 event_digest = sha256(position.to_bytes(8, "big") + content).digest()
                 chained_digest = sha256(digest + event_digest).digest()
                 if content + event_digest + chained_digest != kept:
@@ -530,42 +538,27 @@ LAST_POSITION = 2**63
 #: The digits of an id in the SQLite store's own spelling.
 _HEX = "0123456789abcdef"
 
-#: What stands for the id of a PostgreSQL row (a uuid column: always in its own spelling).
-_EXACT_ID = "0" * 32
-
 
 class _RegularRows:
-    """Pages of events with each one's canonical bytes (see ``hashing.content_hash``) made
-    by the store itself where it can, and the chain rows among their positions: the fast
-    read behind verify, for rows in the store's own spelling (flagged ``regular``)."""
+    """Pages of events as the driver reads them and the chain rows among their positions:
+    the fast read behind verify, for rows in the store's own spelling, whose canonical bytes
+    (``hashing.content_hash``) are then their values spelt as they read."""
 
     def __init__(self, tables: LogTables, stop: int) -> None:
         self.tables = tables
         self.stop = stop
         if tables.sqlite:
-            # The dashed id, the version and the type spelled by SQLite are the canonical
-            # ones only for a 32-digit lower-case hex id (checked as it is read: cheaper
-            # than in SQL), an integer version and a text type (which the driver checks is
-            # UTF-8 by reading it); anything else is left to the row by row check.
-            dashed = " || '-' || ".join(
-                f"substr(originator_id, {start}, {length})"
-                for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
-            )
             self.events = (
-                "SELECT rowid, CAST('flashpoint-event/1' || char(0) || "
-                f"{dashed} || char(0) || originator_version || char(0) || topic || "
-                "char(0) || state AS BLOB), "
-                "typeof(originator_version) = 'integer' AND typeof(topic) = 'text' "
-                "AND state IS NOT NULL, originator_id, topic "
+                "SELECT rowid, originator_id, originator_version, topic, state "
                 f"FROM {tables.events} WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
             )
             # The three hashes end to end, the first two each a digest long (so that equal
-            # ends mean equal parts): one value to read and compare instead of three.
+            # ends mean equal parts; else NULL): one value to read and compare, not three.
             self.chain = (
-                "SELECT position, CAST(content_hash || event_hash || chain_hash AS BLOB), "
-                "length(CAST(content_hash AS BLOB)) = 32 AND length(CAST(event_hash AS BLOB)) "
-                f"= 32 FROM {tables.chain} WHERE position > ? AND position <= ? "
-                "ORDER BY position"
+                "SELECT position, CASE WHEN length(CAST(content_hash AS BLOB)) = 32 AND "
+                "length(CAST(event_hash AS BLOB)) = 32 THEN CAST(content_hash || event_hash "
+                f"|| chain_hash AS BLOB) END FROM {tables.chain} "
+                "WHERE position > ? AND position <= ? ORDER BY position"
             )
         else:
             self.events = (
@@ -589,9 +582,9 @@ class _RegularRows:
         return cls(tables, stop)
 
     def page(self, after: int, limit: int) -> tuple[list[Any], list[Any]]:
-        """Up to ``limit`` events after ``after`` as (position, canonical bytes, regular,
-        stored id, type), and the chain rows among their positions as (position, the three
-        hashes end to end, regular)."""
+        """Up to ``limit`` events after ``after`` as (position, stored id, version, type,
+        state), and the chain rows among their positions as (position, the three hashes end
+        to end, or None if they are not digests)."""
         try:
             with self.tables.datastore.transaction(commit=False) as cursor:
                 if self.tables.sqlite:
@@ -615,22 +608,22 @@ class _RegularRows:
 
 
 def _event_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
-    topic, version, state = row["topic"], row["originator_version"], row["state"]
-    regular = type(topic) is str and type(version) is int and type(state) is bytes
-    canonical = (
-        f"flashpoint-event/1\x00{row['originator_id']}\x00{version}\x00{topic}\x00".encode() + state
-        if regular
-        else b""
+    # A uuid column holds ids in the store's own spelling only; read as its 32 hex digits,
+    # as SQLite stores them, it is spelt below as on SQLite.
+    return (
+        row["notification_id"],
+        row["originator_id"].replace("-", ""),
+        row["originator_version"],
+        row["topic"],
+        row["state"],
     )
-    # A uuid column holds ids in the store's own spelling only.
-    return (row["notification_id"], canonical, regular, _EXACT_ID, topic)
 
 
 def _chain_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
     content, event, chain = row["content_hash"], row["event_hash"], row["chain_hash"]
     regular = type(content) is bytes and type(event) is bytes and type(chain) is bytes
     regular = regular and len(content) == len(event) == 32
-    return (row["position"], content + event + chain if regular else None, regular)
+    return (row["position"], content + event + chain if regular else None)
 
 
 def _chain_after(tables: LogTables, after: int, stop: int) -> Iterator[ChainRow]:
