@@ -8,15 +8,22 @@ class moves. Flashpoint stores every event under an explicit, stable type name
 
 from __future__ import annotations
 
+import marshal
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
     Mapper,
     MapperDeserialisationError,
     StoredEvent,
+    Transcoding,
 )
 from eventsourcing.utils import get_topic
 
@@ -161,6 +168,111 @@ def _missing(cls: type[Any], name: str) -> Upcast:
 
 
 REGISTRY = default_registry()
+
+
+# ---------------------------------------------------------------- the transcoder
+
+#: Digits all read as "0", so that one search finds any run of them.
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+#: Integers of 19 digits or more may be beyond 64 bits, which orjson reads as floats.
+_LONG_NUMBER = b"0" * 19
+
+
+class OrjsonTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, byte for byte, with orjson doing the work it does
+    identically (about three times faster).
+
+    The hash chain covers the stored bytes, so a state must be encoded exactly as the
+    library's ``json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)`` with its
+    ``{"_type_": ..., "_data_": ...}`` tags encodes it. orjson writes the same bytes for
+    trees of the exact builtin JSON types and differs elsewhere, so encoding takes orjson
+    only for a dict whose values are such trees, with, at its top level only, values of a
+    type registered with the library's own datetime or decimal transcoding (the event's
+    ``timestamp``). Everything else goes through the library's encoder, which writes (or
+    refuses) it as before: UUIDs and enums (orjson writes them untagged), subclasses of
+    builtins, registered types below the top level, floats that are not finite or below
+    1e-4 in magnitude (orjson writes ``1e-05`` as ``0.00001`` and NaN as ``null``),
+    integers beyond 64 bits and keys that are not strings (orjson refuses those).
+
+    Decoding mirrors the library's ``object_hook`` (every JSON object of exactly the two
+    keys ``_type_`` and ``_data_`` becomes its registered type): orjson reads the state,
+    and the one tagged object a stored event holds, its ``timestamp``, is converted; a
+    state with more tags, a ``\\u`` escape (which could spell a tag's key) or a long
+    integer is read by the library's decoder.
+    """
+
+    #: Registered types whose transcoding writes a plain string, so orjson may write the
+    #: tag itself (by exact type, as the library looks them up).
+    _tags: dict[type, Transcoding]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tags = {}
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        if type(transcoding) in (DatetimeAsISO, DecimalAsStr):
+            self._tags[transcoding.type] = transcoding
+        else:
+            # A later registration replaces an earlier one for its type, as in the library.
+            self._tags.pop(transcoding.type, None)
+
+    def encode(self, obj: Any) -> bytes:
+        if type(obj) is dict:
+            tags = self._tags
+            try:
+                # marshal writes only exact builtin types (it refuses subclasses, UUIDs,
+                # enums, datetimes and every other class): a check of the whole tree at C
+                # speed. What else it takes (bytes, sets, buffers) orjson refuses below.
+                shape = marshal.dumps([v for v in obj.values() if type(v) not in tags], 4)
+            except ValueError:
+                return super().encode(obj)
+            # A float that is not finite has 0x7f or 0xff as its last byte in marshal's
+            # little-endian form (other values rarely have: those only take the slow path).
+            if b"\x7f" not in shape and b"\xff" not in shape:
+                try:
+                    encoded = orjson.dumps(obj, default=self._tag, option=_ORJSON_OPTIONS)
+                except orjson.JSONEncodeError:
+                    return super().encode(obj)
+                # Floats below 1e-4 are written "0.0000..." or "...e-N" by orjson and
+                # "...e-05" by the library: a number so written (or text that merely looks
+                # like one) takes the slow path.
+                if b"e-" not in encoded and b"0.0000" not in encoded:
+                    return encoded
+                if _SMALL_FLOAT.search(encoded) is None:
+                    return encoded
+        return super().encode(obj)
+
+    def _tag(self, value: Any) -> dict[str, Any]:
+        transcoding = self._tags.get(type(value))
+        if transcoding is None:
+            raise TypeError(f"{type(value)!r} is left to the library's encoder")
+        return {"_type_": transcoding.name, "_data_": transcoding.encode(value)}
+
+    def decode(self, data: bytes) -> Any:
+        if b"\\u" not in data and _LONG_NUMBER not in data.translate(_DIGITS):
+            # Without escapes, every object with a "_type_" key shows it literally.
+            tagged = data.count(b'"_type_"')
+            if tagged <= 1:
+                try:
+                    value = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    return super().decode(data)
+                if not tagged:
+                    return value
+                stamp = value.get("timestamp") if type(value) is dict else None
+                if type(stamp) is dict and "_type_" in stamp:
+                    # The library's own hook, on the one object that can be tagged.
+                    value["timestamp"] = self._decode_obj(stamp)
+                    return value
+        return super().decode(data)
+
+
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+#: A number orjson writes for a float below 1e-4: every number in the JSON of a dict
+#: follows ":", "," or "[" ("e-" alone also matches ids like "...3e-4a..." in text).
+_SMALL_FLOAT = re.compile(rb"[:,\[]-?(?:0\.0000|[0-9]+(?:\.[0-9]+)?e-)")
 
 
 class StableNameMapper(Mapper[UUID]):

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory, Mapper, Notification
+from eventsourcing.persistence import InfrastructureFactory, Mapper, Notification, Transcoder
 from eventsourcing.utils import Environment
 
 from service.adapters.datastore import configure_datastore
 from service.adapters.deadlines import bind_to_call_deadlines
 from service.adapters.eventlog import LogReader
 from service.adapters.group_commit import GROUP_COMMIT_MAX, GroupCommitter
-from service.adapters.mapper import StableNameMapper
+from service.adapters.mapper import OrjsonTranscoder, StableNameMapper
 from service.application.handlers import CommandHandlers
 
 
@@ -48,6 +48,12 @@ class FlashpointApplication(CommandHandlers):
 
     def construct_mapper(self) -> Mapper[UUID]:
         return StableNameMapper(transcoder=self.construct_transcoder())
+
+    def construct_transcoder(self) -> Transcoder:
+        # The library's JSON, byte for byte, written and read mostly by orjson.
+        transcoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def positions_of(self, originator_id: UUID) -> dict[int, int]:
         return self.log_reader.positions_of(originator_id)

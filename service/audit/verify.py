@@ -24,18 +24,25 @@ Kinds of break (``Break.kind``), by what is found at the position named:
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.persistence import OperationalError
 
 from service.audit.hashing import (
+    FIRST,
     GENESIS,
+    PAGE,
     ChainRow,
     StoredRow,
+    as_bytes,
     chain_hash,
     content_hash,
     event_hash,
@@ -51,6 +58,10 @@ LAG_BOUND = timedelta(seconds=60)
 
 #: How many rows before and after a mismatch are compared before asking the chain table.
 WINDOW = 256
+
+#: Rows per read of the regular stretch: small enough that memory stays well below a page
+#: of the row by row check.
+FAST_PAGE = 1000
 
 
 @dataclass
@@ -125,10 +136,6 @@ def verify(
         )
     deferred.sort(key=lambda found: found.position)
     pending = sorted(set(seals) | set(external))
-    events = tables.iterate()
-    chain = tables.iterate_chain(stop=chain_head)
-    event = next(events, None)
-    stored = next(chain, None)
     recent: deque[ChainRow] = deque(maxlen=WINDOW)
     ahead: deque[ChainRow] = deque()
     previous = GENESIS
@@ -151,6 +158,141 @@ def verify(
                 break
             ahead.append(row)
         return list(ahead)
+
+    def settled(position: int, digest: bytes) -> VerifyReport | None:
+        """The checks at an event whose chain row follows: seals, head record, deferred
+        breaks; a failed report, or None."""
+        nonlocal attested
+        for source, seal_map in (("stored seal", seals), ("seal file", external)):
+            seal = seal_map.get(position)
+            if seal is None:
+                continue
+            report.seals_checked += 1
+            if seal.get("digest") != digest.hex() or seal.get("count") != report.events:
+                return fail(
+                    position,
+                    "seal_mismatch",
+                    f"{source} for position {position} does not match the log "
+                    f"(count {seal.get('count')} vs {report.events})",
+                )
+            # With a key, every seal relied on must be signed by it: an unsigned seal, stored
+            # or copied, proves nothing about who made it.
+            if public_key is not None:
+                if not seal_signature_valid(seal, public_key):
+                    state = "is unsigned" if not seal.get("signature") else "is not signed"
+                    return fail(
+                        position,
+                        "bad_signature",
+                        f"{source} for position {position} {state} by the trusted key",
+                    )
+                attested = position
+        if recorded is not None and recorded[0] == position:
+            if recorded[1] != digest.hex():
+                return fail(
+                    position,
+                    "chain_altered",
+                    f"the chain hash at position {position} is not the one the chainer "
+                    "recorded for its head: the chain was recomputed",
+                )
+            if public_key is not None and record is not None:
+                if not seal_signature_valid(record, public_key):
+                    state = "is unsigned" if not record.get("signature") else "is not signed"
+                    return fail(
+                        position,
+                        "bad_signature",
+                        f"the chainer's head record at position {position} {state} "
+                        "by the trusted key",
+                    )
+                attested = position
+        if deferred and deferred[0].position <= position:
+            found = deferred[0]
+            return fail(found.position, found.kind, found.detail)
+        return None
+
+    def next_special() -> int:
+        """The next position where more than the hashes is checked."""
+        return min(
+            pending[0] if pending else LAST_POSITION,
+            recorded[0] if recorded is not None else LAST_POSITION,
+            deferred[0].position if deferred else LAST_POSITION,
+        )
+
+    def regular_prefix() -> int | VerifyReport:
+        """Verify the log from its start for as long as every row is regular (an event in
+        the store's own spelling, its chain row beside it, the hashes agreeing): the
+        position verified up to (FIRST for none), or the failed report. Whatever is not
+        regular, the row by row check below reads again and names."""
+        nonlocal previous
+        reader = _RegularRows.of(tables, chain_head)
+        if reader is None:
+            return FIRST
+        sha256 = hashlib.sha256
+        digest, count, last, special = previous, report.events, FIRST, next_special()
+        after = FIRST
+        while True:
+            rows, chained = reader.page(after, FAST_PAGE)
+            if not rows or len(chained) != len(rows):
+                break  # (chain rows that lost their events among these positions)
+            for (position, rid, version, topic, state), (at, kept) in zip(
+                rows, chained, strict=True
+            ):
+                # What the row by row check spells otherwise, it reads again: an id not in
+                # the store's spelling (32 lower-case hex digits), a version that is no
+                # integer, a type that is not text (or not UTF-8: the driver refuses it), a
+                # state that is not a blob, a chain row elsewhere.
+                if at != position or type(rid) is not str or len(rid) != 32 or rid.strip(_HEX):
+                    break
+                if type(version) is not int or type(topic) is not str or type(state) is not bytes:
+                    break
+                content = sha256(
+                    f"flashpoint-event/1\x00{rid[:8]}-{rid[8:12]}-{rid[12:16]}-{rid[16:20]}-"
+                    f"{rid[20:]}\x00{version}\x00{topic}\x00".encode()
+                    + state
+                ).digest()
+                event_digest = sha256(position.to_bytes(8, "big") + content).digest()
+                chained_digest = sha256(digest + event_digest).digest()
+                if content + event_digest + chained_digest != kept:
+                    break
+                digest, count, last = chained_digest, count + 1, position
+                if position >= special:
+                    previous, report.events, report.checked_up_to = digest, count, position
+                    if pending[:1] and pending[0] < position:
+                        return fail(
+                            pending[0],
+                            "removed",
+                            f"a seal covers position {pending[0]}, but no event stands "
+                            "there any more",
+                        )
+                    if pending[:1] == [position]:
+                        pending.pop(0)
+                    broken = settled(position, digest)
+                    if broken is not None:
+                        return broken
+                    special = next_special()
+            else:
+                after = rows[-1][0]
+                if len(rows) < FAST_PAGE:
+                    break
+                del rows, chained  # before the next page: one page in memory at a time
+                continue
+            break
+        previous, report.events = digest, count
+        if last != FIRST:
+            report.checked_up_to = last
+        return last
+
+    resumed = regular_prefix()
+    if isinstance(resumed, VerifyReport):
+        return resumed
+    # Row by row from where the regular stretch ends (the unchained tail, or the first
+    # irregular row: the check that names a break, if there is one).
+    events = tables.iterate(after=resumed)
+    chain = _chain_after(tables, resumed, chain_head)
+    if resumed != FIRST:
+        recent.extend(_chain_up_to(tables, resumed))
+        last_state = tables.rows(resumed - 1, 1, stop=resumed)[0].state
+    event = next(events, None)
+    stored = next(chain, None)
 
     while stored is not None:
         if event is None:
@@ -226,50 +368,9 @@ def verify(
         previous = expected_chain
         report.events += 1
         report.checked_up_to = event.position
-        for source, seal_map in (("stored seal", seals), ("seal file", external)):
-            seal = seal_map.get(event.position)
-            if seal is None:
-                continue
-            report.seals_checked += 1
-            if seal.get("digest") != previous.hex() or seal.get("count") != report.events:
-                return fail(
-                    event.position,
-                    "seal_mismatch",
-                    f"{source} for position {event.position} does not match the log "
-                    f"(count {seal.get('count')} vs {report.events})",
-                )
-            # With a key, every seal relied on must be signed by it: an unsigned seal, stored
-            # or copied, proves nothing about who made it.
-            if public_key is not None:
-                if not seal_signature_valid(seal, public_key):
-                    state = "is unsigned" if not seal.get("signature") else "is not signed"
-                    return fail(
-                        event.position,
-                        "bad_signature",
-                        f"{source} for position {event.position} {state} by the trusted key",
-                    )
-                attested = event.position
-        if recorded is not None and recorded[0] == event.position:
-            if recorded[1] != previous.hex():
-                return fail(
-                    event.position,
-                    "chain_altered",
-                    f"the chain hash at position {event.position} is not the one the chainer "
-                    "recorded for its head: the chain was recomputed",
-                )
-            if public_key is not None and record is not None:
-                if not seal_signature_valid(record, public_key):
-                    state = "is unsigned" if not record.get("signature") else "is not signed"
-                    return fail(
-                        event.position,
-                        "bad_signature",
-                        f"the chainer's head record at position {event.position} {state} "
-                        "by the trusted key",
-                    )
-                attested = event.position
-        if deferred and deferred[0].position <= event.position:
-            found = deferred[0]
-            return fail(found.position, found.kind, found.detail)
+        broken = settled(event.position, previous)
+        if broken is not None:
+            return broken
         recent.append(stored)
         last_state = event.state
         event = next(events, None)
@@ -429,3 +530,132 @@ def _recorded_at(state: bytes) -> datetime | None:
         return parsed.astimezone(UTC)
     except (orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
         return None
+
+
+#: Above any position (the log's positions stay below 2**62).
+LAST_POSITION = 2**63
+
+#: The digits of an id in the SQLite store's own spelling.
+_HEX = "0123456789abcdef"
+
+
+class _RegularRows:
+    """Pages of events as the driver reads them and the chain rows among their positions:
+    the fast read behind verify, for rows in the store's own spelling, whose canonical bytes
+    (``hashing.content_hash``) are then their values spelt as they read."""
+
+    def __init__(self, tables: LogTables, stop: int) -> None:
+        self.tables = tables
+        self.stop = stop
+        if tables.sqlite:
+            self.events = (
+                "SELECT rowid, originator_id, originator_version, topic, state "
+                f"FROM {tables.events} WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+            )
+            # The three hashes end to end, the first two each a digest long (so that equal
+            # ends mean equal parts; else NULL): one value to read and compare, not three.
+            self.chain = (
+                "SELECT position, CASE WHEN length(CAST(content_hash AS BLOB)) = 32 AND "
+                "length(CAST(event_hash AS BLOB)) = 32 THEN CAST(content_hash || event_hash "
+                f"|| chain_hash AS BLOB) END FROM {tables.chain} "
+                "WHERE position > ? AND position <= ? ORDER BY position"
+            )
+        else:
+            self.events = (
+                "SELECT notification_id, originator_id::text AS originator_id, "
+                f"originator_version, topic, state FROM {tables.events} "
+                "WHERE notification_id > %s AND notification_id <= %s "
+                "ORDER BY notification_id LIMIT %s"
+            )
+            self.chain = (
+                "SELECT position, content_hash, event_hash, chain_hash "
+                f"FROM {tables.chain} WHERE position > %s AND position <= %s ORDER BY position"
+            )
+
+    @classmethod
+    def of(cls, tables: LogTables, stop: int) -> _RegularRows | None:
+        if tables.sqlite:
+            with tables.datastore.transaction(commit=False) as cursor:
+                cursor.execute("PRAGMA encoding")
+                if cursor.fetchone()[0] != "UTF-8":
+                    return None  # SQLite's text bytes would not be the canonical UTF-8
+        return cls(tables, stop)
+
+    def page(self, after: int, limit: int) -> tuple[list[Any], list[Any]]:
+        """Up to ``limit`` events after ``after`` as (position, stored id, version, type,
+        state), and the chain rows among their positions as (position, the three hashes end
+        to end, or None if they are not digests)."""
+        try:
+            with self.tables.datastore.transaction(commit=False) as cursor:
+                if self.tables.sqlite:
+                    # Plain tuples: a fifth of the read's cost goes to making sqlite3.Row.
+                    cursor.sqlite_cursor.row_factory = None
+                cursor.execute(self.events, (after, self.stop, limit))
+                events = cursor.fetchall()
+                if not events:
+                    return [], []
+                sqlite = self.tables.sqlite
+                last = events[-1][0] if sqlite else events[-1]["notification_id"]
+                cursor.execute(self.chain, (after, last))
+                chain = cursor.fetchall()
+        except (sqlite3.OperationalError, OperationalError, UnicodeDecodeError, ValueError):
+            # A value the driver cannot read (text that is not UTF-8): the row by row check
+            # reads it as bytes (and an unavailable store fails it just the same).
+            return [], []
+        if sqlite:
+            return events, chain
+        return [_event_postgres(row) for row in events], [_chain_postgres(row) for row in chain]
+
+
+def _event_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
+    # A uuid column holds ids in the store's own spelling only; read as its 32 hex digits,
+    # as SQLite stores them, it is spelt below as on SQLite.
+    return (
+        row["notification_id"],
+        row["originator_id"].replace("-", ""),
+        row["originator_version"],
+        row["topic"],
+        row["state"],
+    )
+
+
+def _chain_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
+    content, event, chain = row["content_hash"], row["event_hash"], row["chain_hash"]
+    regular = type(content) is bytes and type(event) is bytes and type(chain) is bytes
+    regular = regular and len(content) == len(event) == 32
+    return (row["position"], content + event + chain if regular else None)
+
+
+def _chain_after(tables: LogTables, after: int, stop: int) -> Iterator[ChainRow]:
+    """The chain rows after position ``after`` up to ``stop``, in pages."""
+    while True:
+        page = tables.chain_rows(after, PAGE)
+        for row in page:
+            if row.position > stop:
+                return
+            yield row
+        if len(page) < PAGE:
+            return
+        after = page[-1].position
+
+
+def _chain_up_to(tables: LogTables, position: int) -> list[ChainRow]:
+    """The last WINDOW chain rows up to ``position``, in position order."""
+    with tables.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            tables.sql(
+                f"SELECT position, content_hash, event_hash, chain_hash FROM {tables.chain} "
+                "WHERE position <= ? ORDER BY position DESC LIMIT ?"
+            ),
+            (position, WINDOW),
+        )
+        fetched = cursor.fetchall()
+    return [
+        ChainRow(
+            int(row["position"]),
+            as_bytes(row["content_hash"]),
+            as_bytes(row["event_hash"]),
+            as_bytes(row["chain_hash"]),
+        )
+        for row in reversed(fetched)
+    ]
