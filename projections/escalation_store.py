@@ -65,6 +65,14 @@ CLASSES: Final[dict[float, int]] = {
 }
 HALF_LIVES: Final[dict[int, float]] = {index: half_life for half_life, index in CLASSES.items()}
 COLLECTIONS: Final = ("incidents", "sanctions", "negotiations")
+#: Buckets come by day (level 0) and by block of this many days (level 1): the inside of a
+#: window reads whole blocks and, at its two ends, days.
+BLOCK_DAYS: Final = 16
+#: ``day // BLOCK_DAYS`` (floor, also for days before 1970) in SQL on both stores.
+_BLOCK_OF_DAY: Final = (
+    f"(CASE WHEN day >= 0 THEN day / {BLOCK_DAYS} "
+    f"ELSE -((-day + {BLOCK_DAYS - 1}) / {BLOCK_DAYS}) END)"
+)
 
 _ROW_COLUMNS: Final = (
     "vid", "subject", "pair", "key", "seq", "dev", "coll", "kind", "class", "half_life",
@@ -232,9 +240,9 @@ class EscalationStorage:
         )
         cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {n['bucket']} (subject TEXT NOT NULL, "
-            f"class INTEGER NOT NULL, day {big} NOT NULL, era {big} NOT NULL, "
-            f"s_act {real} NOT NULL, s_tgt {real} NOT NULL, n {big} NOT NULL, "
-            f"PRIMARY KEY (subject, class, day)){clustered}"
+            f"class INTEGER NOT NULL, level INTEGER NOT NULL, day {big} NOT NULL, "
+            f"era {big} NOT NULL, s_act {real} NOT NULL, s_tgt {real} NOT NULL, "
+            f"n {big} NOT NULL, PRIMARY KEY (subject, class, level, day, era)){clustered}"
         )
         cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {n['meta']} (id INTEGER PRIMARY KEY, "
@@ -246,15 +254,16 @@ class EscalationStorage:
 
     def index(self, store: ViewStore, cursor: Any, table: Table, generation: int) -> None:
         n = self.names(store, table, generation)
-        # Edges of windows and the full path: a subject's rows by class, liveness and day;
-        # top contributions: live rows by rank. Narrow keys: a rebuild sorts them all.
+        # Edges of windows and the full path: a subject's rows by class, liveness and day
+        # (covering what an edge's sum reads); top contributions: live rows by rank (with
+        # the scan order, which breaks ties).
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {n['stem']}_contrib_day ON {n['contrib']} "
-            "(subject, class, live, day)"
+            "(subject, class, live, day, occurred, acted, era, scaled)"
         )
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {n['stem']}_contrib_rank ON {n['contrib']} "
-            "(subject, class, live, rank)"
+            "(subject, class, live, rank, key, seq)"
         )
 
     def finish_bulk(self, store: ViewStore, cursor: Any, table: Table, generation: int) -> None:
@@ -262,11 +271,16 @@ class EscalationStorage:
         n = self.names(store, table, generation)
         cursor.execute(f"DELETE FROM {n['bucket']}")
         cursor.execute(
-            f"INSERT INTO {n['bucket']} (subject, class, day, era, s_act, s_tgt, n) "
-            "SELECT subject, class, day, MIN(era), "
+            f"INSERT INTO {n['bucket']} (subject, class, level, day, era, s_act, s_tgt, n) "
+            "SELECT subject, class, 0, day, era, "
             "SUM(CASE WHEN acted = 1 THEN scaled ELSE 0 END), "
             "SUM(CASE WHEN acted = 1 THEN 0 ELSE scaled END), COUNT(*) "
-            f"FROM {n['contrib']} WHERE live = 1 AND pair = 0 GROUP BY subject, class, day"
+            f"FROM {n['contrib']} WHERE live = 1 AND pair = 0 GROUP BY subject, class, day, era"
+        )
+        cursor.execute(
+            f"INSERT INTO {n['bucket']} (subject, class, level, day, era, s_act, s_tgt, n) "
+            f"SELECT subject, class, 1, {_BLOCK_OF_DAY}, era, SUM(s_act), SUM(s_tgt), SUM(n) "
+            f"FROM {n['bucket']} WHERE level = 0 GROUP BY subject, class, {_BLOCK_OF_DAY}, era"
         )
         cursor.execute(
             f"INSERT INTO {n['subject']} (subject) SELECT DISTINCT subject FROM {n['contrib']} "
@@ -360,18 +374,42 @@ class EscalationStorage:
     ) -> None:
         sql = store.sql
         cursor.executemany(
-            sql(f"DELETE FROM {n['bucket']} WHERE subject = ? AND class = ? AND day = ?"), touched
+            sql(
+                f"DELETE FROM {n['bucket']} "
+                "WHERE subject = ? AND class = ? AND level = 0 AND day = ?"
+            ),
+            touched,
         )
         cursor.executemany(
             sql(
-                f"INSERT INTO {n['bucket']} (subject, class, day, era, s_act, s_tgt, n) "
-                "SELECT subject, class, day, MIN(era), "
+                f"INSERT INTO {n['bucket']} (subject, class, level, day, era, s_act, s_tgt, n) "
+                "SELECT subject, class, 0, day, era, "
                 "SUM(CASE WHEN acted = 1 THEN scaled ELSE 0 END), "
                 "SUM(CASE WHEN acted = 1 THEN 0 ELSE scaled END), COUNT(*) "
                 f"FROM {n['contrib']} WHERE subject = ? AND class = ? AND live = 1 AND day = ? "
-                "GROUP BY subject, class, day"
+                "GROUP BY subject, class, day, era"
             ),
             touched,
+        )
+        blocks = sorted({(subject, klass, day // BLOCK_DAYS) for subject, klass, day in touched})
+        cursor.executemany(
+            sql(
+                f"DELETE FROM {n['bucket']} "
+                "WHERE subject = ? AND class = ? AND level = 1 AND day = ?"
+            ),
+            blocks,
+        )
+        cursor.executemany(
+            sql(
+                f"INSERT INTO {n['bucket']} (subject, class, level, day, era, s_act, s_tgt, n) "
+                "SELECT subject, class, 1, ?, era, SUM(s_act), SUM(s_tgt), SUM(n) "
+                f"FROM {n['bucket']} WHERE subject = ? AND class = ? AND level = 0 "
+                "AND day >= ? AND day <= ? GROUP BY subject, class, era"
+            ),
+            [
+                (block, subject, klass, block * BLOCK_DAYS, block * BLOCK_DAYS + BLOCK_DAYS - 1)
+                for subject, klass, block in blocks
+            ],
         )
 
 
@@ -449,6 +487,23 @@ def _windows(at: float) -> list[tuple[int, int, float, float]]:
     return found
 
 
+def _cover(first: int, last: int) -> list[tuple[int, int, int]]:
+    """(level, first, last) ranges of buckets that cover the days ``first..last`` once:
+    whole blocks inside, days at the ends."""
+    if last < first:
+        return []
+    block_first = -((-first) // BLOCK_DAYS)
+    block_last = (last + 1) // BLOCK_DAYS - 1
+    if block_first > block_last:
+        return [(0, first, last)]
+    ranges = [(1, block_first, block_last)]
+    if first < block_first * BLOCK_DAYS:
+        ranges.append((0, first, block_first * BLOCK_DAYS - 1))
+    if (block_last + 1) * BLOCK_DAYS <= last:
+        ranges.append((0, (block_last + 1) * BLOCK_DAYS, last))
+    return ranges
+
+
 def fast_country_sums(
     store: ViewStore,
     table: Table,
@@ -467,20 +522,39 @@ def fast_country_sums(
     params: list[Any] = []
     for window, klass, lo, hi in _windows(at):
         d_lo, d_hi = int(lo // DAY), int(hi // DAY)
-        parts.append(
-            f"SELECT {window} AS w, {klass} AS c, subject, era, SUM(s_act) AS a, "
-            f"SUM(s_tgt) AS t, SUM(n) AS n FROM {n['bucket']} WHERE subject {chosen} "
-            "AND class = ? AND day > ? AND day < ? GROUP BY subject, era"
-        )
-        params += [*chosen_params, klass, d_lo, d_hi]
-        parts.append(
-            f"SELECT {window} AS w, {klass} AS c, subject, era, "
-            "SUM(CASE WHEN acted = 1 THEN scaled ELSE 0 END) AS a, "
-            "SUM(CASE WHEN acted = 1 THEN 0 ELSE scaled END) AS t, COUNT(*) AS n "
-            f"FROM {n['contrib']} WHERE subject {chosen} AND class = ? AND live = 1 AND "
-            "((day = ? AND occurred >= ?) OR (day = ? AND occurred <= ?)) GROUP BY subject, era"
-        )
-        params += [*chosen_params, klass, d_lo, lo, d_hi, hi]
+        # A partial day at an edge is either left out of the buckets and its rows inside
+        # the window added, or kept and its rows outside subtracted: whichever reads fewer
+        # rows (none when the edge falls at midnight, as "on that date" does).
+        edges: list[tuple[int, str, tuple[Any, ...]]] = []
+        if lo - d_lo * DAY <= DAY / 2:
+            first = d_lo
+            edges.append((-1, "day = ? AND occurred < ?", (d_lo, lo)))
+        else:
+            first = d_lo + 1
+            edges.append((1, "day = ? AND occurred >= ?", (d_lo, lo)))
+        if hi - d_hi * DAY >= DAY / 2:
+            last = d_hi
+            edges.append((-1, "day = ? AND occurred > ?", (d_hi, hi)))
+        else:
+            last = d_hi - 1
+            edges.append((1, "day = ? AND occurred <= ?", (d_hi, hi)))
+        for level, start, end in _cover(first, last):
+            parts.append(
+                f"SELECT {window} AS w, {klass} AS c, 1 AS sign, subject, era, "
+                f"SUM(s_act) AS a, SUM(s_tgt) AS t, SUM(n) AS n FROM {n['bucket']} "
+                f"WHERE subject {chosen} AND class = ? AND level = {level} AND day >= ? "
+                "AND day <= ? GROUP BY subject, era"
+            )
+            params += [*chosen_params, klass, start, end]
+        for sign, day, bound in edges:
+            parts.append(
+                f"SELECT {window} AS w, {klass} AS c, {sign} AS sign, subject, era, "
+                "SUM(CASE WHEN acted = 1 THEN scaled ELSE 0 END) AS a, "
+                "SUM(CASE WHEN acted = 1 THEN 0 ELSE scaled END) AS t, COUNT(*) AS n "
+                f"FROM {n['contrib']} WHERE subject {chosen} AND class = ? AND live = 1 AND "
+                f"{day} GROUP BY subject, era"
+            )
+            params += [*chosen_params, klass, *bound]
     moments = (at, at - p.TREND_DAYS * DAY)
     totals: dict[str, tuple[Sums, Sums]] = {}
     for raw in store.query(" UNION ALL ".join(parts), tuple(params)):
@@ -489,13 +563,21 @@ def fast_country_sums(
         if entry is None:
             entry = totals[subject] = (Sums(), Sums())
         sums = entry[int(raw["w"])]
-        scale = factor(moments[int(raw["w"])], int(raw["era"]), HALF_LIVES[int(raw["c"])])
+        sign = int(raw["sign"])
+        scale = sign * factor(moments[int(raw["w"])], int(raw["era"]), HALF_LIVES[int(raw["c"])])
         sums.actor += scale * float(raw["a"])
         sums.target += scale * float(raw["t"])
-        sums.developments += int(raw["n"])
-    for now, then in totals.values():
-        now.score = now.actor + now.target
-        then.score = then.actor + then.target
+        sums.developments += sign * int(raw["n"])
+    for subject, (now, then) in list(totals.items()):
+        if not now.developments and not then.developments:
+            # Everything a bucket held was subtracted again at an edge.
+            del totals[subject]
+            continue
+        for sums in (now, then):
+            if not sums.developments:
+                # What remains of cancelling terms is float dust: nothing counted.
+                sums.actor = sums.target = 0.0
+            sums.score = sums.actor + sums.target
     return totals
 
 

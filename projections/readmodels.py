@@ -183,6 +183,18 @@ class ReadModels:
         the versions known then. ``check`` is called between units of work and may raise
         to stop it.
         """
+        with self.store.reading():
+            return self._escalation(country, at=at, as_of=as_of, pair=pair, check=check)
+
+    def _escalation(
+        self,
+        country: str,
+        *,
+        at: float | None,
+        as_of: float | None,
+        pair: tuple[str, bool] | None,
+        check: Check,
+    ) -> EscalationView:
         at, as_of = self._times(at, as_of)
         table, generation = ESCALATION.table, self._escalation_generation()
         current = self._current(generation, as_of)
@@ -253,6 +265,18 @@ class ReadModels:
         check: Check = _never,
     ) -> RankingView:
         """Countries by score, highest first; ``check`` as for :meth:`escalation`."""
+        with self.store.reading():
+            return self._ranking(at, as_of, min_level, countries, limit, check)
+
+    def _ranking(
+        self,
+        at: float | None,
+        as_of: float | None,
+        min_level: int,
+        countries: list[str] | None,
+        limit: int,
+        check: Check,
+    ) -> RankingView:
         at, as_of = self._times(at, as_of)
         table, generation = ESCALATION.table, self._escalation_generation()
         earlier_at = at - p.TREND_DAYS * DAY

@@ -16,6 +16,7 @@ generation, written in the batch's transaction), so one bad event never halts a 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ class ViewStore:
         #: Generations being loaded by a rebuild (this process's): their extra tables are
         #: completed once, by ``create_indexes``, rather than batch by batch.
         self._bulk: set[tuple[str, int]] = set()
+        self._reading = threading.local()
         self._create_meta()
 
     @classmethod
@@ -191,9 +193,28 @@ class ViewStore:
         self._tuned.add(id(connection))
 
     def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        cursor = getattr(self._reading, "cursor", None)
+        if cursor is not None:
+            cursor.execute(self.sql(statement), params)
+            return list(cursor.fetchall())
         with self.transaction(commit=False) as cursor:
             cursor.execute(self.sql(statement), params)
             return list(cursor.fetchall())
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Within it, this thread's ``query`` calls share one connection and one read
+        transaction: a query of a few statements pays for one pool round trip, and its
+        statements see one snapshot."""
+        if getattr(self._reading, "cursor", None) is not None:
+            yield
+            return
+        with self.transaction(commit=False) as cursor:
+            self._reading.cursor = cursor
+            try:
+                yield
+            finally:
+                self._reading.cursor = None
 
     def install_append_notify(self, events_table: str, channel: str) -> None:
         """PostgreSQL: make every insert into the events table (by any writer) send
