@@ -315,9 +315,10 @@ class ViewStore:
                 index = f"{table.stem}_g{generation}_{name}_idx"
                 cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {state} ({name})")
             if table.storage is not None:
-                table.storage.index(self, cursor, table, generation)
+                # Before the indexes: one pass in the rows' own order, no index lookups.
                 if (table.stem, generation) in self._bulk:
                     table.storage.finish_bulk(self, cursor, table, generation)
+                table.storage.index(self, cursor, table, generation)
         self._bulk.discard((table.stem, generation))
 
     def drop_generation(self, table: Table, generation: int, name: str | None = None) -> None:
