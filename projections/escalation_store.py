@@ -255,11 +255,11 @@ class EscalationStorage:
     def index(self, store: ViewStore, cursor: Any, table: Table, generation: int) -> None:
         n = self.names(store, table, generation)
         # Edges of windows and the full path: a subject's rows by class, liveness and day
-        # (covering what an edge's sum reads); top contributions: live rows by rank (with
-        # the scan order, which breaks ties).
+        # (an edge reads the smaller side of one day: a few rows, looked up); top
+        # contributions: live rows by rank (with the scan order, which breaks ties).
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {n['stem']}_contrib_day ON {n['contrib']} "
-            "(subject, class, live, day, occurred, acted, era, scaled)"
+            "(subject, class, live, day, occurred)"
         )
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {n['stem']}_contrib_rank ON {n['contrib']} "

@@ -352,6 +352,19 @@ class ReadModels:
             raise InvalidQuery(
                 "step", f"gives {count} points, more than {MAX_HISTORY_POINTS}; widen it"
             )
+        with self.store.reading():
+            return self._history(country, start, end, step_us, count, as_of, check)
+
+    def _history(
+        self,
+        country: str,
+        start: float,
+        end: float,
+        step_us: int,
+        count: int,
+        as_of: float,
+        check: Check,
+    ) -> HistoryView:
         table, generation = ESCALATION.table, self._escalation_generation()
         current = self._current(generation, as_of)
         rows: list[es.Row] = []

@@ -253,6 +253,13 @@ def assert_same(models: ReadModels, log: Log, rng: random.Random) -> None:
                     assert [c.development for c in view.contributions] == [
                         c.development for c in expected.contributions
                     ]
+            history = models.escalation_history(
+                "POL", start=at - 40 * DAY, end=at, step=10 * DAY, as_of=as_of
+            )
+            for point in history.points:
+                moment = point.at.timestamp()
+                want = score_states(states, at=moment, as_of=knowledge, country="POL", keep=0)
+                assert close(point.score, round(want.score, 6)), moment
             ranking = models.ranking(at=at, as_of=as_of)
             now = country_scores(states, at=at, as_of=knowledge)
             then = country_scores(states, at=at - p.TREND_DAYS * DAY, as_of=knowledge)
