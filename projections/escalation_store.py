@@ -46,7 +46,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from projections import parameters as p
@@ -68,6 +68,9 @@ COLLECTIONS: Final = ("incidents", "sanctions", "negotiations")
 #: Buckets come by day (level 0) and by block of this many days (level 1): the inside of a
 #: window reads whole blocks and, at its two ends, days.
 BLOCK_DAYS: Final = 16
+if any((ERA_HALF_LIVES * h) % BLOCK_DAYS for h in CLASSES):
+    # A block must lie within one era (see ``_by_era``).
+    raise ValueError("every era must be a whole number of blocks")
 #: ``day // BLOCK_DAYS`` (floor, also for days before 1970) in SQL on both stores.
 _BLOCK_OF_DAY: Final = (
     f"(CASE WHEN day >= 0 THEN day / {BLOCK_DAYS} "
@@ -427,6 +430,8 @@ class Sums:
     actor: float = 0.0
     target: float = 0.0
     developments: int = 0
+    #: How many developments of each half-life class counted.
+    by_class: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -487,6 +492,19 @@ def _windows(at: float) -> list[tuple[int, int, float, float]]:
     return found
 
 
+def _by_era(start: int, end: int, width: int, half_life: float) -> list[tuple[int, int, int]]:
+    """(era, first, last) pieces of the buckets ``start..end`` (each ``width`` days), each
+    piece within one era."""
+    pieces = []
+    while start <= end:
+        era = era_of(start * width, half_life)
+        era_end_day = math.ceil((era + 1) * ERA_HALF_LIVES * half_life) - 1
+        piece_end = min(end, era_end_day // width)
+        pieces.append((era, start, piece_end))
+        start = piece_end + 1
+    return pieces
+
+
 def _cover(first: int, last: int) -> list[tuple[int, int, int]]:
     """(level, first, last) ranges of buckets that cover the days ``first..last`` once:
     whole blocks inside, days at the ends."""
@@ -518,6 +536,9 @@ def fast_country_sums(
         chosen, chosen_params = f"IN (SELECT subject FROM {n['subject']})", []
     else:
         chosen, chosen_params = f"IN ({','.join('?' * len(subjects))})", list(subjects)
+    by, group = "subject", " GROUP BY subject"
+    if subjects is not None and len(subjects) == 1:
+        by, group = "MIN(subject)", ""
     parts: list[str] = []
     params: list[Any] = []
     for window, klass, lo, hi in _windows(at):
@@ -538,26 +559,34 @@ def fast_country_sums(
         else:
             last = d_hi - 1
             edges.append((1, "day = ? AND occurred <= ?", (d_hi, hi)))
+        half_life = HALF_LIVES[klass]
+        # Each range lies within one era (known here), so a part sums without grouping by
+        # it: with one subject, a part is one row and needs no sort.
         for level, start, end in _cover(first, last):
-            parts.append(
-                f"SELECT {window} AS w, {klass} AS c, 1 AS sign, subject, era, "
-                f"SUM(s_act) AS a, SUM(s_tgt) AS t, SUM(n) AS n FROM {n['bucket']} "
-                f"WHERE subject {chosen} AND class = ? AND level = {level} AND day >= ? "
-                "AND day <= ? GROUP BY subject, era"
-            )
-            params += [*chosen_params, klass, start, end]
+            width = BLOCK_DAYS if level else 1
+            for era, era_first, era_last in _by_era(start, end, width, half_life):
+                parts.append(
+                    f"SELECT {window} AS w, {klass} AS c, 1 AS sign, {by} AS subject, "
+                    f"{era} AS era, SUM(s_act) AS a, SUM(s_tgt) AS t, SUM(n) AS n "
+                    f"FROM {n['bucket']} WHERE subject {chosen} AND class = ? "
+                    f"AND level = {level} AND day >= ? AND day <= ?{group}"
+                )
+                params += [*chosen_params, klass, era_first, era_last]
         for sign, day, bound in edges:
             parts.append(
-                f"SELECT {window} AS w, {klass} AS c, {sign} AS sign, subject, era, "
+                f"SELECT {window} AS w, {klass} AS c, {sign} AS sign, {by} AS subject, "
+                f"{era_of(int(bound[0]), half_life)} AS era, "
                 "SUM(CASE WHEN acted = 1 THEN scaled ELSE 0 END) AS a, "
                 "SUM(CASE WHEN acted = 1 THEN 0 ELSE scaled END) AS t, COUNT(*) AS n "
                 f"FROM {n['contrib']} WHERE subject {chosen} AND class = ? AND live = 1 AND "
-                f"{day} GROUP BY subject, era"
+                f"{day}{group}"
             )
             params += [*chosen_params, klass, *bound]
     moments = (at, at - p.TREND_DAYS * DAY)
     totals: dict[str, tuple[Sums, Sums]] = {}
     for raw in store.query(" UNION ALL ".join(parts), tuple(params)):
+        if not raw["n"]:
+            continue  # a part that summed no row (without grouping it still answers)
         subject = str(raw["subject"])
         entry = totals.get(subject)
         if entry is None:
@@ -568,6 +597,8 @@ def fast_country_sums(
         sums.actor += scale * float(raw["a"])
         sums.target += scale * float(raw["t"])
         sums.developments += sign * int(raw["n"])
+        klass = int(raw["c"])
+        sums.by_class[klass] = sums.by_class.get(klass, 0) + sign * int(raw["n"])
     for subject, (now, then) in list(totals.items()):
         if not now.developments and not then.developments:
             # Everything a bucket held was subtracted again at an edge.
@@ -581,6 +612,11 @@ def fast_country_sums(
     return totals
 
 
+#: A class with at most this many developments in the window reads them all (by day);
+#: a denser one reads its largest by rank.
+SPARSE_CLASS = 64
+
+
 def top_rows(
     store: ViewStore,
     table: Table,
@@ -588,22 +624,42 @@ def top_rows(
     at: float,
     subjects: Sequence[str],
     keep: int,
+    counts: Mapping[int, int],
 ) -> list[Row]:
     """Candidates for the top ``keep`` contributions at ``at`` among live versions of
-    ``subjects``: per class the largest, one statement."""
+    ``subjects``, given how many of each class count (``counts``): one statement.
+
+    By rank, a scan stops after ``keep`` rows in the window, which come first when the
+    window holds many (rows that occurred after ``at``, with the highest ranks, are passed
+    over one by one: a valid time long before the latest developments reads more). A class
+    with few in the window reads just those, by day.
+    """
     if not keep:
         return []
     n = STORAGE.names(store, table, generation)
     marks = ",".join("?" * len(subjects))
     parts, params = [], []
     for half_life, klass in CLASSES.items():
+        counted = counts.get(klass, 0)
+        if counted <= 0:
+            continue
         lo = at - p.HORIZON_HALF_LIVES * half_life * DAY
+        if counted <= SPARSE_CLASS:
+            parts.append(
+                f"SELECT {_READ_COLUMNS} FROM {n['contrib']} WHERE subject IN ({marks}) "
+                "AND class = ? AND live = 1 AND day >= ? AND day <= ? AND occurred >= ? "
+                "AND occurred <= ?"
+            )
+            params += [*subjects, klass, int(lo // DAY), int(at // DAY), lo, at]
+            continue
         parts.append(
             f"SELECT * FROM (SELECT {_READ_COLUMNS} FROM {n['contrib']} "
             f"WHERE subject IN ({marks}) AND class = ? AND live = 1 AND occurred >= ? "
             f"AND occurred <= ? ORDER BY rank DESC, key DESC, seq DESC LIMIT ?) AS c{klass}"
         )
         params += [*subjects, klass, lo, at, keep * len(subjects)]
+    if not parts:
+        return []
     return [_row(raw) for raw in store.query(" UNION ALL ".join(parts), tuple(params))]
 
 

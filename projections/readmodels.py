@@ -206,8 +206,10 @@ class ReadModels:
                 sums = es.fast_country_sums(self.store, table, generation, at, [country])
                 now, then = sums.get(country, (es.Sums(), es.Sums()))
                 check()
-                best = es.top(es.top_rows(self.store, table, generation, at, [country], keep),
-                              at, keep)  # fmt: skip
+                candidates = es.top_rows(
+                    self.store, table, generation, at, [country], keep, now.by_class
+                )
+                best = es.top(candidates, at, keep)
             else:
                 rows = es.window_rows(self.store, table, generation, [country], earlier_at, at,
                                       live_only=False, as_of=as_of)  # fmt: skip

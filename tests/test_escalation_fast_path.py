@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from projections import escalation_store as es
 from projections import parameters as p
 from projections.base import State, epoch
 from projections.escalation import EscalationProjection, country_scores, score_states
@@ -258,8 +259,8 @@ def assert_same(models: ReadModels, log: Log, rng: random.Random) -> None:
             )
             for point in history.points:
                 moment = point.at.timestamp()
-                want = score_states(states, at=moment, as_of=knowledge, country="POL", keep=0)
-                assert close(point.score, round(want.score, 6)), moment
+                point_score = score_states(states, at=moment, as_of=knowledge, country="POL", keep=0)
+                assert close(point.score, round(point_score.score, 6)), moment
             ranking = models.ranking(at=at, as_of=as_of)
             now = country_scores(states, at=at, as_of=knowledge)
             then = country_scores(states, at=at - p.TREND_DAYS * DAY, as_of=knowledge)
@@ -270,10 +271,14 @@ def assert_same(models: ReadModels, log: Log, rng: random.Random) -> None:
                 assert close(view.target_score, round(found.target if found else 0.0, 6))
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_followed_store_answers_as_the_full_scan(views: ViewStore, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "sparse"), [(1, 64), (2, 0), (3, 64), (4, 0)])
+def test_followed_store_answers_as_the_full_scan(
+    views: ViewStore, seed: int, sparse: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Folded batch by batch (buckets recomputed as rows change), every figure is the full
-    scan's, as known now and as known at past times."""
+    scan's, as known now and as known at past times; top contributions read by day
+    (sparse classes) or by rank (every class taken as dense)."""
+    monkeypatch.setattr(es, "SPARSE_CLASS", sparse)
     log = random_log(seed)
     follow(views, log.events, seed)
     assert_same(ReadModels(views), log, random.Random(seed))
