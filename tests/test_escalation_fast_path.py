@@ -259,7 +259,9 @@ def assert_same(models: ReadModels, log: Log, rng: random.Random) -> None:
             )
             for point in history.points:
                 moment = point.at.timestamp()
-                point_score = score_states(states, at=moment, as_of=knowledge, country="POL", keep=0)
+                point_score = score_states(
+                    states, at=moment, as_of=knowledge, country="POL", keep=0
+                )
                 assert close(point.score, round(point_score.score, 6)), moment
             ranking = models.ranking(at=at, as_of=as_of)
             now = country_scores(states, at=at, as_of=knowledge)
