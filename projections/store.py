@@ -182,13 +182,14 @@ class ViewStore:
         # Read models are rebuildable and each batch commits with its position, so losing
         # the last transactions to a power cut (synchronous=NORMAL in WAL mode) only means
         # redoing them. A fixed page cache (not growing with the log) keeps upserts into
-        # large tables off the disk.
+        # large tables off the disk. Temporary B-trees (a rebuild's index sorts, a large
+        # GROUP BY) spill to files past the cache: in memory they grew with the log.
         if id(connection) in self._tuned:
             return
         raw = connection._sqlite_conn
         raw.execute("PRAGMA synchronous=NORMAL")
         raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-        raw.execute("PRAGMA temp_store=MEMORY")
+        raw.execute("PRAGMA temp_store=FILE")
         raw.execute("PRAGMA wal_autocheckpoint=10000")
         self._tuned.add(id(connection))
 
