@@ -26,6 +26,7 @@ from projections.base import (
     State,
     epoch,
 )
+from projections.escalation_store import STORAGE
 from projections.store import Table
 from service.adapters.eventlog import RawEvent
 from service.domain import vocabulary
@@ -250,9 +251,13 @@ def fold_negotiation(state: State | None, event: RawEvent) -> State | None:
 
 
 class EscalationProjection(Projection):
+    """Stored as contribution rows by subject (:mod:`projections.escalation_store`): the
+    state table keeps only what the next fold needs, and nothing links states to countries."""
+
     name: ClassVar[str] = "escalation"
-    table: ClassVar[Table] = Table("esc", {"occurred_max": "FLOAT"})
-    version: ClassVar[int] = 2
+    table: ClassVar[Table] = Table("esc", {}, links=False, storage=STORAGE)
+    #: 3: contribution rows and day buckets instead of every version in each state.
+    version: ClassVar[int] = 3
 
     def key_of(self, event: RawEvent) -> str | None:
         if (
@@ -271,16 +276,16 @@ class EscalationProjection(Projection):
         return fold_negotiation(state, event)
 
     def columns(self, state: State) -> dict[str, Any]:
-        return {
-            "occurred_max": max(v["occurred"] for d in state["developments"] for v in d["versions"])
-        }
+        return {}
 
     def countries(self, state: State) -> set[str]:
+        # A stored version keeps only its id (its countries are in its rows).
         return {
             country
             for development in state["developments"]
             for version in development["versions"]
-            for country in (*version["actors"], *version["targets"], *version["located"])
+            for part in ("actors", "targets", "located")
+            for country in version.get(part, ())
         }
 
 

@@ -12,16 +12,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from projections import escalation_store as es
 from projections import parameters as p
 from projections.base import State
-from projections.escalation import (
-    DAY,
-    Check,
-    CountryScore,
-    EscalationProjection,
-    country_scores,
-    score_states,
-)
+from projections.escalation import DAY, Check, EscalationProjection
 from projections.negotiations import NegotiationsProjection
 from projections.posture import PostureProjection
 from projections.sanctions import SanctionsProjection
@@ -104,6 +98,11 @@ class HistoryView(View):
     points: list[HistoryPoint]
 
 
+def _figure(value: float) -> float:
+    # Rounded as published; + 0.0 turns a -0.0 (a sum of cancelling terms) into 0.0.
+    return round(value, 6) + 0.0
+
+
 def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -135,11 +134,8 @@ class ReadModels:
 
     def position(self, name: str | None = None) -> int:
         names = [name] if name else [projection.name for projection in ALL]
-        positions = []
-        for each in names:
-            generation = self.store.live_generation(each)
-            positions.append(self.store.position(each, generation) if generation else 0)
-        return min(positions)
+        positions = self.store.live_positions()
+        return min(positions.get(each, 0) for each in names)
 
     def wait_for(
         self, position: int, timeout: float, nudge: Callable[[], None] | None = None
@@ -155,15 +151,15 @@ class ReadModels:
 
     # ------------------------------------------------------------------ escalation
 
-    def _escalation_states(self, countries: list[str], since: float) -> list[State]:
-        state, link = self._tables(ESCALATION.table, ESCALATION.name)
-        statement = f"SELECT s.data FROM {state} s WHERE s.occurred_max >= ?"
-        params: list[Any] = [since]
-        for country in countries:
-            statement += f" AND s.key IN (SELECT key FROM {link} WHERE country = ?)"
-            params.append(country)
-        # A fixed order keeps the float sums, and so the figures, identical on every run.
-        return self._states(statement + " ORDER BY s.key", tuple(params))
+    def _escalation_generation(self) -> int:
+        generation = self.store.live_generation(ESCALATION.name)
+        if generation is None:
+            raise InvalidQuery("projection", f"{ESCALATION.name} has not been built yet")
+        return generation
+
+    def _current(self, generation: int, as_of: float) -> bool:
+        """Whether ``as_of`` knows every version stored (the fast path answers it)."""
+        return as_of >= es.known_max(self.store, ESCALATION.table, generation)
 
     @staticmethod
     def _times(at: float | None, as_of: float | None) -> tuple[float, float]:
@@ -171,10 +167,6 @@ class ReadModels:
         at = now if at is None else at
         as_of = now if as_of is None else as_of
         return at, as_of
-
-    @staticmethod
-    def _horizon(at: float) -> float:
-        return at - (p.TREND_DAYS + p.HORIZON_HALF_LIVES * p.MAX_HALF_LIFE_DAYS) * DAY
 
     def escalation(
         self,
@@ -187,46 +179,80 @@ class ReadModels:
     ) -> EscalationView:
         """``country``'s escalation, or the pair ``country -> pair[0]`` (ordered if pair[1]).
 
-        ``check`` is called between units of work and may raise to stop it.
+        As known now: the live rows (buckets for a country); as known at a past ``as_of``:
+        the versions known then. ``check`` is called between units of work and may raise
+        to stop it.
         """
+        with self.store.reading():
+            return self._escalation(country, at=at, as_of=as_of, pair=pair, check=check)
+
+    def _escalation(
+        self,
+        country: str,
+        *,
+        at: float | None,
+        as_of: float | None,
+        pair: tuple[str, bool] | None,
+        check: Check,
+    ) -> EscalationView:
         at, as_of = self._times(at, as_of)
-        countries = [country] if pair is None else [country, pair[0]]
-        states = self._escalation_states(countries, self._horizon(at))
+        table, generation = ESCALATION.table, self._escalation_generation()
+        current = self._current(generation, as_of)
+        earlier_at = at - p.TREND_DAYS * DAY
+        keep = 5
+        if pair is None:
+            subject = country
+            if current:
+                sums = es.fast_country_sums(self.store, table, generation, at, [country])
+                now, then = sums.get(country, (es.Sums(), es.Sums()))
+                check()
+                candidates = es.top_rows(
+                    self.store, table, generation, at, [country], keep, now.by_class
+                )
+                best = es.top(candidates, at, keep)
+            else:
+                rows = es.window_rows(self.store, table, generation, [country], earlier_at, at,
+                                      live_only=False, as_of=as_of)  # fmt: skip
+                check()
+                rows = es.known_at(rows, as_of)
+                now, then = es.score_rows(rows, at), es.score_rows(rows, earlier_at)
+                best = es.top(rows, at, keep)
+        else:
+            target, ordered = pair
+            subject = f"{country}{'->' if ordered else '<->'}{target}"
+            subjects = [f"{country}>{target}"] + ([] if ordered else [f"{target}>{country}"])
+            rows = es.window_rows(self.store, table, generation, subjects, earlier_at, at,
+                                  live_only=current, as_of=None if current else as_of)  # fmt: skip
+            check()
+            if not current:
+                rows = es.known_at(rows, as_of)
+            rows = es.pair_rows(rows, country, target, ordered)
+            now, then = es.score_rows(rows, at), es.score_rows(rows, earlier_at)
+            best = es.top(rows, at, keep)
         check()
-        pair_arg = None if pair is None else (country, pair[0], pair[1])
-        now_score = score_states(
-            states, at=at, as_of=as_of, country=country, pair=pair_arg, check=check
-        )
-        earlier = score_states(
-            states, at=at - p.TREND_DAYS * DAY, as_of=as_of, country=country, pair=pair_arg,
-            keep=0, check=check,
-        )  # fmt: skip
-        level = p.level_of(now_score.score)
+        level = p.level_of(now.score)
         return EscalationView(
-            subject=now_score.subject,
-            score=round(now_score.score, 6),
-            actor_score=round(now_score.actor, 6),
-            target_score=round(now_score.target, 6),
+            subject=subject,
+            score=_figure(now.score),
+            actor_score=_figure(now.actor),
+            target_score=_figure(now.target),
             level=level,
             level_name=p.LEVEL_NAMES[level],
             trend=p.trend_of(
-                now_score.score,
-                earlier.score,
-                counted=now_score.developments,
-                counted_earlier=earlier.developments,
+                now.score, then.score, counted=now.developments, counted_earlier=then.developments
             ),
-            earlier_score=round(earlier.score, 6),
+            earlier_score=_figure(then.score),
             at=_dt(at),
             as_of=_dt(as_of),
             contributions=[
                 ContributionView(
-                    resource=c.resource,
-                    development=c.development,
-                    kind=c.kind,
-                    occurred_at=_dt(c.occurred),
-                    contribution=round(c.value, 6),
+                    resource=row.resource,
+                    development=row.development,
+                    kind=row.kind,
+                    occurred_at=_dt(row.occurred),
+                    contribution=_figure(value),
                 )
-                for c in now_score.contributions
+                for row, value in best
             ],
         )
 
@@ -241,29 +267,49 @@ class ReadModels:
         check: Check = _never,
     ) -> RankingView:
         """Countries by score, highest first; ``check`` as for :meth:`escalation`."""
+        with self.store.reading():
+            return self._ranking(at, as_of, min_level, countries, limit, check)
+
+    def _ranking(
+        self,
+        at: float | None,
+        as_of: float | None,
+        min_level: int,
+        countries: list[str] | None,
+        limit: int,
+        check: Check,
+    ) -> RankingView:
         at, as_of = self._times(at, as_of)
-        states = self._escalation_states([], self._horizon(at))
+        table, generation = ESCALATION.table, self._escalation_generation()
+        earlier_at = at - p.TREND_DAYS * DAY
+        scores: dict[str, tuple[es.Sums, es.Sums]]
+        if self._current(generation, as_of):
+            scores = es.fast_country_sums(self.store, table, generation, at, countries or None)
+        else:
+            rows = es.window_rows(self.store, table, generation, countries or [], earlier_at, at,
+                                  live_only=False, as_of=as_of)  # fmt: skip
+            check()
+            rows = es.known_at(rows, as_of)
+            current, earlier = es.country_totals(rows, at), es.country_totals(rows, earlier_at)
+            scores = {
+                country: (current.get(country, es.Sums()), earlier.get(country, es.Sums()))
+                for country in set(current) | set(earlier)
+            }
         check()
-        current = country_scores(states, at=at, as_of=as_of, check=check)
-        earlier = country_scores(states, at=at - p.TREND_DAYS * DAY, as_of=as_of, check=check)
         wanted = set(countries or [])
         views = []
-        nothing = CountryScore()
-        for index, country in enumerate(set(current) | set(earlier)):
-            if index % 256 == 255:
-                check()
+        for country, (now, then) in scores.items():
             if wanted and country not in wanted:
                 continue
-            now, then = current.get(country, nothing), earlier.get(country, nothing)
             level = p.level_of(now.score)
             if level < min_level:
                 continue
             views.append(
                 EscalationView(
                     subject=country,
-                    score=round(now.score, 6),
-                    actor_score=round(now.actor, 6),
-                    target_score=round(now.target, 6),
+                    score=_figure(now.score),
+                    actor_score=_figure(now.actor),
+                    target_score=_figure(now.target),
                     level=level,
                     level_name=p.LEVEL_NAMES[level],
                     trend=p.trend_of(
@@ -272,7 +318,7 @@ class ReadModels:
                         counted=now.developments,
                         counted_earlier=then.developments,
                     ),
-                    earlier_score=round(then.score, 6),
+                    earlier_score=_figure(then.score),
                     at=_dt(at),
                     as_of=_dt(as_of),
                 )
@@ -308,16 +354,39 @@ class ReadModels:
             raise InvalidQuery(
                 "step", f"gives {count} points, more than {MAX_HISTORY_POINTS}; widen it"
             )
-        states = self._escalation_states([country], self._horizon(start))
+        with self.store.reading():
+            return self._history(country, start, end, step_us, count, as_of, check)
+
+    def _history(
+        self,
+        country: str,
+        start: float,
+        end: float,
+        step_us: int,
+        count: int,
+        as_of: float,
+        check: Check,
+    ) -> HistoryView:
+        table, generation = ESCALATION.table, self._escalation_generation()
+        current = self._current(generation, as_of)
+        rows: list[es.Row] = []
+        if not current:
+            rows = es.known_at(
+                es.window_rows(self.store, table, generation, [country], start, end,
+                               live_only=False, as_of=as_of),
+                as_of,
+            )  # fmt: skip
         points = []
         for index in range(count):
             check()
             moment = start + index * step_us / _MICROS
-            score = score_states(
-                states, at=moment, as_of=as_of, country=country, keep=0, check=check
-            ).score
+            if current:
+                sums = es.fast_country_sums(self.store, table, generation, moment, [country])
+                score = sums.get(country, (es.Sums(), es.Sums()))[0].score
+            else:
+                score = es.score_rows(rows, moment).score
             points.append(
-                HistoryPoint(at=_dt(moment), score=round(score, 6), level=p.level_of(score))
+                HistoryPoint(at=_dt(moment), score=_figure(score), level=p.level_of(score))
             )
         return HistoryView(subject=country, as_of=_dt(as_of), points=points)
 

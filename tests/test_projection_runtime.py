@@ -81,15 +81,19 @@ def write_log(app: FlashpointApplication, rounds: int) -> dict[str, int]:
     return counts
 
 
-Snapshot = tuple[dict[str, tuple[Any, tuple[Any, ...]]], set[tuple[str, str]]]
+Snapshot = tuple[
+    dict[str, tuple[Any, tuple[Any, ...]]], set[tuple[str, str]], list[tuple[Any, ...]]
+]
 
 
 def snapshot(views: ViewStore, projection: Projection, generation: int) -> Snapshot:
-    """Every stored state (decoded, with its indexed columns) and every country link."""
+    """Every stored state (decoded, with its indexed columns), every country link and
+    (escalation) every contribution row."""
     columns = list(projection.table.columns)
     state_table = views.state_table(projection.table, generation)
     link_table = views.link_table(projection.table, generation)
-    rows = views.query(f"SELECT key, data, {', '.join(columns)} FROM {state_table}")  # noqa: S608
+    selected = ", ".join(["key", "data", *columns])
+    rows = views.query(f"SELECT {selected} FROM {state_table}")  # noqa: S608
     states = {
         str(row["key"]): (orjson.loads(row["data"]), tuple(row[name] for name in columns))
         for row in rows
@@ -98,7 +102,14 @@ def snapshot(views: ViewStore, projection: Projection, generation: int) -> Snaps
         (str(row["country"]), str(row["key"]))
         for row in views.query(f"SELECT country, key FROM {link_table}")  # noqa: S608
     }
-    return states, links
+    contributions: list[tuple[Any, ...]] = []
+    if projection.table.storage is not None:
+        contrib = views.table(f"{projection.table.stem}_g{generation}_contrib")
+        contributions = [
+            tuple(row)
+            for row in views.query(f"SELECT * FROM {contrib} ORDER BY vid, subject")  # noqa: S608
+        ]
+    return states, links, contributions
 
 
 def live(views: ViewStore, name: str) -> int:
@@ -210,7 +221,7 @@ class RuntimeContract:
         assert positions(views) == {p.name: head for p in ALL}
 
         # Direct counts a double application would break.
-        timeline, _ = snapshot(views, TIMELINE, live(views, TIMELINE.name))
+        timeline, _, _ = snapshot(views, TIMELINE, live(views, TIMELINE.name))
         assert len(timeline) == counts["incidents"]
         incursions = [s for s, _ in timeline.values() if s["kind"] == "airspace_incursion"]
         assert {(s["corroborations"], len(s["disputes"])) for s in incursions} == {(1, 1)}
@@ -440,7 +451,7 @@ class RuntimeContract:
         worker.catch_up()
         assert commits == [10]
         assert positions(views) == {p.name: app.head_position() for p in ALL}
-        timeline, _ = snapshot(views, TIMELINE, live(views, TIMELINE.name))
+        timeline, _, _ = snapshot(views, TIMELINE, live(views, TIMELINE.name))
         counted = sorted(state["corroborations"] for state, _ in timeline.values())
         assert counted == [1] * len(incidents)
 

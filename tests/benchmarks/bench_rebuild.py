@@ -184,9 +184,18 @@ def measure_rebuild(path: str) -> dict[str, float]:
     generation = store.live_generation("escalation") or 0
     table = store.state_table(EscalationProjection.table, generation)
     states = store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]  # noqa: S608 - our table
+    # What else the model stores: its contribution rows and buckets (this design), or the
+    # links from countries to states (the one before).
+    stem = f"{EscalationProjection.table.stem}_g{generation}"
+    tables = {row["name"] for row in store.query("SELECT name FROM sqlite_master")}
+    counted = {
+        name: store.query(f"SELECT COUNT(*) AS n FROM {stem}_{name}")[0]["n"]  # noqa: S608
+        for name in ("contrib", "bucket", "link")
+        if f"{stem}_{name}" in tables
+    }
     store.close()
     app.close()
-    return {"events": position, "seconds": seconds, "states": states}
+    return {"events": position, "seconds": seconds, "states": states, **counted}
 
 
 def in_subprocess(kind: str, path: Path) -> dict[str, float]:
@@ -248,7 +257,12 @@ def main() -> int:
         f"{full['rebuild']['peak_rss_mb']:.1f} MB at {sizes['full']:,} events "
         f"(x{full['rebuild']['peak_rss_mb'] / quarter['peak_rss_mb']:.2f} for x4 the log)\n"
     )
-    out.write(f"states written: {full['rebuild']['states']:,}\n")
+    out.write(
+        f"rows written: {full['rebuild']['states']:,} states, "
+        f"{full['rebuild'].get('contrib', 0):,} contribution rows, "
+        f"{full['rebuild'].get('bucket', 0):,} buckets, "
+        f"{full['rebuild'].get('link', 0):,} links\n"
+    )
     return 0
 
 
