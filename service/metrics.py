@@ -62,7 +62,7 @@ class Metrics:
         self.events_appended = Counter(
             "flashpoint_events_appended",
             "Appends to the event log made by this process: one per recorded command "
-            "(its events and receipt are written together).",
+            "(its events, and its receipt in the receipts table, are written together).",
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
@@ -162,7 +162,9 @@ def flashpoint_version() -> str:
 
 def store_kind(recorder: Any) -> str:
     """``postgresql`` or ``sqlite``: which store the recorder writes to."""
-    return "postgresql" if "postgres" in type(recorder).__module__ else "sqlite"
+    # By the datastore: the recorder is a subclass of the library's (receipts).
+    datastore = getattr(recorder, "datastore", recorder)
+    return "postgresql" if "postgres" in type(datastore).__module__ else "sqlite"
 
 
 def _build_info(service: Flashpoint) -> Metric:

@@ -1272,12 +1272,12 @@ class TestAuditIntegrityOnSQLite(AuditIntegrityContract):
         spelling: str,
     ) -> None:
         """A statement re-spelt in the store vanishes for the app; verify must notice."""
-        row = database.event(6)
+        row = database.event(5)
         assert row.topic == "StatementRecorded"
         assert service.app.get_incident(row.originator_id).version == 1
         respelt = row.originator_id.hex.upper() if spelling == "upper" else str(row.originator_id)
         SQLiteDatabase(sqlite_url).run(
-            "UPDATE {events} SET originator_id = ? WHERE {pos} = ?", (respelt, 6)
+            "UPDATE {events} SET originator_id = ? WHERE {pos} = ?", (respelt, 5)
         )
         with pytest.raises(NotFound, match="does not exist"):
             service.app.get_incident(row.originator_id)

@@ -286,7 +286,8 @@ class LogReader:
         self.recorder = recorder
         self.datastore = recorder.datastore
         self.registry = registry
-        self.sqlite = type(recorder).__module__.startswith("eventsourcing.sqlite")
+        # By the datastore: the recorder may be a subclass from elsewhere (receipts).
+        self.sqlite = type(recorder.datastore).__module__.startswith("eventsourcing.sqlite")
         if self.sqlite:
             self.events_table = recorder.events_table_name
             self.position_column = "rowid"
