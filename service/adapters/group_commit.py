@@ -28,6 +28,7 @@ class Insert(Protocol):
         self, stored_events: Sequence[StoredEvent], *, receipts: Sequence[Receipt] = ...
     ) -> Sequence[int] | None: ...
 
+
 #: The most commands group commit appends in one transaction.
 GROUP_COMMIT_MAX = 64
 

@@ -216,9 +216,12 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
         if kwargs.get("receipts") and self.datastore.enable_db_functions:
             # The library's insert function takes events only: receipts would be lost.
             raise NotImplementedError("receipts need POSTGRES_ENABLE_DB_FUNCTIONS off")
-        return super().insert_events(stored_events, **kwargs)
+        ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        return ids
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
         # Called inside the events' transaction and pipeline, before they are inserted
         # (a collision here surfaces at the pipeline's sync, failing the whole insert).
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()

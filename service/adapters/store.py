@@ -68,7 +68,7 @@ class FlashpointApplication(CommandHandlers):
         if found.receipt is not None:
             return found.receipt
         # A receipt of the old kind: a CommandAccepted event in the log.
-        event = self.mapper.to_domain_event(
+        event: Any = self.mapper.to_domain_event(
             StoredEvent(
                 originator_id=key,
                 originator_version=1,
