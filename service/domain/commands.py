@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 from uuid import UUID
 
@@ -273,7 +273,7 @@ class Command(Model):
 FINGERPRINT_V2 = "v2:"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _json_shaped_fields(command_class: type[Command]) -> tuple[str, ...]:
     # The fields that cross protobuf as Struct (``changes``), the only ones whose numbers
     # may arrive as doubles: found once per class, so the others are not walked.
