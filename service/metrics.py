@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
+from eventsourcing.postgres import PostgresRecorder
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -162,9 +163,8 @@ def flashpoint_version() -> str:
 
 def store_kind(recorder: Any) -> str:
     """``postgresql`` or ``sqlite``: which store the recorder writes to."""
-    # By the datastore: the recorder is a subclass of the library's (receipts).
-    datastore = getattr(recorder, "datastore", recorder)
-    return "postgresql" if "postgres" in type(datastore).__module__ else "sqlite"
+    # By class, not module: the recorder is a subclass of the library's (receipts).
+    return "postgresql" if isinstance(recorder, PostgresRecorder) else "sqlite"
 
 
 def _build_info(service: Flashpoint) -> Metric:
