@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
+from eventsourcing.postgres import PostgresRecorder
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -62,7 +63,7 @@ class Metrics:
         self.events_appended = Counter(
             "flashpoint_events_appended",
             "Appends to the event log made by this process: one per recorded command "
-            "(its events and receipt are written together).",
+            "(its events, and its receipt in the receipts table, are written together).",
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
@@ -173,7 +174,8 @@ def flashpoint_version() -> str:
 
 def store_kind(recorder: Any) -> str:
     """``postgresql`` or ``sqlite``: which store the recorder writes to."""
-    return "postgresql" if "postgres" in type(recorder).__module__ else "sqlite"
+    # By class, not module: the recorder is a subclass of the library's (receipts).
+    return "postgresql" if isinstance(recorder, PostgresRecorder) else "sqlite"
 
 
 def _build_info(service: Flashpoint) -> Metric:

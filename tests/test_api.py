@@ -289,13 +289,18 @@ class CommandContract(ServerContract):
         ]
 
     def test_the_typed_client_records_a_command_with_its_receipt(self, api: Api) -> None:
-        """Via the client an event and its receipt are appended; position is the receipt's."""
+        """Via the client an event is appended and its receipt recorded beside the log; the
+        position answered is the event's."""
         result = api.client.execute(command(c.ReportIncursion))
         log = api.log()
-        assert [entry.type for entry in log] == ["IncursionReported", "CommandAccepted"]
+        assert [entry.type for entry in log] == ["IncursionReported"]
         assert log[0] == LogEntry(log[0].position, "IncursionReported", result.id, 1)
         assert result.resource == f"incidents/{result.id}"
-        assert (result.version, result.position, result.replayed) == (1, log[1].position, False)
+        assert (result.version, result.position, result.replayed) == (1, log[0].position, False)
+        receipts = list(api.server.app.receipts())
+        assert [(r.resource, r.resource_version, r.position) for r in receipts] == [
+            (result.resource, 1, result.position)
+        ]
 
     def test_a_retry_with_the_same_request_id_returns_the_first_answer(self, api: Api) -> None:
         """A retry under one request_id answers the same, replayed, and appends nothing."""
@@ -1212,8 +1217,8 @@ class AuditContract(ServerContract):
         started = datetime.now(UTC) - timedelta(seconds=5)
         api.send(command(c.ReportIncursion, request_id="audited"))
         events = api.read_events()
-        assert [e.type for e in events] == ["IncursionReported", "CommandAccepted"]
-        assert events[1].resource.startswith("receipts/")
+        # The receipt is recorded beside the log, not in it.
+        assert [e.type for e in events] == ["IncursionReported"]
         for event in events:
             assert event.schema_version == 1
             recorded = event.recorded_at.ToDatetime(tzinfo=UTC)
@@ -1224,9 +1229,6 @@ class AuditContract(ServerContract):
         assert payload["details"]["count"] == 19
         assert payload["report"]["target"]["country"] == "POL"
         assert payload["submitted_by"]["request_id"] == "audited"
-        receipt = json.loads(events[1].payload_json)
-        assert receipt["request_id"] == "audited"
-        assert receipt["command"] == "ReportIncursion"
 
     @pytest.mark.parametrize(
         ("from_position", "limit", "positions"),
@@ -1280,7 +1282,8 @@ class AuditContract(ServerContract):
             ]
 
     def test_get_history_positions_skip_other_resources_and_receipts(self, api: Api) -> None:
-        """With request ids, receipts sit between an incident's events in the log."""
+        """Another resource's events sit between an incident's in the log (receipts are no
+        longer in it)."""
         incident = api.record(command(c.ReportIncursion, request_id="h-1"))
         api.record(command(c.ImposeSanctions, request_id="h-2"))
         api.record(command(c.CorroborateIncident, incident_id=incident, request_id="h-3"))
@@ -1291,7 +1294,7 @@ class AuditContract(ServerContract):
             if entry.resource_id == incident
         ]
         assert [(e.position, e.type, e.version) for e in history] == expected
-        assert [e.position for e in history] == [1, 5]
+        assert [e.position for e in history] == [1, 3]
 
     @pytest.mark.parametrize(
         "name", ["", "incidents", "incidents/not-a-uuid", "receipts/{uuid}", "{uuid}"]

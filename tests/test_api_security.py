@@ -514,7 +514,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def _report_over(client: FlashpointClient) -> CommandResult:
-    """Report an incident (the client adds a request id, so a receipt is stored too)."""
+    """Report an incident (the client adds a request id, so a receipt is recorded too)."""
     result = client.execute(command(c.ReportIncursion))
     assert client.get_incident(result.resource).name == result.resource
     return result
@@ -530,7 +530,7 @@ class TestTls:
             FlashpointClient(server.address, tls_ca=str(pki.ca), timeout=TIMEOUT) as client,
         ):
             result = _report_over(client)
-            assert server.app.head_position() == result.position == 2
+            assert server.app.head_position() == result.position == 1
 
     def test_a_plaintext_client_is_not_served(self, sqlite_url: str, pki: Pki) -> None:
         """A client without TLS cannot talk to the TLS server: UNAVAILABLE, nothing recorded."""
@@ -585,7 +585,7 @@ class TestMutualTls:
             timeout=TIMEOUT,
         ) as client:
             result = _report_over(client)
-        assert mtls_server.app.head_position() == result.position == 2
+        assert mtls_server.app.head_position() == result.position == 1
 
     def test_a_client_without_a_certificate_is_refused(
         self, mtls_server: ServerUnderTest, pki: Pki

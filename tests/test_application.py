@@ -271,7 +271,9 @@ class ApplicationContract:
     ) -> None:
         app.execute(command(c.ReportIncursion, request_id="named"))
         notifications = list(app.read_log())
-        assert [n.topic for n in notifications] == ["IncursionReported", "CommandAccepted"]
+        # The receipt is in the receipts table, not in the log.
+        assert [n.topic for n in notifications] == ["IncursionReported"]
+        assert [r.request_id for r in app.receipts()] == ["named"]
         for notification in notifications:
             assert b"service." not in notification.state
             assert b'"schema_version":1' in notification.state

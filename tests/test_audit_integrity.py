@@ -919,14 +919,18 @@ class AuditIntegrityContract(ChainedStore):
         path = tmp_path / "log.jsonl"
         path.write_text(exported, encoding="utf-8")
         lines = [json.loads(line) for line in exported.splitlines()]
-        assert lines[0] == {"format": "flashpoint-log", "version": 1}
-        assert [line["chain_hash"] for line in lines[1:-1]] == [h.hex() for h in chain_of(chained)]
-        assert lines[-1] == {
+        # Version 2: the log holds a command with a request id, whose receipt is exported
+        # after the events (see tests/test_receipts.py).
+        assert lines[0] == {"format": "flashpoint-log", "version": 2}
+        assert [line["chain_hash"] for line in lines[1:-2]] == [h.hex() for h in chain_of(chained)]
+        assert lines[-2]["receipt"]["request_id"] == "first"
+        assert {k: v for k, v in lines[-1].items() if not k.startswith("receipts")} == {
             "end": True,
             "events": EVENTS,
             "last_position": EVENTS,
             "digest": digest_of(chained),
         }
+        assert lines[-1]["receipts"] == 1
         assert import_log(other.log_tables, path) == EVENTS
         assert "".join(export_lines(other.log_tables)) == exported
         assert open_database(other_store_url).events() == chained
@@ -989,7 +993,7 @@ class AuditIntegrityContract(ChainedStore):
         elif tamper == "cut-mid-line":
             lines = [exported[: len(exported) // 2]]
         else:
-            lines[0] = canonical({"format": "flashpoint-log", "version": 2}) + "\n"
+            lines[0] = canonical({"format": "flashpoint-log", "version": 3}) + "\n"
         text = "".join(lines)
         if tamper == "state-byte":
             assert len(text) == len(exported)
@@ -1276,12 +1280,12 @@ class TestAuditIntegrityOnSQLite(AuditIntegrityContract):
         spelling: str,
     ) -> None:
         """A statement re-spelt in the store vanishes for the app; verify must notice."""
-        row = database.event(6)
+        row = database.event(5)
         assert row.topic == "StatementRecorded"
         assert service.app.get_incident(row.originator_id).version == 1
         respelt = row.originator_id.hex.upper() if spelling == "upper" else str(row.originator_id)
         SQLiteDatabase(sqlite_url).run(
-            "UPDATE {events} SET originator_id = ? WHERE {pos} = ?", (respelt, 6)
+            "UPDATE {events} SET originator_id = ? WHERE {pos} = ?", (respelt, 5)
         )
         with pytest.raises(NotFound, match="does not exist"):
             service.app.get_incident(row.originator_id)
@@ -1348,7 +1352,9 @@ class TestAuditIntegrityOnPostgres(AuditIntegrityContract):
         report = verify(other.log_tables)
         assert report.intact and report.digest == digest
         assert [row.originator_id for row in open_database(other_store_url).events()] == [
-            UUID(json.loads(line)["resource_id"]) for line in exported.splitlines()[1:-1]
+            UUID(json.loads(line)["resource_id"])
+            for line in exported.splitlines()[1:-1]
+            if not line.startswith('{"receipt"')
         ]
 
 

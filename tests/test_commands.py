@@ -298,7 +298,7 @@ def test_the_fingerprint_ignores_the_request_id(command_class: type[Command]) ->
     second = parsed(command_class, request_id="client-2:b")
 
     assert without.fingerprint() == first.fingerprint() == second.fingerprint()
-    assert len(first.fingerprint()) == 64
+    assert first.fingerprint().startswith("v2:") and len(first.fingerprint()) == 3 + 64
 
 
 @pytest.mark.parametrize(

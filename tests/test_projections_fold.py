@@ -43,6 +43,7 @@ from service.adapters.eventlog import RawEvent, RecorderEventSource
 from service.adapters.store import FlashpointApplication
 from service.adapters.store_url import store_environment
 from service.domain import commands as c
+from service.domain.receipt import CommandReceipt
 from tests.factories import NOW, command, evidence
 
 ESCALATION = EscalationProjection()
@@ -1549,6 +1550,13 @@ def stored_pool() -> tuple[RawEvent, ...]:
             run(command(c.ExtendSanctions, regime_id=second))
             run(command(c.LiftSanctions, regime_id=regime))
             run(command(c.RaiseAlert, location={"country": "POL"}))
+            # A receipt of the old kind, as stores made before the receipts table hold them.
+            application.save(
+                CommandReceipt.accept(
+                    request_id="pool-drones-old", principal="local", command="ReportIncursion",
+                    fingerprint="0" * 64, resource=f"incidents/{drones}", resource_version=1,
+                )
+            )  # fmt: skip
             return tuple(RecorderEventSource(application.recorder).read(0, 10_000))
         finally:
             application.close()

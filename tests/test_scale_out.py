@@ -309,16 +309,17 @@ def check_log(service: Flashpoint, results: dict[str, CommandResult]) -> None:
     receipts: dict[str, tuple[str, int, int]] = {}
     receipt_count: Counter[str] = Counter()
     for event in RecorderEventSource(service.app.recorder).iterate():
-        if event.type.endswith(RECEIPT_TYPE):
-            request_id = str(event.payload["request_id"])
-            receipt_count[request_id] += 1
-            receipts[request_id] = (
-                str(event.payload["resource"]),
-                int(event.payload["resource_version"]),
-                event.position,
-            )
-        else:
-            versions[event.originator_id].append(event.version)
+        # Receipts are recorded beside the log now, never in it.
+        assert not event.type.endswith(RECEIPT_TYPE), event
+        versions[event.originator_id].append(event.version)
+    for receipt in service.app.receipts():
+        receipt_count[receipt.request_id] += 1
+        assert receipt.position is not None, receipt
+        receipts[receipt.request_id] = (
+            receipt.resource,
+            receipt.resource_version,
+            receipt.position,
+        )
 
     assert not [rid for rid, n in receipt_count.items() if n > 1], "a receipt is duplicated"
     assert set(receipts) == set(results), "receipts differ from acknowledged request ids"

@@ -209,8 +209,10 @@ def test_outage_answers_unavailable_and_recovers_by_itself(cluster: Cluster) -> 
         assert len(sender.acknowledged) == 6
         for request_id, resource_id in sender.acknowledged.items():
             assert originators[resource_id] == 1, f"{resource_id} is in the log {originators}"
-            receipt = str(receipt_id("local", request_id))
-            assert originators[receipt] == 1, f"receipt of {request_id} is not in the log once"
+            receipt = server.app.find_receipt(receipt_id("local", request_id))
+            assert receipt is not None, f"no receipt of {request_id}"
+            assert str(receipt.resource_id) == resource_id
+        assert len(list(server.app.receipts())) == 6
 
 
 #: Bounds of the three outage figures (measured ones are far below; these are generous).

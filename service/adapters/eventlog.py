@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
+from eventsourcing.sqlite import SQLiteDatastore
 
 from service.adapters.mapper import REGISTRY, SCHEMA_VERSION_KEY, EventTypeRegistry
 from service.application.errors import NotFound
@@ -286,7 +287,8 @@ class LogReader:
         self.recorder = recorder
         self.datastore = recorder.datastore
         self.registry = registry
-        self.sqlite = type(recorder).__module__.startswith("eventsourcing.sqlite")
+        # By the datastore's class: the recorder may be a subclass from elsewhere (receipts).
+        self.sqlite = isinstance(recorder.datastore, SQLiteDatastore)
         if self.sqlite:
             self.events_table = recorder.events_table_name
             self.position_column = "rowid"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from eventsourcing.persistence import (
     IntegrityError,
@@ -17,6 +18,16 @@ from service.adapters.deadlines import call_deadline, deadline_at
 from service.application.errors import (
     DeadlineReached,
 )
+from service.domain.receipt import Receipt
+
+
+class Insert(Protocol):
+    """The recorder's ``insert_events``: events and receipts in one transaction."""
+
+    def __call__(
+        self, stored_events: Sequence[StoredEvent], *, receipts: Sequence[Receipt] = ...
+    ) -> Sequence[int] | None: ...
+
 
 #: The most commands group commit appends in one transaction.
 GROUP_COMMIT_MAX = 64
@@ -27,6 +38,8 @@ class _Insert:
     """One command's stored events waiting for the group committer, and its answer."""
 
     events: Sequence[StoredEvent]
+    #: Its receipts, written in the batch's transaction with the events.
+    receipts: Sequence[Receipt] = ()
     #: The submitting call's deadline (``time.monotonic()``), or None.
     deadline: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -50,9 +63,7 @@ class GroupCommitter:
     IntegrityError. Other store errors fail every command of the batch.
     """
 
-    def __init__(
-        self, insert: Callable[[list[StoredEvent]], Sequence[int] | None], max_batch: int
-    ) -> None:
+    def __init__(self, insert: Insert, max_batch: int) -> None:
         self._insert = insert
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Insert | None] = queue.SimpleQueue()
@@ -60,11 +71,12 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        """The notification ids of ``events``, once they are recorded with others."""
+    def insert(self, events: Sequence[StoredEvent], receipts: Sequence[Receipt] = ()) -> list[int]:
+        """The notification ids of ``events``, once they are recorded (with ``receipts``)
+        together with others'."""
         if self._stopped:
-            return list(self._insert(list(events)) or [])
-        item = _Insert(events, call_deadline.get())
+            return list(self._insert(list(events), receipts=list(receipts)) or [])
+        item = _Insert(events, receipts, call_deadline.get())
         self._queue.put(item)
         item.done.wait()
         if item.error is not None:
@@ -120,7 +132,13 @@ class GroupCommitter:
         bound = None if None in deadlines else max(d for d in deadlines if d is not None)
         try:
             with deadline_at(bound):
-                ids = list(self._insert([event for item in batch for event in item.events]) or [])
+                ids = list(
+                    self._insert(
+                        [event for item in batch for event in item.events],
+                        receipts=[receipt for item in batch for receipt in item.receipts],
+                    )
+                    or []
+                )
         except IntegrityError as error:
             if len(batch) == 1:
                 batch[0].answer(error=error)

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory, Mapper, Notification, Transcoder
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    Mapper,
+    Notification,
+    StoredEvent,
+    Transcoder,
+)
 from eventsourcing.utils import Environment
 
 from service.adapters.datastore import configure_datastore
@@ -15,7 +21,9 @@ from service.adapters.deadlines import bind_to_call_deadlines
 from service.adapters.eventlog import LogReader
 from service.adapters.group_commit import GROUP_COMMIT_MAX, GroupCommitter
 from service.adapters.mapper import OrjsonTranscoder, StableNameMapper
+from service.adapters.receipts import LEGACY_RECEIPT_TYPE, ReceiptRecorder, recorder_topic
 from service.application.handlers import CommandHandlers
+from service.domain.receipt import Receipt
 
 
 class FlashpointApplication(CommandHandlers):
@@ -41,6 +49,10 @@ class FlashpointApplication(CommandHandlers):
             self.use_committer(GroupCommitter(self.recorder.insert_events, max_batch))
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        # Receipts are written by the recorder, in the events' transaction.
+        topic = recorder_topic(env.get("PERSISTENCE_MODULE") or "")
+        if topic is not None and not env.get(InfrastructureFactory.APPLICATION_RECORDER_TOPIC):
+            env[InfrastructureFactory.APPLICATION_RECORDER_TOPIC] = topic
         factory = super().construct_factory(env)
         # Before the recorder is made: making it opens the pool's first connections.
         configure_datastore(getattr(factory, "datastore", None), env)
@@ -57,6 +69,41 @@ class FlashpointApplication(CommandHandlers):
 
     def positions_of(self, originator_id: UUID) -> dict[int, int]:
         return self.log_reader.positions_of(originator_id)
+
+    def find_receipt(self, key: UUID) -> Receipt | None:
+        recorder = self.recorder
+        if not isinstance(recorder, ReceiptRecorder):  # pragma: no cover - set up above
+            raise TypeError(f"{type(recorder).__name__} keeps no receipts")
+        found = recorder.find_receipt(key)
+        if found is None:
+            return None
+        if found.receipt is not None:
+            return found.receipt
+        # A receipt of the old kind: a CommandAccepted event in the log.
+        event: Any = self.mapper.to_domain_event(
+            StoredEvent(
+                originator_id=key,
+                originator_version=1,
+                topic=LEGACY_RECEIPT_TYPE,
+                state=found.legacy_state or b"",
+            )
+        )
+        return Receipt(
+            receipt_id=key,
+            principal=event.principal,
+            request_id=event.request_id,
+            command=event.command,
+            fingerprint=event.fingerprint,
+            resource=event.resource,
+            resource_version=event.resource_version,
+            position=found.legacy_position,
+        )
+
+    def receipts(self) -> Iterator[Receipt]:
+        """Every receipt of the receipts table (not the old kind's, which are events)."""
+        recorder = self.recorder
+        if isinstance(recorder, ReceiptRecorder):
+            yield from recorder.iterate_receipts()
 
     def head_position(self) -> int:
         """The position of the last event in the log (0 when empty)."""

@@ -2,8 +2,8 @@
 
 Each command loads or creates its aggregate, lets the aggregate decide (raising on a
 broken rule), and saves the new events together with a receipt of the request id in one
-transaction. The answer names the resource, its new version and the log position of what
-was appended.
+transaction (the receipt in its own table, not in the log). The answer names the resource,
+its new version and the log position of its last new event.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from service.domain.commands import (
 )
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack
-from service.domain.receipt import CommandReceipt, receipt_id
+from service.domain.receipt import CommandReceipt, Receipt, receipt_id
 from service.domain.sanctions import SanctionsRegime
 from service.domain.submitter import submitted_by
 
@@ -97,7 +97,9 @@ class CommandResult:
 class Committer(Protocol):
     """Appends stored events, maybe together with other commands' (group commit)."""
 
-    def insert(self, events: Sequence[StoredEvent]) -> list[int]: ...
+    def insert(self, events: Sequence[StoredEvent], receipts: Sequence[Receipt] = ()) -> list[int]:
+        """The positions of ``events``, recorded with ``receipts`` in one transaction."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -137,6 +139,11 @@ class CommandHandlers(Application[UUID]):
         """The log position of each stored version of one aggregate (the store knows)."""
         raise NotImplementedError
 
+    def find_receipt(self, key: UUID) -> Receipt | None:
+        """The receipt recorded under ``key`` with its answer's position, of either kind
+        (the receipts table, or a ``CommandAccepted`` event of an older store)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ commands
 
     def execute(self, command: Command, submitter: Submitter = LOCAL) -> CommandResult:
@@ -150,16 +157,14 @@ class CommandHandlers(Application[UUID]):
 
     def _execute(self, command: Command, submitter: Submitter) -> CommandResult:
         stamp = submitted_by(submitter.principal, submitter.client, command.request_id)
-        receipt_key = (
-            receipt_id(submitter.principal, command.request_id) if command.request_id else None
-        )
+        request_id = command.request_id
+        receipt_key = receipt_id(submitter.principal, request_id) if request_id else None
         if receipt_key is not None:
             # A retry of a recorded request is answered without deciding anything again.
             # (Skipping this read and letting the retry's append collide with its receipt
             # was measured: a few per cent faster for first attempts, but every retry then
-            # failed a whole group-commit batch and, on PostgreSQL, left a gap in the log's
-            # positions, which auditors would have to be told is no deletion.)
-            receipt = self._find(CommandReceipt, receipt_key)
+            # failed a whole group-commit batch.)
+            receipt = self.find_receipt(receipt_key)
             if receipt is not None:
                 return self._replay(receipt, command)
         for attempt in range(MAX_ATTEMPTS):
@@ -170,45 +175,48 @@ class CommandHandlers(Application[UUID]):
                 # state this decision saw) or a reuse of its id for another request (on
                 # another resource, maybe a missing one): the receipt answers either way.
                 if receipt_key is not None:
-                    receipt = self._find(CommandReceipt, receipt_key)
+                    receipt = self.find_receipt(receipt_key)
                     if receipt is not None:
                         return self._replay(receipt, command)
                 raise
-            pending: list[Aggregate] = [aggregate]
-            if receipt_key is not None and command.request_id is not None:
-                pending.append(
-                    CommandReceipt.accept(
-                        request_id=command.request_id,
+            resource = resource_name(aggregate)
+            receipts: tuple[Receipt, ...] = ()
+            if receipt_key is not None and request_id is not None:
+                receipts = (
+                    Receipt(
+                        receipt_id=receipt_key,
                         principal=submitter.principal,
+                        request_id=request_id,
                         command=command.command_name,
                         fingerprint=command.fingerprint(),
-                        resource=resource_name(aggregate),
+                        resource=resource,
                         resource_version=aggregate.version,
-                    )
+                    ),
                 )
             try:
                 # A command decided again after losing a race is saved at once, not
                 # queued: a batch's wait would widen its window for losing again.
-                recordings = self._save(pending, grouped=attempt == 0)
+                recordings = self._save(aggregate, receipts, grouped=attempt == 0)
             except IntegrityError:
                 if receipt_key is not None:
-                    receipt = self._find(CommandReceipt, receipt_key)
+                    receipt = self.find_receipt(receipt_key)
                     if receipt is not None:
                         return self._replay(receipt, command)
                 if isinstance(command, ExistingResourceCommand):
                     if command.expected_version is not None:
                         current: Aggregate = self.repository.get(aggregate.id)
                         raise VersionConflict(
-                            resource_name(aggregate), command.expected_version, current.version
+                            resource, command.expected_version, current.version
                         ) from None
-                    log.info("command.retry_after_conflict", resource=resource_name(aggregate))
+                    log.info("command.retry_after_conflict", resource=resource)
                     continue
                 raise
+            # The domain event's position (the receipt is not in the log).
             position = max(r.notification.id for r in recordings)
             for listener in self.append_listeners:
                 listener(position)
             return CommandResult(
-                resource=resource_name(aggregate),
+                resource=resource,
                 id=aggregate.id,
                 version=aggregate.version,
                 position=position,
@@ -217,16 +225,18 @@ class CommandHandlers(Application[UUID]):
             f"gave up after {MAX_ATTEMPTS} concurrent modifications; retry the command"
         )
 
-    def _save(self, pending: list[Aggregate], *, grouped: bool) -> list[Recording[UUID]]:
-        """Record the pending events of ``pending`` atomically (raising IntegrityError if
-        any would overwrite a recorded version); with ``grouped``, through the group
-        committer when it is on."""
+    def _save(
+        self, aggregate: Aggregate, receipts: Sequence[Receipt], *, grouped: bool
+    ) -> list[Recording[UUID]]:
+        """Record the pending events of ``aggregate`` and ``receipts`` atomically (raising
+        IntegrityError if any would overwrite a recorded version or receipt); with
+        ``grouped``, through the group committer when it is on."""
         committer = self._committer
         if committer is None or not grouped:
-            return self.save(*pending)
-        events = [event for aggregate in pending for event in aggregate.collect_events()]
+            return self.save(aggregate, receipts=receipts)
+        events = aggregate.collect_events()
         stored = [self.mapper.to_stored_event(event) for event in events]
-        ids = committer.insert(stored)
+        ids = committer.insert(stored, receipts)
         recordings: list[Recording[UUID]] = [
             Recording(
                 event,
@@ -241,21 +251,19 @@ class CommandHandlers(Application[UUID]):
             for event, record, notification_id in zip(events, stored, ids, strict=True)
         ]
         if self.repository.cache and not self.repository.fastforward:
-            for aggregate in pending:
-                self.repository.cache.put(aggregate.id, aggregate)
+            self.repository.cache.put(aggregate.id, aggregate)
         return recordings
 
-    def _replay(self, receipt: CommandReceipt, command: Command) -> CommandResult:
-        if receipt.fingerprint != command.fingerprint():
+    def _replay(self, receipt: Receipt, command: Command) -> CommandResult:
+        if not command.fingerprint_matches(receipt.fingerprint):
             raise RequestIdReused(receipt.request_id, receipt.command)
-        position = self.positions_of(receipt.id).get(1)
-        if position is None:  # pragma: no cover - the receipt was just read from the store
+        if receipt.position is None:  # pragma: no cover - its events were recorded with it
             raise StoreUnavailable("the receipt's position could not be read")
         return CommandResult(
             resource=receipt.resource,
-            id=UUID(receipt.resource.rsplit("/", 1)[1]),
+            id=receipt.resource_id,
             version=receipt.resource_version,
-            position=position,
+            position=receipt.position,
             replayed=True,
         )
 

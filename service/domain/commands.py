@@ -12,10 +12,11 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 from uuid import UUID
 
+import orjson
 import pycountry
 from pydantic import (
     AfterValidator,
@@ -226,11 +227,61 @@ class Command(Model):
             cls.cli_name = entry.cli
             _DECLARED[cls.command_name] = cls
 
+    @cached_property
+    def json_data(self) -> dict[str, Any]:
+        """The command as JSON data, dumped once: its fingerprint, its report and its
+        details are all read from this one dump (the model is frozen, so it stays true).
+        Treat it as read-only; parts of it end up in events."""
+        return self.model_dump(mode="json")
+
     def fingerprint(self) -> str:
-        """A digest of what the command asks, so a reused request id can be told apart."""
+        """A digest of what the command asks, so a reused request id can be told apart.
+
+        Versioned (``v2:`` and 64 hex digits): receipts keep the fingerprint they were
+        recorded with, and :meth:`fingerprint_matches` reads every version. v2 is the
+        SHA-256 of ``[command_name, body]`` as orjson writes it with sorted keys; v1 (64
+        hex digits, no prefix) the same through ``json.dumps`` (see
+        :meth:`fingerprint_v1`), whose bytes differ for non-ASCII text and some floats.
+        """
+        body = {key: value for key, value in self.json_data.items() if key != "request_id"}
+        for name in _json_shaped_fields(type(self)):
+            body[name] = _canonical_numbers(body[name])
+        try:
+            canonical = orjson.dumps([self.command_name, body], option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            # An integer beyond 64 bits (in ``changes``), which orjson does not write: the
+            # same command always lands here, so its fingerprint is still its own.
+            canonical = json.dumps(
+                [self.command_name, body], sort_keys=True, separators=(",", ":")
+            ).encode()
+        return FINGERPRINT_V2 + hashlib.sha256(canonical).hexdigest()
+
+    def fingerprint_v1(self) -> str:
+        """The fingerprint as receipts recorded it before versions (64 hex digits)."""
         body = _canonical_numbers(self.model_dump(mode="json", exclude={"request_id"}))
         canonical = json.dumps([self.command_name, body], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def fingerprint_matches(self, recorded: str) -> bool:
+        """Whether a receipt's fingerprint, of whichever version, is this command's."""
+        if recorded.startswith(FINGERPRINT_V2):
+            return recorded == self.fingerprint()
+        return recorded == self.fingerprint_v1()
+
+
+#: The prefix of the current fingerprint version.
+FINGERPRINT_V2 = "v2:"
+
+
+@cache
+def _json_shaped_fields(command_class: type[Command]) -> tuple[str, ...]:
+    # The fields that cross protobuf as Struct (``changes``), the only ones whose numbers
+    # may arrive as doubles: found once per class, so the others are not walked.
+    return tuple(
+        name
+        for name, info in command_class.model_fields.items()
+        if getattr(info.annotation, "__origin__", info.annotation) is dict
+    )
 
 
 def _canonical_numbers(value: Any) -> Any:
@@ -252,6 +303,10 @@ class ExistingResourceCommand(Command):
 
 
 # ---------------------------------------------------------------------------- incidents
+
+
+#: The parts of a report common to every kind, in the order they are stored.
+_REPORT_FIELDS = ("actor", "target", "location", "evidence")
 
 
 class ReportDevelopment(Command):
@@ -279,10 +334,13 @@ class ReportDevelopment(Command):
         cls.kind = entry.kind
 
     def report(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", include={"actor", "target", "location", "evidence"})
+        data = self.json_data
+        return {name: data[name] for name in _REPORT_FIELDS}
 
     def details(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude=set(self.COMMON_FIELDS))
+        return {
+            name: value for name, value in self.json_data.items() if name not in self.COMMON_FIELDS
+        }
 
     @model_validator(mode="after")
     def _actor_is_not_target(self) -> Self:

@@ -1,12 +1,20 @@
-"""CommandReceipt: the record that a request id has been used, and what it produced.
+"""Receipts: the record that a request id has been used, and what it produced.
 
-A receipt is saved in the same transaction as the events its command appended, under an
-id derived from the request id. Two concurrent retries therefore cannot both succeed: the
-second collides on the receipt and reads the first one's answer instead.
+A receipt is written in the same transaction as the events its command appended, keyed
+by an id derived from the principal and the request id. Two concurrent retries therefore
+cannot both succeed: the second collides on the receipt and reads the first one's answer
+instead.
+
+Receipts live in their own table beside the log (``service.adapters.receipts``): the log
+holds the domain's facts only. Stores written before that kept each receipt as a
+``CommandAccepted`` event of a :class:`CommandReceipt` aggregate in the log itself; those
+events stay part of the log (projections, verify and the chain see them as before) and
+are still honoured as receipts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -20,7 +28,34 @@ def receipt_id(principal: str, request_id: str) -> UUID:
     return uuid5(RECEIPT_NAMESPACE, f"{principal}\x00{request_id}")
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A used request id and the answer its command got."""
+
+    receipt_id: UUID
+    principal: str
+    request_id: str
+    #: The command's name (``ReportIncursion``), named in the error when the id is reused.
+    command: str
+    #: ``Command.fingerprint()`` when it was recorded (any version the command still reads).
+    fingerprint: str
+    #: The resource's name (``incidents/{id}``) and its version after the command.
+    resource: str
+    resource_version: int
+    #: The log position of the resource at that version: the position the command answered
+    #: with (for a receipt of the old kind, its own ``CommandAccepted`` event's position).
+    #: None while not yet recorded.
+    position: int | None = None
+
+    @property
+    def resource_id(self) -> UUID:
+        return UUID(self.resource.rsplit("/", 1)[1])
+
+
 class CommandReceipt(Aggregate):
+    """The receipt as an aggregate in the log: how stores before receipts had their own
+    table kept them. Nothing new is recorded this way; the class decodes the old events."""
+
     class Accepted(Aggregate.Created):
         type_name = "CommandAccepted"
         request_id: str

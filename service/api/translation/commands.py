@@ -1,17 +1,22 @@
 """Requests into commands and results into responses.
 
 Request messages mirror the command models field for field (the round-trip tests hold
-them to it), so a request becomes a command through its JSON form: the same validation,
-and the same field names in errors, as every other way in.
+them to it), so a request becomes a command through the data its JSON form would hold,
+read directly from its fields by a reader built once per message type: the same
+validation, and the same field names in errors, as every other way in.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
@@ -65,15 +70,7 @@ def check_wire_values(message: Message, prefix: str = "") -> None:
                         _path(prefix, name, repeated, index), "timestamp out of range"
                     )
             elif kind == _DURATION:
-                seconds, nanos = item.seconds, item.nanos  # type: ignore[attr-defined]
-                if not (
-                    -_MAX_DURATION_SECONDS <= seconds <= _MAX_DURATION_SECONDS
-                    and -1_000_000_000 < nanos < 1_000_000_000
-                    and (seconds * nanos >= 0)
-                ):
-                    raise CommandValidationError.single(
-                        _path(prefix, name, repeated, index), "duration out of range"
-                    )
+                _check_duration(item, _path(prefix, name, repeated, index))
             elif kind == _STRUCT:
                 _check_struct(item, _path(prefix, name, repeated, index))
             else:
@@ -81,7 +78,7 @@ def check_wire_values(message: Message, prefix: str = "") -> None:
 
 
 _TIMESTAMP, _STRUCT = "google.protobuf.Timestamp", "google.protobuf.Struct"
-_DURATION = "google.protobuf.Duration"
+_DURATION, _VALUE = "google.protobuf.Duration", "google.protobuf.Value"
 #: The range google.protobuf.Duration can express (about +-10,000 years), whose seconds and
 #: nanos must not differ in sign.
 _MAX_DURATION_SECONDS = 315_576_000_000
@@ -100,6 +97,16 @@ def _message_fields(descriptor: Any) -> tuple[tuple[str, bool, str], ...]:
 def _path(prefix: str, name: str, repeated: bool, index: int) -> str:
     path = f"{prefix}.{name}" if prefix else name
     return f"{path}[{index}]" if repeated else path
+
+
+def _check_duration(item: Any, path: str) -> None:
+    seconds, nanos = item.seconds, item.nanos
+    if not (
+        -_MAX_DURATION_SECONDS <= seconds <= _MAX_DURATION_SECONDS
+        and -1_000_000_000 < nanos < 1_000_000_000
+        and (seconds * nanos >= 0)
+    ):
+        raise CommandValidationError.single(path, "duration out of range")
 
 
 def _check_struct(struct: Any, path: str) -> None:
@@ -129,8 +136,127 @@ def message_to_data(message: Message) -> dict[str, Any]:
 
 
 def command_from_request(command_class: type[C], request: Message) -> C:
-    """Validate a request message into its command (CommandValidationError on failure)."""
-    return parse_command(command_class, message_to_data(request))
+    """Validate a request message into its command (CommandValidationError on failure).
+
+    The request is read by direct field access (:func:`request_data`), not through its
+    JSON form: the same data, so the same validation and the same field names in errors,
+    at a fraction of the cost.
+    """
+    return parse_command(command_class, request_data(request))
+
+
+def request_data(message: Message) -> dict[str, Any]:
+    """What :func:`message_to_data` gives, read field by field, but with timestamps as
+    aware datetimes (what validation makes of their JSON strings, to the microsecond) and
+    int64 values as ints; refusing the same wire values, under the same field paths."""
+    return _reader(message.DESCRIPTOR)(message, "")
+
+
+_Convert = Callable[[Any, str], Any]
+_Read = Callable[[Message, str], dict[str, Any]]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: How JSON writes the doubles it has no numbers for (validation reads these strings).
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+@functools.cache
+def _reader(descriptor: Any) -> _Read:
+    """A reader of one message type, built once from its descriptor: one converter per
+    field, found by field number for the fields the message holds (``ListFields`` lists
+    exactly the fields the JSON form would have: set, non-default or non-empty)."""
+    if any(_is_map(field) for field in descriptor.fields):
+        return _json_reader  # (no request has a map; the JSON form stays right for one)
+    converters: dict[int, tuple[str, _Convert]] = {
+        field.number: (field.name, _converter(field)) for field in descriptor.fields
+    }
+
+    def read(message: Message, prefix: str) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for field, value in message.ListFields():
+            name, convert = converters[field.number]
+            data[name] = convert(value, f"{prefix}.{name}" if prefix else name)
+        return data
+
+    return read
+
+
+def _json_reader(message: Message, prefix: str) -> dict[str, Any]:
+    check_wire_values(message, prefix)
+    try:
+        data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    except (ValueError, TypeError, json_format.Error) as error:
+        raise CommandValidationError.single("(request)", f"malformed value: {error}") from None
+    return data
+
+
+def _is_map(field: Any) -> bool:
+    message_type = field.message_type
+    return message_type is not None and message_type.GetOptions().map_entry
+
+
+def _converter(field: Any) -> _Convert:
+    item = _item_converter(field)
+    if not field.is_repeated:
+        return item
+    if item is _same:
+        return lambda values, path: list(values)
+    return lambda values, path: [item(value, f"{path}[{i}]") for i, value in enumerate(values)]
+
+
+def _same(value: Any, path: str) -> Any:
+    return value
+
+
+def _item_converter(field: Any) -> _Convert:
+    message_type = field.message_type
+    if message_type is not None:
+        name = message_type.full_name
+        if name == _TIMESTAMP:
+            return _timestamp
+        if name.startswith("google.protobuf."):
+            return _well_known(name)  # Struct and the like: their own JSON form (rare)
+        return _reader(message_type)
+    if field.type == FieldDescriptor.TYPE_DOUBLE or field.type == FieldDescriptor.TYPE_FLOAT:
+        return _double
+    if field.enum_type is not None:
+        values = field.enum_type.values_by_number
+        return lambda number, path: values[number].name if number in values else number
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return lambda value, path: base64.b64encode(value).decode("ascii")
+    return _same
+
+
+def _well_known(name: str) -> _Convert:
+    def convert(message: Any, path: str) -> Any:
+        # The checks ``check_wire_values`` makes of such a field, then its JSON form.
+        if name == _STRUCT:
+            _check_struct(message, path)
+        elif name == _VALUE:
+            _check_value(message, path)
+        elif name == _DURATION:
+            _check_duration(message, path)
+        else:
+            check_wire_values(message, path)
+        try:
+            return json_format.MessageToDict(message, preserving_proto_field_name=True)
+        except (ValueError, TypeError, json_format.Error) as error:
+            raise CommandValidationError.single("(request)", f"malformed value: {error}") from None
+
+    return convert
+
+
+def _timestamp(stamp: Any, path: str) -> datetime:
+    seconds, nanos = stamp.seconds, stamp.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS) or not (0 <= nanos < 1_000_000_000):
+        raise CommandValidationError.single(path, "timestamp out of range")
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+def _double(value: float, path: str) -> float | str:
+    if math.isfinite(value):
+        return value
+    return _NON_FINITE.get(value, "NaN")
 
 
 def request_from_command(command: Command) -> Message:
