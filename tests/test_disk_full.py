@@ -27,9 +27,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.domain import commands as c
-from tests.api_support import clean_env, flashpoint, free_port
+from tests.api_support import free_port
 from tests.factories import command
-from tests.test_cli_serve import STOP_SECONDS, Served, wait_serving
+from tests.test_cli_serve import serving
 from tests.test_metrics import scrape, value
 
 pytestmark = pytest.mark.slow
@@ -126,19 +126,9 @@ def test_full_disk_backs_off_reports_not_serving_and_recovers(
     tmp_path: Path, tiny_disk: Path
 ) -> None:
     (tmp_path / "fp.views.db").symlink_to(tiny_disk / "fp.views.db")
-    port, metrics = free_port(), free_port()
-    stderr = tmp_path / "serve.stderr"
-    with stderr.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                flashpoint(), "--store", f"sqlite:///{tmp_path}/fp.db", "serve",
-                "--listen", f"127.0.0.1:{port}", "--metrics-port", str(metrics),
-            ],
-            stdout=subprocess.DEVNULL, stderr=sink, env=clean_env(),
-        )  # fmt: skip
-    served = Served(process=process, address=f"127.0.0.1:{port}", stderr=stderr)
-    try:
-        wait_serving(served)
+    metrics = free_port()
+    with serving(tmp_path, "--metrics-port", str(metrics)) as served:
+        stderr, process = served.stderr, served.process
         with grpc.insecure_channel(served.address) as channel:
             stub = command_grpc.CommandServiceStub(channel)
             assert report(stub, 3) == 3
@@ -180,7 +170,3 @@ def test_full_disk_backs_off_reports_not_serving_and_recovers(
         assert events.count("projections.store_failing") == 1, events[-50:]
         assert events.count("projections.store_recovered") == 1, events[-50:]
         assert served.stop() == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_SECONDS)

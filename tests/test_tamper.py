@@ -59,6 +59,15 @@ def wait_until(condition: Any, timeout: float = TIMEOUT) -> None:
         time.sleep(0.02)
 
 
+def seal_twice(service: Flashpoint) -> None:
+    """A seal at the chained log's head, five more events, and a seal after them."""
+    assert service.chainer.seal() is not None
+    for _ in range(5):
+        service.app.execute(command(c.ReportIncursion))
+    service.chainer.catch_up()
+    assert service.chainer.seal() is not None
+
+
 class TamperContract(ChainedStore):
     @pytest.fixture
     def keys(self, tmp_path: Path) -> KeyPair:
@@ -242,11 +251,7 @@ class TamperContract(ChainedStore):
         self, service: Flashpoint, database: Database, chained: list[Row]
     ) -> None:
         """Seals at 30 and 35, the one at 35 deleted: the seal head moved backwards."""
-        assert service.chainer.seal() is not None
-        for _ in range(5):
-            service.app.execute(command(c.ReportIncursion))
-        service.chainer.catch_up()
-        assert service.chainer.seal() is not None
+        seal_twice(service)
         database.run("DELETE FROM {seals} WHERE last_position = ?", (EVENTS + 5,))
         assert_break(verify(service.log_tables), EVENTS + 5, "seal_missing")
 
@@ -254,11 +259,7 @@ class TamperContract(ChainedStore):
         self, service: Flashpoint, database: Database, chained: list[Row]
     ) -> None:
         """Seals at 30 and 35, the one at 30 deleted: the next seal starts after a gap."""
-        assert service.chainer.seal() is not None
-        for _ in range(5):
-            service.app.execute(command(c.ReportIncursion))
-        service.chainer.catch_up()
-        assert service.chainer.seal() is not None
+        seal_twice(service)
         database.run("DELETE FROM {seals} WHERE last_position = ?", (EVENTS,))
         assert_break(verify(service.log_tables), EVENTS, "seal_missing")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +19,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.server import create_server
 from service.bootstrap import build
 from service.settings import Settings
-from tests.api_support import clean_env, flashpoint, free_port
-from tests.test_cli_serve import STOP_SECONDS, Served, wait_serving
+from tests.test_cli_serve import serving
 
 #: How long a change of the tokens file may take to apply (the check runs about every second).
 APPLY_SECONDS = 10.0
@@ -123,19 +121,8 @@ def test_sighup_reloads_the_tokens_file_of_a_cli_server(tmp_path: Path) -> None:
     bob, bob_line = new_token("bob", ["analyst"])
     tokens_file = tmp_path / "tokens"
     rewrite(tokens_file, alice_line)
-    port = free_port()
-    stderr = tmp_path / "serve.stderr"
-    with stderr.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                flashpoint(), "--store", f"sqlite:///{tmp_path}/fp.db", "serve",
-                "--listen", f"127.0.0.1:{port}", "--tokens-file", str(tokens_file),
-            ],
-            stdout=subprocess.DEVNULL, stderr=sink, env=clean_env(),
-        )  # fmt: skip
-    served = Served(process=process, address=f"127.0.0.1:{port}", stderr=stderr)
-    try:
-        wait_serving(served)
+    with serving(tmp_path, "--tokens-file", str(tokens_file)) as served:
+        process, stderr = served.process, served.stderr
         assert code_of(served.address, alice) == grpc.StatusCode.OK
         rewrite(tokens_file, bob_line)
         process.send_signal(signal.SIGHUP)
@@ -145,7 +132,3 @@ def test_sighup_reloads_the_tokens_file_of_a_cli_server(tmp_path: Path) -> None:
         events = [line.get("event") for line in served.log_lines()]
         assert "auth.tokens_reloaded" in events, events
         assert served.stop() == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_SECONDS)

@@ -73,13 +73,21 @@ class LogTables:
         return self.reader.iterate_rows(after, stop, page=PAGE)
 
     def chain_rows(self, after: int, limit: int) -> list[ChainRow]:
+        """Up to ``limit`` chain rows after ``after``, in position order."""
+        return self._chain_rows("position > ? ORDER BY position", after, limit)
+
+    def chain_rows_up_to(self, position: int, limit: int) -> list[ChainRow]:
+        """The last ``limit`` chain rows up to ``position``, in position order."""
+        return self._chain_rows("position <= ? ORDER BY position DESC", position, limit)[::-1]
+
+    def _chain_rows(self, where: str, position: int, limit: int) -> list[ChainRow]:
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 self.sql(
                     f"SELECT position, content_hash, event_hash, chain_hash FROM {self.chain} "
-                    "WHERE position > ? ORDER BY position LIMIT ?"
+                    f"WHERE {where} LIMIT ?"
                 ),
-                (after, limit),
+                (position, limit),
             )
             fetched = cursor.fetchall()
         return [

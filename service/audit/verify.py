@@ -42,7 +42,6 @@ from service.audit.hashing import (
     PAGE,
     ChainRow,
     StoredRow,
-    as_bytes,
     chain_hash,
     content_hash,
     event_hash,
@@ -289,7 +288,7 @@ def verify(
     events = tables.iterate(after=resumed)
     chain = _chain_after(tables, resumed, chain_head)
     if resumed != FIRST:
-        recent.extend(_chain_up_to(tables, resumed))
+        recent.extend(tables.chain_rows_up_to(resumed, WINDOW))
         last_state = tables.rows(resumed - 1, 1, stop=resumed)[0].state
     event = next(events, None)
     stored = next(chain, None)
@@ -637,25 +636,3 @@ def _chain_after(tables: LogTables, after: int, stop: int) -> Iterator[ChainRow]
         if len(page) < PAGE:
             return
         after = page[-1].position
-
-
-def _chain_up_to(tables: LogTables, position: int) -> list[ChainRow]:
-    """The last WINDOW chain rows up to ``position``, in position order."""
-    with tables.datastore.transaction(commit=False) as cursor:
-        cursor.execute(
-            tables.sql(
-                f"SELECT position, content_hash, event_hash, chain_hash FROM {tables.chain} "
-                "WHERE position <= ? ORDER BY position DESC LIMIT ?"
-            ),
-            (position, WINDOW),
-        )
-        fetched = cursor.fetchall()
-    return [
-        ChainRow(
-            int(row["position"]),
-            as_bytes(row["content_hash"]),
-            as_bytes(row["event_hash"]),
-            as_bytes(row["chain_hash"]),
-        )
-        for row in reversed(fetched)
-    ]
