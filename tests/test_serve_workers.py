@@ -101,3 +101,28 @@ def test_workers_refuse_port_zero(tmp_path: Path) -> None:
     )  # fmt: skip
     assert refused.returncode == 2
     assert "fixed port" in refused.stderr
+
+
+def test_a_stop_while_the_workers_start_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGTERM as soon as the workers are started (before they can handle it) stops with 0."""
+    port = free_port()
+    stderr = tmp_path / "serve.stderr"
+    with stderr.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                flashpoint(), "--store", f"sqlite:///{tmp_path}/fp.db",
+                "serve", "--listen", f"127.0.0.1:{port}", "--workers", "2",
+            ],
+            stdout=subprocess.DEVNULL, stderr=sink, env=clean_env(),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "server.workers_started" not in stderr.read_text():
+            assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_SECONDS) == 0, stderr.read_text()[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_SECONDS)

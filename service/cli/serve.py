@@ -145,9 +145,11 @@ def serve_workers(settings: Settings) -> int:
                 break
     finally:
         asked = stopping.is_set()
+        signalled: set[int] = set()
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+                signalled.add(child.pid)
         deadline = time.monotonic() + settings.grace_seconds + WORKER_STOP_MARGIN
         for child in children:
             try:
@@ -156,7 +158,14 @@ def serve_workers(settings: Settings) -> int:
                 log.error("server.worker_killed", pid=child.pid)
                 child.kill()
                 child.wait()
-    failures = [child.returncode for child in children if child.returncode != 0]
+    # A worker still starting when the stop is forwarded has no handler yet and ends by the
+    # signal itself: that is the stop asked of it, not a failure.
+    failures = [
+        child.returncode
+        for child in children
+        if child.returncode != 0
+        and not (child.pid in signalled and child.returncode == -signal.SIGTERM)
+    ]
     log.info("server.stopped", workers={c.pid: c.returncode for c in children})
     if failures:
         return next((code for code in failures if code > 0), EXIT_WORKER_FAILED)
