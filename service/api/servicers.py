@@ -110,8 +110,8 @@ def servicers_for(parts: ServiceParts, *, threads: int | None = None) -> Service
 
 
 class StreamSlots:
-    """How many long-lived streams (WatchEscalation, ReadEvents, RebuildProjection) may run
-    at once.
+    """How many long-lived streams (WatchEscalation, ReadEvents, SubscribeEvents,
+    RebuildProjection) may run at once.
 
     A synchronous gRPC server gives each call one of its threads for the call's whole life:
     a watch holds its thread until the client goes away. Unbounded, as many watches as
@@ -150,7 +150,8 @@ class StreamSlots:
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{method}: this server already serves {self.limit} long-lived streams "
-                f"(WatchEscalation, ReadEvents, RebuildProjection), the most it gives{pool}; "
+                f"(WatchEscalation, ReadEvents, SubscribeEvents, RebuildProjection), the most "
+                f"it gives{pool}; "
                 "close one or retry later",
             )
         try:
@@ -158,6 +159,14 @@ class StreamSlots:
         finally:
             with self._lock:
                 self._open -= 1
+
+
+def _on_cancel(context: Context, wake: Callable[[], None]) -> None:
+    """Have ``wake`` called when the call ends, where the context can say (a gRPC call's
+    can; the CLI's in-process stand-in cannot, and its caller never goes away)."""
+    add_callback = getattr(context, "add_callback", None)
+    if add_callback is not None:
+        add_callback(wake)
 
 
 def _stop_check(context: Context) -> Callable[[], None]:
@@ -500,10 +509,40 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         )
         with self._streams.held(context, "ReadEvents"):
             check = _stop_check(context)
-            events = log_views.read_events(self._app, asked.from_position, asked.limit, log_filter)
+            events = log_views.read_events(
+                self._app, asked.from_position, asked.limit, log_filter, asked.country
+            )
             for view in events:
                 check()
                 yield tr.read_events_response(view)
+
+    def SubscribeEvents(
+        self, request: tr.audit_pb.SubscribeEventsRequest, context: Context
+    ) -> Iterator[tr.audit_pb.SubscribeEventsResponse]:
+        asked = tr.subscribe_query(request)
+        resource_id, collection = None, None
+        if asked.resource:
+            collection, resource_id = queries.parse_any_name(asked.resource, "resource")
+        log_filter = log_views.LogFilter(
+            resource_id=resource_id,
+            collection=collection,
+            types=asked.types,
+            occurred_after=asked.occurred_after,
+            occurred_before=asked.occurred_before,
+        )
+        # Validated before a stream slot is taken: a bad request is answered at once.
+        items = log_views.subscribe_events(
+            self._app,
+            asked.after_position,
+            log_filter,
+            asked.country,
+            heartbeat_seconds=asked.heartbeat_seconds,
+            active=context.is_active,
+            on_wake=lambda wake: _on_cancel(context, wake),
+        )
+        with self._streams.held(context, "SubscribeEvents"):
+            for item in items:
+                yield tr.subscribe_response(item)
 
     def GetHistory(
         self, request: tr.audit_pb.GetHistoryRequest, context: Context
