@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from typing import Any
-from uuid import UUID
 
 import grpc
 import pytest
@@ -264,7 +263,13 @@ class SubscriptionContract:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         monkeypatch.setattr(subscriptions, "BUFFER", 20)
-        slow = Subscription(stub)
+        # The slow subscriber's transport takes little ahead of what it reads (no window
+        # growth), so the server's sending really waits on it.
+        narrow = grpc.insecure_channel(
+            server.address,
+            options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)],
+        )
+        slow = Subscription(audit_grpc.AuditServiceStub(narrow))
         fast = Subscription(stub)
         assert slow.until_live() == [] and fast.until_live() == []
         tailer = tailer_of(server.app)
@@ -273,12 +278,15 @@ class SubscriptionContract:
         assert len(positions) == 200
         assert [e.position for e in fast.events(200)] == positions
         stats = tailer.stats()
+        # It fell behind (its buffer filled) and reads the store instead of holding more.
+        assert stats.overflows >= 1
         assert stats.most_buffered <= 20
         assert stats.buffered <= 40
         # Once it reads, it gets everything, once, in order.
         assert [e.position for e in slow.events(200)] == positions
         slow.cancel()
         fast.cancel()
+        narrow.close()
 
     def test_subscriptions_count_as_long_lived_streams(self, store_url: str) -> None:
         with running_server(store_url, threads=4) as server:
@@ -356,6 +364,48 @@ def test_one_tailer_per_application(sqlite_url: str) -> None:
     service = build(Settings(store=sqlite_url))
     try:
         assert tailer_of(service.app) is tailer_of(service.app)
-        assert isinstance(UUID(int=0), UUID)
     finally:
         service.close()
+
+
+def test_an_event_committed_late_is_not_skipped(postgres_url: str) -> None:
+    """On PostgreSQL a position is taken when the insert runs and becomes visible when its
+    transaction commits. A transaction holding position p open must not let a subscriber
+    pass p once p + 1 is visible: the writers take the events table's lock, so p + 1 cannot
+    even be taken before p commits, and the subscriber gets p, then p + 1."""
+    import psycopg
+
+    database, _, query = postgres_url.partition("?schema=")
+    schema = query
+    with running_server(postgres_url) as server:
+        channel = server.channel()
+        stub = audit_grpc.AuditServiceStub(channel)
+        with FlashpointClient(server.address, timeout=TIMEOUT) as client:
+            first = client.execute(incursion()).position
+            subscription = Subscription(stub, heartbeat_seconds=1)
+            assert [e.position for e in subscription.until_live()] == [first]
+            with psycopg.connect(database) as held:
+                table = f'"{schema}".flashpoint_events'
+                held.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+                row = held.execute(
+                    f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+                    f"SELECT gen_random_uuid(), 1, topic, state FROM {table} "
+                    "ORDER BY notification_id LIMIT 1 RETURNING notification_id"
+                ).fetchone()
+                assert row is not None
+                late = int(row[0])
+                answers: list[int] = []
+                writer = threading.Thread(
+                    target=lambda: answers.append(client.execute(incursion()).position)
+                )
+                writer.start()
+                # While it is open, the subscriber hears only heartbeats at ``first``.
+                for _ in range(2):
+                    beat = subscription.next()
+                    assert beat.HasField("heartbeat") and beat.heartbeat.position == first
+                held.commit()
+            writer.join(timeout=TIMEOUT)
+            assert answers and answers[0] > late
+            assert [e.position for e in subscription.events(2)] == [late, answers[0]]
+            subscription.cancel()
+        channel.close()
