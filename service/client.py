@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -234,7 +234,7 @@ class FlashpointClient:
 
     def subscribe_events(
         self, after_position: int = 0, *, resume: bool = True, **filters: Any
-    ) -> Iterator[tr.audit_pb.SubscribeEventsResponse]:
+    ) -> Generator[tr.audit_pb.SubscribeEventsResponse, None, None]:
         """The log after ``after_position``, then live (events and heartbeats), without a
         deadline: it ends when the caller closes the iterator. With ``resume``, a lost
         connection (UNAVAILABLE) is opened again after the last position received, so the
@@ -243,7 +243,8 @@ class FlashpointClient:
         while True:
             request = tr.request_of("audit", "SubscribeEvents", after_position=position, **filters)
             metadata = (*self._metadata, ("x-request-id", uuid.uuid4().hex))
-            call = self.audit.SubscribeEvents(request, metadata=metadata)
+            subscribe: Any = self.audit.SubscribeEvents
+            call: Any = subscribe(request, metadata=metadata)
             try:
                 for response in call:
                     failures = 0

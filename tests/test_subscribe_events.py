@@ -4,6 +4,9 @@ that stalls neither the writers nor the server's memory. On SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +21,17 @@ from service.adapters.eventlog import LogFilter
 from service.adapters.subscriptions import tailer_of
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
+from service.bootstrap import build
 from service.client import FlashpointClient
 from service.domain import commands as c
-from tests.api_support import ServerUnderTest, running_server
+from service.settings import Settings
+from tests.api_support import (
+    ServerUnderTest,
+    clean_env,
+    flashpoint,
+    run_flashpoint,
+    running_server,
+)
 from tests.factories import command
 
 TIMEOUT = 60.0
@@ -212,7 +223,7 @@ class SubscriptionContract:
 
     def test_bad_requests_name_the_field(self, stub: Any, client: FlashpointClient) -> None:
         client.execute(incursion())
-        cases = {
+        cases: dict[str, dict[str, Any]] = {
             "after_position": {"after_position": -1},
             "types": {"types": ["NoSuchThing"]},
             "resource": {"resource": "incidents/not-an-id"},
@@ -325,9 +336,6 @@ def test_an_overflowing_subscriber_reads_the_rest_from_the_store(
     """A subscriber whose buffer fills is let go by the tailer, sends what it holds, then
     reads the store from where its buffer ended: nothing lost, nothing twice, and it never
     holds more than its buffer."""
-    from service.bootstrap import build
-    from service.settings import Settings
-
     monkeypatch.setattr(subscriptions, "BUFFER", 5)
     service = build(Settings(store=sqlite_url))
     try:
@@ -345,22 +353,19 @@ def test_an_overflowing_subscriber_reads_the_rest_from_the_store(
             deadline.wait(0.05)
         assert tailer.stats().overflows >= 1
         assert tailer.stats().most_buffered <= 5
-        received = []
+        received: list[int] = []
         while len(received) < 40:
             item = next(items)
             if isinstance(item, log_views.LogEventView):
                 received.append(item.position)
         assert received == positions
-        items.close()  # type: ignore[attr-defined]
+        items.close()
         assert tailer.stats().subscribers == 0
     finally:
         service.close()
 
 
 def test_one_tailer_per_application(sqlite_url: str) -> None:
-    from service.bootstrap import build
-    from service.settings import Settings
-
     service = build(Settings(store=sqlite_url))
     try:
         assert tailer_of(service.app) is tailer_of(service.app)
@@ -387,8 +392,9 @@ def test_an_event_committed_late_is_not_skipped(postgres_url: str) -> None:
             with psycopg.connect(database) as held:
                 table = f'"{schema}".flashpoint_events'
                 held.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+                # A copy of the first event under a new resource, as a writer would insert.
                 row = held.execute(
-                    f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+                    f"INSERT INTO {table} (originator_id, originator_version, topic, state) "  # noqa: S608 - our own test schema
                     f"SELECT gen_random_uuid(), 1, topic, state FROM {table} "
                     "ORDER BY notification_id LIMIT 1 RETURNING notification_id"
                 ).fetchone()
@@ -409,3 +415,71 @@ def test_an_event_committed_late_is_not_skipped(postgres_url: str) -> None:
             assert [e.position for e in subscription.events(2)] == [late, answers[0]]
             subscription.cancel()
         channel.close()
+
+
+# -------------------------------------------------------------- flashpoint replay --follow
+
+
+def _follow(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [flashpoint(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+
+
+def _lines(process: subprocess.Popen[str], count: int) -> list[dict[str, Any]]:
+    assert process.stdout is not None
+    return [json.loads(process.stdout.readline()) for _ in range(count)]
+
+
+class TestReplayFollow:
+    def test_locally_it_prints_the_log_then_what_other_processes_record(
+        self, sqlite_url: str
+    ) -> None:
+        service = build(Settings(store=sqlite_url))
+        try:
+            first = service.app.execute(incursion()).position
+            process = _follow("--store", sqlite_url, "replay", "--follow", "--limit", "3")
+            try:
+                assert [line["position"] for line in _lines(process, 1)] == [first]
+                later = [service.app.execute(incursion()).position for _ in range(2)]
+                assert [line["position"] for line in _lines(process, 2)] == later
+                assert process.wait(timeout=TIMEOUT) == 0
+            finally:
+                process.kill()
+                process.communicate()
+        finally:
+            service.close()
+
+    def test_through_a_server_filtered_until_sigterm(self, sqlite_url: str) -> None:
+        with (
+            running_server(sqlite_url) as server,
+            FlashpointClient(server.address, timeout=TIMEOUT) as client,
+        ):
+            client.execute(command(c.ImposeSanctions, target="POL"))
+            process = _follow(
+                "replay", "--follow", "--server", server.address,
+                "--type", "IncursionReported", "--country", "POL",
+            )  # fmt: skip
+            try:
+                client.execute(incursion("LTU"))
+                wanted = client.execute(incursion("POL")).position
+                [line] = _lines(process, 1)
+                assert (line["position"], line["type"]) == (wanted, "IncursionReported")
+                assert '"POL"' in json.dumps(line["payload"])
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=TIMEOUT) == 0
+            finally:
+                process.kill()
+                process.communicate()
+
+    def test_a_recorded_window_is_refused_with_follow(self, sqlite_url: str) -> None:
+        build(Settings(store=sqlite_url)).close()
+        done = run_flashpoint(
+            "--store", sqlite_url, "replay", "--follow", "--recorded-after", "2025-01-01"
+        )
+        assert done.returncode == 2
+        assert "--recorded-after" in done.stderr and "Traceback" not in done.stderr

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -224,7 +224,7 @@ def subscribe_events(
     heartbeat_seconds: int = 0,
     active: Callable[[], bool] = lambda: True,
     on_wake: Callable[[Callable[[], None]], None] | None = None,
-) -> Iterator[LogEventView | Heartbeat]:
+) -> Generator[LogEventView | Heartbeat, None, None]:
     """The log after ``after_position``, filtered as :func:`read_events`, then live: every
     event as it is committed, in order, until ``active()`` is false (see
     ``service.adapters.subscriptions`` for the tailer and the backpressure).
@@ -261,7 +261,7 @@ def _follow(
     heartbeat_seconds: float,
     active: Callable[[], bool],
     on_wake: Callable[[Callable[[], None]], None] | None,
-) -> Iterator[LogEventView | Heartbeat]:
+) -> Generator[LogEventView | Heartbeat, None, None]:
     reader, tailer = app.log_reader, tailer_of(app)
     subscriber = Subscriber(position, log_filter)
     if on_wake is not None:
