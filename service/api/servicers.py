@@ -12,6 +12,7 @@ import json
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -472,6 +473,10 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         return tr.log_status_to_proto(self._status())
 
 
+#: The event messages the subscriptions of one server share (the newest): a few seconds of
+#: appends at full speed, so live subscribers find each one made by the first.
+RECENT_EVENTS = 4096
+
 NEGOTIATION_STATUSES = frozenset({"proposed", "active", "paused", "rejected", "agreed"})
 
 
@@ -490,6 +495,10 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self._chainer = chainer
         self._worker = worker
         self._streams = streams or StreamSlots.for_threads(DEFAULT_THREADS)
+        # Responses are not changed once made (gRPC only serializes them), so subscribers
+        # may share one.
+        self._recent: OrderedDict[int, tr.audit_pb.SubscribeEventsResponse] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def ReadEvents(
         self, request: tr.audit_pb.ReadEventsRequest, context: Context
@@ -542,7 +551,24 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         )
         with self._streams.held(context, "SubscribeEvents"):
             for item in items:
-                yield tr.subscribe_response(item)
+                if isinstance(item, log_views.Heartbeat):
+                    yield tr.subscribe_response(item)
+                else:
+                    yield self._translated(item)
+
+    def _translated(self, view: log_views.LogEventView) -> tr.audit_pb.SubscribeEventsResponse:
+        """An event's message, translated once for all the subscribers it goes to (the
+        translation, its payload as JSON above all, was most of a delivery's cost)."""
+        with self._recent_lock:
+            response = self._recent.get(view.position)
+            if response is not None:
+                return response
+        response = tr.subscribe_response(view)
+        with self._recent_lock:
+            self._recent[view.position] = response
+            while len(self._recent) > RECENT_EVENTS:
+                self._recent.popitem(last=False)
+        return response
 
     def GetHistory(
         self, request: tr.audit_pb.GetHistoryRequest, context: Context

@@ -118,16 +118,6 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
 
 
-def head(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        stub: Any = audit_grpc.AuditServiceStub(channel)
-        last = 0
-        request = audit_pb.ReadEventsRequest(from_position=1)
-        for response in stub.ReadEvents(request, timeout=60):
-            last = response.event.position
-        return last
-
-
 def until(condition: Callable[[], bool], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -136,11 +126,32 @@ def until(condition: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Phase:
+    """One way of running the writers, measured over the rounds."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.rates: list[float] = []
+        self.cpu_per_command: list[float] = []
+
+    def measure(self, server: int, run: Callable[[], float], commands: int) -> None:
+        cpu = cpu_seconds(server)
+        self.rates.append(run())
+        self.cpu_per_command.append((cpu_seconds(server) - cpu) / commands)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=1500)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--subscribers", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="flashpoint-bench-subscribe-"))
     port = free_port()
@@ -153,56 +164,82 @@ def main() -> int:
          "serve", "--listen", address],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
-    try:
-        with grpc.insecure_channel(address) as channel:
-            wait_serving(health_pb2_grpc.HealthStub(channel))
-        write(address, args.writers, 500)  # warm up: connections, pages, the projections
-        out = sys.stdout.write
-        out(f"{args.commands} ReportIncursion commands from {args.writers} writers each run\n")
-        out(f"{'':40}{'commands/s':>12}{'ratio':>8}\n")
-        first, _ = write(address, args.writers, args.commands)
-        rows: list[tuple[str, float]] = []
+    commands, writers = args.commands, args.writers
+    baseline = Phase("no subscriber (baseline)")
+    live = Phase(f"{args.subscribers} live subscribers")
+    stalled = Phase("1 stalled subscriber")
+    after_commit: list[float] = []
+    after_send: list[float] = []
+    memory: list[tuple[int, int]] = []
+    #: The head of the log: the last position the writers were answered with (only they
+    #: write), so no phase pays for reading the log to find it.
+    last = [0]
 
-        start = head(address)
+    def baseline_run() -> float:
+        rate, answered = write(address, writers, commands)
+        last[0] = max(answered)
+        return rate
+
+    def with_readers() -> float:
+        start = last[0]
         readers = [Reader(address, start).start() for _ in range(args.subscribers)]
         for reader in readers:
             if not reader.live.wait(60):
                 raise SystemExit("a subscriber did not catch up")
-        rate, answered = write(address, args.writers, args.commands)
-        rows.append((f"{args.subscribers} live subscribers", rate))
+        rate, answered = write(address, writers, commands)
+        last[0] = max(answered)
         until(lambda: all(set(answered) <= set(r.received) for r in readers))
-        after_commit = [r.received[p] - done for r in readers for p, (_, done) in answered.items()]
-        after_send = [r.received[p] - sent for r in readers for p, (sent, _) in answered.items()]
+        after_commit.extend(
+            r.received[p] - done for r in readers for p, (_, done) in answered.items()
+        )
+        after_send.extend(
+            r.received[p] - sent for r in readers for p, (sent, _) in answered.items()
+        )
         for reader in readers:
             reader.close()
+        return rate
 
-        stalled_from = head(address)
-        memory_before = resident_kib(server.pid)
+    def with_a_stalled_reader() -> float:
+        before = resident_kib(server.pid)
         narrow = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)]
-        stalled = Reader(address, stalled_from, narrow)
-        next(iter(stalled.call))  # its first message: live; then it reads nothing
-        rate, _ = write(address, args.writers, args.commands)
-        memory_after = resident_kib(server.pid)
-        rows.append(("1 stalled subscriber", rate))
-        stalled.close()
-        # The baseline is measured first and last (the log grows as the run goes on): their
-        # mean is what the others are compared with.
-        last, _ = write(address, args.writers, args.commands)
-        baseline = (first + last) / 2
-        out(f"{'no subscriber (baseline, first/last)':40}{baseline:12,.0f}{1.0:8.2f}"
-            f"   ({first:,.0f} / {last:,.0f})\n")  # fmt: skip
-        for label, rate in rows:
-            out(f"{label:40}{rate:12,.0f}{rate / baseline:8.2f}\n")
+        reader = Reader(address, last[0], narrow)
+        next(iter(reader.call))  # its first message (live); then it reads nothing
+        rate, answered = write(address, writers, commands)
+        last[0] = max(answered)
+        memory.append((before, resident_kib(server.pid)))
+        reader.close()
+        return rate
 
+    try:
+        with grpc.insecure_channel(address) as channel:
+            wait_serving(health_pb2_grpc.HealthStub(channel))
+        # Warm up: connections, pages, the projections.
+        last[0] = max(write(address, writers, 500)[1])
+        # The phases take turns, round after round, so that the machine's other load and the
+        # log's growth fall on each alike; medians are reported.
+        for _ in range(args.rounds):
+            baseline.measure(server.pid, baseline_run, commands)
+            live.measure(server.pid, with_readers, commands)
+            stalled.measure(server.pid, with_a_stalled_reader, commands)
+        out = sys.stdout.write
+        out(f"{commands} ReportIncursion commands from {writers} writers per run, "
+            f"{args.rounds} rounds, medians\n")  # fmt: skip
+        out(f"{'':34}{'commands/s':>11}{'ratio':>7}{'server CPU ms/cmd':>19}{'ratio':>7}\n")
+        rate0 = statistics.median(baseline.rates)
+        cpu0 = statistics.median(baseline.cpu_per_command)
+        for phase in (baseline, live, stalled):
+            rate = statistics.median(phase.rates)
+            cpu = statistics.median(phase.cpu_per_command)
+            runs = ", ".join(f"{r:,.0f}" for r in phase.rates)
+            out(f"{phase.label:34}{rate:11,.0f}{rate / rate0:7.2f}{cpu * 1000:19.2f}"
+                f"{cpu / cpu0:7.2f}   (runs: {runs})\n")  # fmt: skip
         p50, p99 = percentiles(after_commit)
         out(f"\ndelivery to {args.subscribers} subscribers, {len(after_commit)} deliveries\n")
         out(f"  after the writer's answer:  p50 {p50:7.2f} ms   p99 {p99:7.2f} ms\n")
         p50, p99 = percentiles(after_send)
         out(f"  after the command was sent: p50 {p50:7.2f} ms   p99 {p99:7.2f} ms\n")
-        out(
-            f"server resident memory around the stalled run: {memory_before / 1024:.1f} MiB "
-            f"-> {memory_after / 1024:.1f} MiB\n"
-        )
+        spans = ", ".join(f"{a / 1024:.1f} -> {b / 1024:.1f}" for a, b in memory)
+        out(f"server resident memory (MiB) around each stalled run: {spans}\n")
     finally:
         server.terminate()
         server.wait(timeout=30)
