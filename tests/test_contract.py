@@ -55,7 +55,8 @@ VALUE_MODELS: dict[str, type[BaseModel]] = {
 }
 
 #: Streams that do not end by themselves (checked with REQUIRED fields only).
-ENDLESS = {"WatchEscalation"}
+# Live streams: they end when the client lets go, never by themselves.
+ENDLESS = {"WatchEscalation", "SubscribeEvents"}
 
 
 def behaviours(field: FieldDescriptor) -> set[int]:
