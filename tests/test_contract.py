@@ -55,7 +55,6 @@ VALUE_MODELS: dict[str, type[BaseModel]] = {
 }
 
 #: Streams that do not end by themselves (checked with REQUIRED fields only).
-# Live streams: they end when the client lets go, never by themselves.
 ENDLESS = {"WatchEscalation", "SubscribeEvents"}
 
 
