@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -364,6 +364,36 @@ class FlashpointClient:
         )
         for response in self.stream("audit", "ReadEvents", request):
             yield response.event
+
+    def subscribe_events(
+        self, after_position: int = 0, *, resume: bool = True, **filters: Any
+    ) -> Generator[tr.audit_pb.SubscribeEventsResponse, None, None]:
+        """The log after ``after_position``, then live (events and heartbeats), without a
+        deadline: it ends when the caller closes the iterator. With ``resume``, a lost
+        connection (UNAVAILABLE) is opened again after the last position received, so the
+        caller still sees every event once, in order."""
+        position, failures = after_position, 0
+        while True:
+            request = tr.request_of("audit", "SubscribeEvents", after_position=position, **filters)
+            metadata = (*self._metadata, ("x-request-id", uuid.uuid4().hex))
+            subscribe: Any = self.audit.SubscribeEvents
+            call: Any = subscribe(request, metadata=metadata)
+            try:
+                for response in call:
+                    failures = 0
+                    if response.HasField("event"):
+                        position = response.event.position
+                    else:
+                        position = max(position, response.heartbeat.position)
+                    yield response
+                return
+            except grpc.RpcError as error:
+                failures += 1
+                if not resume or error.code() not in RETRYABLE or failures >= self.attempts:
+                    raise error_from_rpc(error) from None
+                time.sleep(min(0.1 * 2**failures, 5.0) * (0.5 + random.random()))
+            finally:
+                call.cancel()
 
     def history(self, name: str) -> list[tr.audit_pb.LogEvent]:
         request = tr.request_of("audit", "GetHistory", name=name)

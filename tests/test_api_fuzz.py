@@ -669,7 +669,7 @@ class TestFuzzQueries:
         assert set(READ_IDS) == {m.name for m in QUERY_SERVICE.methods} | {
             m.name for m in AUDIT_SERVICE.methods
         }
-        assert len(READ_IDS) == 20
+        assert len(READ_IDS) == 21
 
     @pytest.mark.parametrize(("service", "method"), READ_RPCS, ids=READ_IDS)
     @settings(FUZZ_SETTINGS, max_examples=EXAMPLES)

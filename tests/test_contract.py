@@ -55,7 +55,7 @@ VALUE_MODELS: dict[str, type[BaseModel]] = {
 }
 
 #: Streams that do not end by themselves (checked with REQUIRED fields only).
-ENDLESS = {"WatchEscalation"}
+ENDLESS = {"WatchEscalation", "SubscribeEvents"}
 
 
 def behaviours(field: FieldDescriptor) -> set[int]:

@@ -246,6 +246,13 @@ class LogFilter:
                 return False
         return True
 
+    def admits_stored(self, event: RawEvent) -> bool:
+        """The checks the store makes (resource id and types), made on an event already
+        read (a live subscription filters the events read once for every subscriber)."""
+        if self.types and event.type not in self.types:
+            return False
+        return self.resource_id is None or event.originator_id == str(self.resource_id)
+
     @property
     def checks_decoded(self) -> bool:
         return bool(

@@ -13,6 +13,7 @@ import json
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,8 +116,8 @@ def servicers_for(parts: ServiceParts, *, threads: int | None = None) -> Service
 
 
 class StreamSlots:
-    """How many long-lived streams (WatchEscalation, ReadEvents, RebuildProjection,
-    SubmitDevelopments) may run at once.
+    """How many long-lived streams (WatchEscalation, ReadEvents, SubscribeEvents,
+    RebuildProjection, SubmitDevelopments) may run at once.
 
     A synchronous gRPC server gives each call one of its threads for the call's whole life:
     a watch holds its thread until the client goes away. Unbounded, as many watches as
@@ -155,8 +156,8 @@ class StreamSlots:
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{method}: this server already serves {self.limit} long-lived streams "
-                "(WatchEscalation, ReadEvents, RebuildProjection, SubmitDevelopments), the "
-                f"most it gives{pool}; "
+                "(WatchEscalation, ReadEvents, SubscribeEvents, RebuildProjection, "
+                f"SubmitDevelopments), the most it gives{pool}; "
                 "close one or retry later",
             )
         try:
@@ -164,6 +165,14 @@ class StreamSlots:
         finally:
             with self._lock:
                 self._open -= 1
+
+
+def _on_cancel(context: Context, wake: Callable[[], None]) -> None:
+    """Have ``wake`` called when the call ends, where the context can say (a gRPC call's
+    can; the CLI's in-process stand-in cannot, and its caller never goes away)."""
+    add_callback = getattr(context, "add_callback", None)
+    if add_callback is not None:
+        add_callback(wake)
 
 
 def _stop_check(context: Context) -> Callable[[], None]:
@@ -542,6 +551,10 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         return tr.log_status_to_proto(self._status())
 
 
+#: The event messages the subscriptions of one server share (the newest): a few seconds of
+#: appends at full speed, so live subscribers find each one made by the first.
+RECENT_EVENTS = 4096
+
 NEGOTIATION_STATUSES = frozenset({"proposed", "active", "paused", "rejected", "agreed"})
 
 
@@ -560,6 +573,10 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self._chainer = chainer
         self._worker = worker
         self._streams = streams or StreamSlots.for_threads(DEFAULT_THREADS)
+        # Responses are not changed once made (gRPC only serializes them), so subscribers
+        # may share one.
+        self._recent: OrderedDict[int, tr.audit_pb.SubscribeEventsResponse] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def ReadEvents(
         self, request: tr.audit_pb.ReadEventsRequest, context: Context
@@ -579,10 +596,57 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         )
         with self._streams.held(context, "ReadEvents"):
             check = _stop_check(context)
-            events = log_views.read_events(self._app, asked.from_position, asked.limit, log_filter)
+            events = log_views.read_events(
+                self._app, asked.from_position, asked.limit, log_filter, asked.country
+            )
             for view in events:
                 check()
                 yield tr.read_events_response(view)
+
+    def SubscribeEvents(
+        self, request: tr.audit_pb.SubscribeEventsRequest, context: Context
+    ) -> Iterator[tr.audit_pb.SubscribeEventsResponse]:
+        asked = tr.subscribe_query(request)
+        resource_id, collection = None, None
+        if asked.resource:
+            collection, resource_id = queries.parse_any_name(asked.resource, "resource")
+        log_filter = log_views.LogFilter(
+            resource_id=resource_id,
+            collection=collection,
+            types=asked.types,
+            occurred_after=asked.occurred_after,
+            occurred_before=asked.occurred_before,
+        )
+        # Validated before a stream slot is taken: a bad request is answered at once.
+        items = log_views.subscribe_events(
+            self._app,
+            asked.after_position,
+            log_filter,
+            asked.country,
+            heartbeat_seconds=asked.heartbeat_seconds,
+            active=context.is_active,
+            on_wake=lambda wake: _on_cancel(context, wake),
+        )
+        with self._streams.held(context, "SubscribeEvents"):
+            for item in items:
+                if isinstance(item, log_views.Heartbeat):
+                    yield tr.subscribe_response(item)
+                else:
+                    yield self._translated(item)
+
+    def _translated(self, view: log_views.LogEventView) -> tr.audit_pb.SubscribeEventsResponse:
+        """An event's message, translated once for all the subscribers it goes to (the
+        translation, its payload as JSON above all, was most of a delivery's cost)."""
+        with self._recent_lock:
+            response = self._recent.get(view.position)
+            if response is not None:
+                return response
+        response = tr.subscribe_response(view)
+        with self._recent_lock:
+            self._recent[view.position] = response
+            while len(self._recent) > RECENT_EVENTS:
+                self._recent.popitem(last=False)
+        return response
 
     def GetHistory(
         self, request: tr.audit_pb.GetHistoryRequest, context: Context

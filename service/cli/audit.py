@@ -54,7 +54,15 @@ def add_audit_parsers(commands: Any) -> None:
     replay.add_argument("--recorded-before")
     replay.add_argument("--occurred-after")
     replay.add_argument("--occurred-before")
+    replay.add_argument("--country", help="only events concerning this country (ISO alpha-3)")
     replay.add_argument("--output", help="file to write (default: standard output)")
+    replay.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the log's end, keep printing events as they are recorded (Ctrl-C ends)",
+    )
+    replay.add_argument("--server", help="read from a running server (HOST:PORT; auditor)")
+    add_client_flags(replay)
     replay.set_defaults(handler=run_replay)
 
     rebuild = commands.add_parser("rebuild", help="rebuild a projection from the log")
@@ -193,9 +201,11 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         sys.stderr.write(f"flashpoint: {error}\n")
         return EXIT_USAGE
+    if args.follow:
+        return _follow(args, settings, times)
     request = tr.request_of(
         "audit", "ReadEvents", from_position=args.from_position, limit=args.limit,
-        resource=args.resource, types=args.types, **times,
+        resource=args.resource, types=args.types, country=args.country, **times,
     )  # fmt: skip
     out = _output(args.output)
     try:
@@ -203,6 +213,68 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             for event in backend.stream("audit", "ReadEvents", request):
                 data = tr.log_event_data(event.event)
                 out.write(json_text(data, indent=None) + "\n")
+    except ApiError as error:
+        return write_error(error)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return EXIT_OK
+
+
+def _follow(args: argparse.Namespace, settings: Settings, times: dict[str, Any]) -> int:
+    """``replay --follow``: SubscribeEvents, one JSON line per event, flushed as it comes,
+    until Ctrl-C or SIGTERM (exit 0) or ``--limit`` events. Against a server, a lost
+    connection is resumed from the last position received."""
+    import signal
+
+    from service.cli.backend import open_backend
+    from service.cli.client import make_client
+    from service.cli.query import json_text, write_error
+    from service.client import ApiError
+
+    if times["recorded_after"] or times["recorded_before"]:
+        # What is followed is being recorded now: a recorded window has no live meaning.
+        sys.stderr.write("flashpoint: --follow takes no --recorded-after/--recorded-before\n")
+        return EXIT_USAGE
+    if args.limit < 0:
+        sys.stderr.write("flashpoint: --limit must not be negative\n")
+        return EXIT_USAGE
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    filters = {
+        "resource": args.resource or None, "types": args.types, "country": args.country,
+        "occurred_after": times["occurred_after"], "occurred_before": times["occurred_before"],
+    }  # fmt: skip
+    after = max(args.from_position, 1) - 1
+    out = _output(args.output)
+    written = 0
+    try:
+        # A subscription runs for hours: a per-call deadline would end it.
+        args.timeout = None
+        if getattr(args, "server", None):
+            client = make_client(args)
+            responses: Any = client.subscribe_events(after, **filters)
+            closing: Any = client
+        else:
+            request = tr.request_of("audit", "SubscribeEvents", after_position=after, **filters)
+            closing = open_backend(args, settings, catch_up=False)
+            responses = closing.stream("audit", "SubscribeEvents", request)
+        with closing:
+            for response in responses:
+                if not response.HasField("event"):
+                    continue
+                out.write(json_text(tr.log_event_data(response.event), indent=None) + "\n")
+                out.flush()
+                written += 1
+                if args.limit and written >= args.limit:
+                    break
+            responses.close()
+    except KeyboardInterrupt:
+        return EXIT_OK
     except ApiError as error:
         return write_error(error)
     finally:

@@ -14,8 +14,11 @@ from google.protobuf.message import Message
 from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.translation.audit import (
+    SubscribeQuery,
     log_event_to_proto,
     progress_to_proto,
+    subscribe_query,
+    subscribe_response,
     verify_report_to_proto,
 )
 from service.api.translation.commands import (
@@ -126,6 +129,7 @@ __all__ = [
     "SanctionsQuery",
     "Service",
     "Status",
+    "SubscribeQuery",
     "VerifyQuery",
     "WatchQuery",
     "audit_pb",
@@ -194,6 +198,8 @@ __all__ = [
     "seal_log_response",
     "status_of",
     "struct_of",
+    "subscribe_query",
+    "subscribe_response",
     "timestamp_of",
     "verify_query",
     "verify_report_to_proto",

@@ -207,6 +207,7 @@ class EventsQuery:
     occurred_before: datetime | None
     from_position: int
     limit: int
+    country: str = ""
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,7 @@ def events_query(request: audit_pb.ReadEventsRequest) -> EventsQuery:
         occurred_before=_datetime(request, "occurred_before"),
         from_position=request.from_position,
         limit=request.limit,
+        country=request.country,
     )
 
 

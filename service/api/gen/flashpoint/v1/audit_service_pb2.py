@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flashpoint/v1/audit_service.proto\x12\rflashpoint.v1\x1a\x1a\x66lashpoint/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x08LogEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpayload_json\x18\x07 \x01(\t\x12\x1d\n\x15stored_schema_version\x18\x08 \x01(\x05\x12\r\n\x05\x65rror\x18\t \x01(\t\"\xac\x02\n\x11ReadEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\x12\x32\n\x0erecorded_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0frecorded_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eoccurred_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x12ReadEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.LogEvent\"\'\n\x11GetHistoryRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"=\n\x12GetHistoryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.flashpoint.v1.LogEvent\">\n\x10VerifyLogRequest\x12\x12\n\nseals_json\x18\x01 \x03(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\":\n\x08LogBreak\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc3\x01\n\x11VerifyLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x15\n\rchecked_up_to\x18\x02 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tunchained\x18\x05 \x01(\x03\x12\x15\n\rseals_checked\x18\x06 \x01(\x03\x12,\n\x0b\x66irst_break\x18\x07 \x01(\x0b\x32\x17.flashpoint.v1.LogBreak\x12\x0f\n\x07summary\x18\x08 \x01(\t\"\x12\n\x10ListSealsRequest\"\'\n\x11ListSealsResponse\x12\x12\n\nseals_json\x18\x01 \x03(\t\"\x10\n\x0eSealLogRequest\"$\n\x0fSealLogResponse\x12\x11\n\tseal_json\x18\x01 \x01(\t\"4\n\x18RebuildProjectionRequest\x12\x18\n\nprojection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8e\x01\n\x19RebuildProjectionResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x04 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"9\n\x1dRetryQuarantinedEventsRequest\x12\x18\n\nprojection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8b\x01\n\x1eRetryQuarantinedEventsResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x0f\n\x07retried\x18\x02 \x01(\x03\x12\x10\n\x08released\x18\x03 \x01(\x03\x12\x32\n\tremaining\x18\x04 \x03(\x0b\x32\x1f.flashpoint.v1.QuarantinedEvent2\x81\x05\n\x0c\x41uditService\x12S\n\nReadEvents\x12 .flashpoint.v1.ReadEventsRequest\x1a!.flashpoint.v1.ReadEventsResponse0\x01\x12Q\n\nGetHistory\x12 .flashpoint.v1.GetHistoryRequest\x1a!.flashpoint.v1.GetHistoryResponse\x12N\n\tVerifyLog\x12\x1f.flashpoint.v1.VerifyLogRequest\x1a .flashpoint.v1.VerifyLogResponse\x12N\n\tListSeals\x12\x1f.flashpoint.v1.ListSealsRequest\x1a .flashpoint.v1.ListSealsResponse\x12H\n\x07SealLog\x12\x1d.flashpoint.v1.SealLogRequest\x1a\x1e.flashpoint.v1.SealLogResponse\x12h\n\x11RebuildProjection\x12\'.flashpoint.v1.RebuildProjectionRequest\x1a(.flashpoint.v1.RebuildProjectionResponse0\x01\x12u\n\x16RetryQuarantinedEvents\x12,.flashpoint.v1.RetryQuarantinedEventsRequest\x1a-.flashpoint.v1.RetryQuarantinedEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flashpoint/v1/audit_service.proto\x12\rflashpoint.v1\x1a\x1a\x66lashpoint/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x08LogEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12/\n\x0brecorded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpayload_json\x18\x07 \x01(\t\x12\x1d\n\x15stored_schema_version\x18\x08 \x01(\x05\x12\r\n\x05\x65rror\x18\t \x01(\t\"\xbd\x02\n\x11ReadEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\x12\x32\n\x0erecorded_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0frecorded_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eoccurred_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ountry\x18\t \x01(\t\"<\n\x12ReadEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.LogEvent\"\xe6\x01\n\x16SubscribeEventsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x32\n\x0eoccurred_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0foccurred_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11heartbeat_seconds\x18\x07 \x01(\x05\"r\n\x15SubscriptionHeartbeat\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04head\x18\x02 \x01(\x03\x12\x0c\n\x04live\x18\x03 \x01(\x08\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x17SubscribeEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.flashpoint.v1.LogEventH\x00\x12\x39\n\theartbeat\x18\x02 \x01(\x0b\x32$.flashpoint.v1.SubscriptionHeartbeatH\x00\x42\x06\n\x04kind\"\'\n\x11GetHistoryRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"=\n\x12GetHistoryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.flashpoint.v1.LogEvent\">\n\x10VerifyLogRequest\x12\x12\n\nseals_json\x18\x01 \x03(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\":\n\x08LogBreak\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc3\x01\n\x11VerifyLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x15\n\rchecked_up_to\x18\x02 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tunchained\x18\x05 \x01(\x03\x12\x15\n\rseals_checked\x18\x06 \x01(\x03\x12,\n\x0b\x66irst_break\x18\x07 \x01(\x0b\x32\x17.flashpoint.v1.LogBreak\x12\x0f\n\x07summary\x18\x08 \x01(\t\"\x12\n\x10ListSealsRequest\"\'\n\x11ListSealsResponse\x12\x12\n\nseals_json\x18\x01 \x03(\t\"\x10\n\x0eSealLogRequest\"$\n\x0fSealLogResponse\x12\x11\n\tseal_json\x18\x01 \x01(\t\"4\n\x18RebuildProjectionRequest\x12\x18\n\nprojection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8e\x01\n\x19RebuildProjectionResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x04 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"9\n\x1dRetryQuarantinedEventsRequest\x12\x18\n\nprojection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8b\x01\n\x1eRetryQuarantinedEventsResponse\x12\x12\n\nprojection\x18\x01 \x01(\t\x12\x0f\n\x07retried\x18\x02 \x01(\x03\x12\x10\n\x08released\x18\x03 \x01(\x03\x12\x32\n\tremaining\x18\x04 \x03(\x0b\x32\x1f.flashpoint.v1.QuarantinedEvent2\xe5\x05\n\x0c\x41uditService\x12S\n\nReadEvents\x12 .flashpoint.v1.ReadEventsRequest\x1a!.flashpoint.v1.ReadEventsResponse0\x01\x12\x62\n\x0fSubscribeEvents\x12%.flashpoint.v1.SubscribeEventsRequest\x1a&.flashpoint.v1.SubscribeEventsResponse0\x01\x12Q\n\nGetHistory\x12 .flashpoint.v1.GetHistoryRequest\x1a!.flashpoint.v1.GetHistoryResponse\x12N\n\tVerifyLog\x12\x1f.flashpoint.v1.VerifyLogRequest\x1a .flashpoint.v1.VerifyLogResponse\x12N\n\tListSeals\x12\x1f.flashpoint.v1.ListSealsRequest\x1a .flashpoint.v1.ListSealsResponse\x12H\n\x07SealLog\x12\x1d.flashpoint.v1.SealLogRequest\x1a\x1e.flashpoint.v1.SealLogResponse\x12h\n\x11RebuildProjection\x12\'.flashpoint.v1.RebuildProjectionRequest\x1a(.flashpoint.v1.RebuildProjectionResponse0\x01\x12u\n\x16RetryQuarantinedEvents\x12,.flashpoint.v1.RetryQuarantinedEventsRequest\x1a-.flashpoint.v1.RetryQuarantinedEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,35 +43,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGEVENT']._serialized_start=147
   _globals['_LOGEVENT']._serialized_end=365
   _globals['_READEVENTSREQUEST']._serialized_start=368
-  _globals['_READEVENTSREQUEST']._serialized_end=668
-  _globals['_READEVENTSRESPONSE']._serialized_start=670
-  _globals['_READEVENTSRESPONSE']._serialized_end=730
-  _globals['_GETHISTORYREQUEST']._serialized_start=732
-  _globals['_GETHISTORYREQUEST']._serialized_end=771
-  _globals['_GETHISTORYRESPONSE']._serialized_start=773
-  _globals['_GETHISTORYRESPONSE']._serialized_end=834
-  _globals['_VERIFYLOGREQUEST']._serialized_start=836
-  _globals['_VERIFYLOGREQUEST']._serialized_end=898
-  _globals['_LOGBREAK']._serialized_start=900
-  _globals['_LOGBREAK']._serialized_end=958
-  _globals['_VERIFYLOGRESPONSE']._serialized_start=961
-  _globals['_VERIFYLOGRESPONSE']._serialized_end=1156
-  _globals['_LISTSEALSREQUEST']._serialized_start=1158
-  _globals['_LISTSEALSREQUEST']._serialized_end=1176
-  _globals['_LISTSEALSRESPONSE']._serialized_start=1178
-  _globals['_LISTSEALSRESPONSE']._serialized_end=1217
-  _globals['_SEALLOGREQUEST']._serialized_start=1219
-  _globals['_SEALLOGREQUEST']._serialized_end=1235
-  _globals['_SEALLOGRESPONSE']._serialized_start=1237
-  _globals['_SEALLOGRESPONSE']._serialized_end=1273
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=1275
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=1327
-  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_start=1330
-  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_end=1472
-  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_start=1474
-  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_end=1531
-  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_start=1534
-  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_end=1673
-  _globals['_AUDITSERVICE']._serialized_start=1676
-  _globals['_AUDITSERVICE']._serialized_end=2317
+  _globals['_READEVENTSREQUEST']._serialized_end=685
+  _globals['_READEVENTSRESPONSE']._serialized_start=687
+  _globals['_READEVENTSRESPONSE']._serialized_end=747
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=750
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=980
+  _globals['_SUBSCRIPTIONHEARTBEAT']._serialized_start=982
+  _globals['_SUBSCRIPTIONHEARTBEAT']._serialized_end=1096
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=1099
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=1233
+  _globals['_GETHISTORYREQUEST']._serialized_start=1235
+  _globals['_GETHISTORYREQUEST']._serialized_end=1274
+  _globals['_GETHISTORYRESPONSE']._serialized_start=1276
+  _globals['_GETHISTORYRESPONSE']._serialized_end=1337
+  _globals['_VERIFYLOGREQUEST']._serialized_start=1339
+  _globals['_VERIFYLOGREQUEST']._serialized_end=1401
+  _globals['_LOGBREAK']._serialized_start=1403
+  _globals['_LOGBREAK']._serialized_end=1461
+  _globals['_VERIFYLOGRESPONSE']._serialized_start=1464
+  _globals['_VERIFYLOGRESPONSE']._serialized_end=1659
+  _globals['_LISTSEALSREQUEST']._serialized_start=1661
+  _globals['_LISTSEALSREQUEST']._serialized_end=1679
+  _globals['_LISTSEALSRESPONSE']._serialized_start=1681
+  _globals['_LISTSEALSRESPONSE']._serialized_end=1720
+  _globals['_SEALLOGREQUEST']._serialized_start=1722
+  _globals['_SEALLOGREQUEST']._serialized_end=1738
+  _globals['_SEALLOGRESPONSE']._serialized_start=1740
+  _globals['_SEALLOGRESPONSE']._serialized_end=1776
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=1778
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=1830
+  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_start=1833
+  _globals['_REBUILDPROJECTIONRESPONSE']._serialized_end=1975
+  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_start=1977
+  _globals['_RETRYQUARANTINEDEVENTSREQUEST']._serialized_end=2034
+  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_start=2037
+  _globals['_RETRYQUARANTINEDEVENTSRESPONSE']._serialized_end=2176
+  _globals['_AUDITSERVICE']._serialized_start=2179
+  _globals['_AUDITSERVICE']._serialized_end=2920
 # @@protoc_insertion_point(module_scope)

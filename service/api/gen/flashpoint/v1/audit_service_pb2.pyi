@@ -94,12 +94,18 @@ class ReadEventsRequest(_message.Message):
     RECORDED_BEFORE_FIELD_NUMBER: _builtins.int
     OCCURRED_AFTER_FIELD_NUMBER: _builtins.int
     OCCURRED_BEFORE_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
     from_position: _builtins.int
     """First position to return; 0 or 1 reads from the start."""
     limit: _builtins.int
     """At most this many events; 0 reads to the head."""
     resource: _builtins.str
     """Only the events of this resource ("incidents/{id}", ...)."""
+    country: _builtins.str
+    """Only the events concerning this country (ISO 3166-1 alpha-3, e.g. "POL"): those naming
+    it (as actor, target, location, party, authority, ...) and the later events of a
+    resource that named it.
+    """
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these event types (e.g. "IncursionReported")."""
@@ -131,10 +137,11 @@ class ReadEventsRequest(_message.Message):
         recorded_before: _timestamp_pb2.Timestamp | None = ...,
         occurred_after: _timestamp_pb2.Timestamp | None = ...,
         occurred_before: _timestamp_pb2.Timestamp | None = ...,
+        country: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "limit", b"limit", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before", "resource", b"resource", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country", b"country", "from_position", b"from_position", "limit", b"limit", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before", "resource", b"resource", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,6 +170,130 @@ class ReadEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadEventsResponse: _TypeAlias = ReadEventsResponse  # noqa: Y015
+
+@_typing.final
+class SubscribeEventsRequest(_message.Message):
+    """The request of AuditService.SubscribeEvents; the filters are optional and combine."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_POSITION_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    OCCURRED_AFTER_FIELD_NUMBER: _builtins.int
+    OCCURRED_BEFORE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
+    after_position: _builtins.int
+    """The last position already seen: the stream starts after it (0: from the start)."""
+    resource: _builtins.str
+    """Only the events of this resource ("incidents/{id}", ...)."""
+    country: _builtins.str
+    """Only the events concerning this country (as ReadEventsRequest.country)."""
+    heartbeat_seconds: _builtins.int
+    """Seconds between heartbeats while nothing is sent (0: 15; at most 3600)."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these event types (e.g. "IncursionReported")."""
+
+    @_builtins.property
+    def occurred_after(self) -> _timestamp_pb2.Timestamp:
+        """Occurred (valid time) window, for events that say when something occurred."""
+
+    @_builtins.property
+    def occurred_before(self) -> _timestamp_pb2.Timestamp:
+        """The end of the occurred window (exclusive)."""
+
+    def __init__(
+        self,
+        *,
+        after_position: _builtins.int = ...,
+        resource: _builtins.str = ...,
+        types: _abc.Iterable[_builtins.str] | None = ...,
+        country: _builtins.str = ...,
+        occurred_after: _timestamp_pb2.Timestamp | None = ...,
+        occurred_before: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_after", b"occurred_after", "occurred_before", b"occurred_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "country", b"country", "heartbeat_seconds", b"heartbeat_seconds", "occurred_after", b"occurred_after", "occurred_before", b"occurred_before", "resource", b"resource", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribeEventsRequest: _TypeAlias = SubscribeEventsRequest  # noqa: Y015
+
+@_typing.final
+class SubscriptionHeartbeat(_message.Message):
+    """Sent when the subscription has caught up with the head, and then whenever nothing was
+    sent for a heartbeat's time: the stream is alive, and how far it has read.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """The log position the subscription has read up to (events filtered out included):
+    resuming with after_position = position misses nothing.
+    """
+    head: _builtins.int
+    """The head of the log when it was sent."""
+    live: _builtins.bool
+    """True once the stream has caught up and follows the log live."""
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was sent."""
+
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        head: _builtins.int = ...,
+        live: _builtins.bool = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "live", b"live", "position", b"position", "sent_at", b"sent_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscriptionHeartbeat: _TypeAlias = SubscriptionHeartbeat  # noqa: Y015
+
+@_typing.final
+class SubscribeEventsResponse(_message.Message):
+    """One message of the AuditService.SubscribeEvents stream: an event or a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___LogEvent:
+        """The next event, in log order."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___SubscriptionHeartbeat:
+        """Nothing new to send (see SubscriptionHeartbeat)."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___LogEvent | None = ...,
+        heartbeat: Global___SubscriptionHeartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "kind", b"kind"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["event", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___SubscribeEventsResponse: _TypeAlias = SubscribeEventsResponse  # noqa: Y015
 
 @_typing.final
 class GetHistoryRequest(_message.Message):

@@ -41,6 +41,11 @@ class AuditServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.ReadEventsRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.ReadEventsResponse.FromString,
                 _registered_method=True)
+        self.SubscribeEvents = channel.unary_stream(
+                '/flashpoint.v1.AuditService/SubscribeEvents',
+                request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.SubscribeEventsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.SubscribeEventsResponse.FromString,
+                _registered_method=True)
         self.GetHistory = channel.unary_unary(
                 '/flashpoint.v1.AuditService/GetHistory',
                 request_serializer=flashpoint_dot_v1_dot_audit__service__pb2.GetHistoryRequest.SerializeToString,
@@ -81,6 +86,17 @@ class AuditServiceServicer:
     def ReadEvents(self, request, context):
         """The log in order from a position, filtered; ends at the head of the log as it was when
         the call began (or after `limit` events). Resume with from_position = last position + 1.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubscribeEvents(self, request, context):
+        """The log in order after a position, filtered as ReadEvents, then live: the stream
+        stays open and sends each event as it is committed, until the client cancels. Resume
+        with after_position = the last position received (an event's or a heartbeat's): no
+        event is missed or sent twice. A position beyond the head is FAILED_PRECONDITION (a
+        store restored from an older backup, or another store). Counts as a long-lived stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +155,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ReadEvents,
                     request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.ReadEventsRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.ReadEventsResponse.SerializeToString,
+            ),
+            'SubscribeEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeEvents,
+                    request_deserializer=flashpoint_dot_v1_dot_audit__service__pb2.SubscribeEventsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_audit__service__pb2.SubscribeEventsResponse.SerializeToString,
             ),
             'GetHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHistory,
@@ -200,6 +221,33 @@ class AuditService:
             '/flashpoint.v1.AuditService/ReadEvents',
             flashpoint_dot_v1_dot_audit__service__pb2.ReadEventsRequest.SerializeToString,
             flashpoint_dot_v1_dot_audit__service__pb2.ReadEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flashpoint.v1.AuditService/SubscribeEvents',
+            flashpoint_dot_v1_dot_audit__service__pb2.SubscribeEventsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_audit__service__pb2.SubscribeEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,13 @@ class AuditServiceStub:
     """The log in order from a position, filtered; ends at the head of the log as it was when
     the call began (or after `limit` events). Resume with from_position = last position + 1.
     """
+    SubscribeEvents: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.SubscribeEventsRequest, _audit_service_pb2.SubscribeEventsResponse]
+    """The log in order after a position, filtered as ReadEvents, then live: the stream
+    stays open and sends each event as it is committed, until the client cancels. Resume
+    with after_position = the last position received (an event's or a heartbeat's): no
+    event is missed or sent twice. A position beyond the head is FAILED_PRECONDITION (a
+    store restored from an older backup, or another store). Counts as a long-lived stream.
+    """
     GetHistory: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetHistoryRequest, _audit_service_pb2.GetHistoryResponse]
     """Every event of one resource, oldest first. NOT_FOUND when it has none."""
     VerifyLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]
@@ -68,6 +75,13 @@ class AuditServiceAsyncStub(AuditServiceStub):
     ReadEvents: _aio.UnaryStreamMultiCallable[_audit_service_pb2.ReadEventsRequest, _audit_service_pb2.ReadEventsResponse]  # type: ignore[assignment]
     """The log in order from a position, filtered; ends at the head of the log as it was when
     the call began (or after `limit` events). Resume with from_position = last position + 1.
+    """
+    SubscribeEvents: _aio.UnaryStreamMultiCallable[_audit_service_pb2.SubscribeEventsRequest, _audit_service_pb2.SubscribeEventsResponse]  # type: ignore[assignment]
+    """The log in order after a position, filtered as ReadEvents, then live: the stream
+    stays open and sends each event as it is committed, until the client cancels. Resume
+    with after_position = the last position received (an event's or a heartbeat's): no
+    event is missed or sent twice. A position beyond the head is FAILED_PRECONDITION (a
+    store restored from an older backup, or another store). Counts as a long-lived stream.
     """
     GetHistory: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetHistoryRequest, _audit_service_pb2.GetHistoryResponse]  # type: ignore[assignment]
     """Every event of one resource, oldest first. NOT_FOUND when it has none."""
@@ -101,6 +115,19 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.ReadEventsResponse], _abc.AsyncIterator[_audit_service_pb2.ReadEventsResponse]]:
         """The log in order from a position, filtered; ends at the head of the log as it was when
         the call began (or after `limit` events). Resume with from_position = last position + 1.
+        """
+
+    @_abc_1.abstractmethod
+    def SubscribeEvents(
+        self,
+        request: _audit_service_pb2.SubscribeEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.SubscribeEventsResponse], _abc.AsyncIterator[_audit_service_pb2.SubscribeEventsResponse]]:
+        """The log in order after a position, filtered as ReadEvents, then live: the stream
+        stays open and sends each event as it is committed, until the client cancels. Resume
+        with after_position = the last position received (an event's or a heartbeat's): no
+        event is missed or sent twice. A position beyond the head is FAILED_PRECONDITION (a
+        store restored from an older backup, or another store). Counts as a long-lived stream.
         """
 
     @_abc_1.abstractmethod
