@@ -23,6 +23,7 @@ from pydantic import AwareDatetime
 from service.application.handlers import CommandResult
 from service.cli.audit import add_audit_parsers
 from service.cli.client import add_client_flags
+from service.cli.ingest import add_ingest_parser
 from service.cli.query import add_query_parser, add_watch_parser
 from service.domain.commands import (
     COMMANDS,
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_parser(commands, add_client_flags)
     add_watch_parser(commands, add_client_flags)
     add_audit_parsers(commands)
+    add_ingest_parser(commands, add_client_flags)
 
     project = commands.add_parser(
         "project", help="run the projection worker: keep the read models current"
