@@ -102,17 +102,16 @@ class Tally:
         if self.by_kind:
             kinds = ", ".join(f"{kind} {count}" for kind, count in self.by_kind.most_common())
             lines.append(f"  sent by kind: {kinds}")
-        for title, counts in (("skipped", self.skipped), ("rejected by the server", rejected_of(self))):
+        for title, counts in (
+            ("skipped", self.skipped),
+            ("rejected by the server", self.rejected),
+        ):
             if counts:
                 lines.append(f"{title}:")
                 for key, count in counts.most_common():
                     example = "; ".join(self.examples.get(key, [])[:1])
                     lines.append(f"  {key:<24} {count:>7}   e.g. {example}")
         return "\n".join(lines) + "\n"
-
-
-def rejected_of(tally: Tally) -> Counter[str]:
-    return tally.rejected
 
 
 class Progress:

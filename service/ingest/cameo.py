@@ -93,7 +93,7 @@ def _derive() -> dict[str, Entry]:
     for kind in vocabulary.KINDS:
         if kind.kind not in FILLERS:
             continue
-        codes = [(kind.coding.cameo, {})] + [
+        codes: list[tuple[str, dict[str, DetailValue]]] = [(kind.coding.cameo, {})] + [
             (r.cameo, _selecting(r.when)) for r in kind.refinements if r.cameo is not None
         ]
         for code, details in codes:

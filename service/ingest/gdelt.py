@@ -87,8 +87,8 @@ def lines_of(source: str | Path) -> Iterator[Line]:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 with archive.open(member) as raw:
-                    text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-                    yield from _lines(f"{path.name}/{member}", text)
+                    unzipped = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+                    yield from _lines(f"{path.name}/{member}", unzipped)
         return
     with path.open(encoding="utf-8", errors="replace", newline="") as text:
         yield from _lines(path.name, text)

@@ -1,0 +1,367 @@
+"""GDELT ingestion over the real export in ../shared/data/gdelt, through a real server.
+
+Counts are checked against the file read independently (the csv module, by column name),
+not against the reader under test.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pycountry
+import pytest
+
+from service.api import translation as tr
+from service.cli.ingest import FollowState, Tally, follow, gdelt_outcomes, ingest
+from service.cli.main import main
+from service.client import FlashpointClient
+from service.domain import vocabulary
+from service.domain.commands import COMMANDS, ReportDevelopment
+from service.ingest import cameo, gdelt
+from service.ingest.fips import FIPS_TO_ISO3
+from service.ingest.records import Mapped, Skipped
+from tests.api_support import running_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT.parent / "shared" / "data" / "gdelt" / "20170601234500.export.CSV"
+if not SAMPLE.exists():  # a worktree beside the main checkout
+    SAMPLE = Path("/work/shared/data/gdelt/20170601234500.export.CSV")
+ROWS = 2393
+#: The 61 columns, as the sample's README (and GDELT's codebook) lists them.
+ACTOR_FIELDS = [
+    "Code",
+    "Name",
+    "CountryCode",
+    "KnownGroupCode",
+    "EthnicCode",
+    "Religion1Code",
+    "Religion2Code",
+    "Type1Code",
+    "Type2Code",
+    "Type3Code",
+]
+GEO_FIELDS = ["Type", "FullName", "CountryCode", "ADM1Code", "ADM2Code", "Lat", "Long", "FeatureID"]
+NAMES = [
+    *["GLOBALEVENTID", "SQLDATE", "MonthYear", "Year", "FractionDate"],
+    *(f"Actor{n}{name}" for n in (1, 2) for name in ACTOR_FIELDS),
+    *["IsRootEvent", "EventCode", "EventBaseCode", "EventRootCode", "QuadClass", "GoldsteinScale"],
+    *["NumMentions", "NumSources", "NumArticles", "AvgTone"],
+    *(f"{who}Geo_{name}" for who in ("Actor1", "Actor2", "Action") for name in GEO_FIELDS),
+    "DATEADDED",
+    "SOURCEURL",
+]
+
+pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason="the shared GDELT sample is absent")
+
+
+def sample_rows() -> list[dict[str, str]]:
+    with SAMPLE.open(encoding="utf-8", newline="") as text:
+        return list(csv.DictReader(text, fieldnames=NAMES, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> list[Mapped | Skipped]:
+    return list(gdelt_outcomes(SAMPLE))
+
+
+def iso_countries() -> frozenset[str]:
+    return frozenset(country.alpha_3 for country in pycountry.countries)
+
+
+# ---------------------------------------------------------------------- mapping
+
+
+def test_the_sample_is_what_its_readme_says() -> None:
+    rows = sample_rows()
+    assert len(rows) == ROWS
+    assert all(None not in row and row["SOURCEURL"] for row in rows)  # 61 columns each
+
+
+def test_every_row_is_mapped_or_skipped_with_a_reason(outcomes: list[Mapped | Skipped]) -> None:
+    assert len(outcomes) == ROWS
+    rows = sample_rows()
+    skipped = [o for o in outcomes if isinstance(o, Skipped)]
+    mapped = [o for o in outcomes if isinstance(o, Mapped)]
+    assert len(skipped) + len(mapped) == ROWS
+    assert all(o.reason for o in skipped)
+    # Each row's id is its request id (mapped) or named in its skip, once.
+    ids = [o.command.request_id for o in mapped] + [f"gdelt-{o.row_id}" for o in skipped]
+    assert sorted(ids) == sorted(f"gdelt-{row['GLOBALEVENTID']}" for row in rows)
+    # Independent counts: rows located in Kosovo (FIPS KV, no ISO country) are skipped...
+    kosovo = sum(1 for row in rows if row["ActionGeo_CountryCode"] == "KV")
+    assert kosovo > 0
+    assert Counter(o.reason for o in skipped)["location-not-iso"] == kosovo
+    # ...and every mapped row is one whose code has an entry and whose actor is a country.
+    expected = 0
+    for row in rows:
+        entry = cameo.entry_for(row["EventCode"])
+        country = row["Actor1CountryCode"]
+        if row["ActionGeo_CountryCode"] == "KV" or country in cameo.REGIONS:
+            continue
+        known = country in iso_countries() or row["Actor1KnownGroupCode"] in cameo.ORGANISATIONS
+        if entry.kind is None:
+            expected += cameo.CODED_COMMAND in COMMANDS and known
+            continue
+        target = row["Actor2CountryCode"]
+        has_target = (target in iso_countries() and target != country) or (
+            not target and row["Actor2KnownGroupCode"] in cameo.ORGANISATIONS
+        )
+        needs = cameo.FILLERS[entry.kind].needs_target
+        expected += known and (has_target or not needs)
+    assert len(mapped) == expected
+
+
+def test_mapped_rows_carry_the_row_as_the_issue_says(outcomes: list[Mapped | Skipped]) -> None:
+    rows = {row["GLOBALEVENTID"]: row for row in sample_rows()}
+    mapped = [o for o in outcomes if isinstance(o, Mapped)]
+    assert mapped
+    for outcome in mapped:
+        command = outcome.command
+        row = rows[(command.request_id or "").removeprefix("gdelt-")]
+        evidence = command.evidence  # type: ignore[attr-defined]
+        assert evidence.occurred_at.strftime("%Y%m%d") == row["SQLDATE"]
+        assert evidence.precision == "day"
+        assert evidence.reported_at.strftime("%Y%m%d%H%M%S") == row["DATEADDED"]
+        assert evidence.sources[0].url == row["SOURCEURL"]
+        assert (evidence.reliability, evidence.credibility) == tuple(
+            gdelt.grade(int(row["NumSources"]), int(row["NumArticles"])).values()
+        )
+
+
+def test_fips_locations_become_iso_codes(outcomes: list[Mapped | Skipped]) -> None:
+    """Every recorded location is an ISO country, the one GDELT's place name ends with."""
+    rows = {row["GLOBALEVENTID"]: row for row in sample_rows()}
+    located = 0
+    differ = {"UK", "RP", "JA", "GM", "SF", "AS", "EI", "KS", "SP", "SW", "SZ", "IZ"}
+    seen_differing = set()
+    for outcome in outcomes:
+        if not isinstance(outcome, Mapped) or not isinstance(outcome.command, ReportDevelopment):
+            continue
+        row = rows[(outcome.command.request_id or "").removeprefix("gdelt-")]
+        location = outcome.command.location
+        if not row["ActionGeo_CountryCode"]:
+            assert location is None
+            continue
+        assert location is not None
+        located += 1
+        assert location.country in iso_countries()
+        assert location.country == FIPS_TO_ISO3[row["ActionGeo_CountryCode"]]
+        country = pycountry.countries.get(alpha_3=location.country)
+        names = {
+            country.name,
+            getattr(country, "common_name", ""),
+            getattr(country, "official_name", ""),
+        }
+        last = row["ActionGeo_FullName"].split(", ")[-1].lower()
+        assert any(last in n.lower() or n.lower() in last for n in names if n) or last == "turkey"
+        assert (location.latitude, location.longitude) == (
+            float(row["ActionGeo_Lat"]),
+            float(row["ActionGeo_Long"]),
+        )
+        if row["ActionGeo_CountryCode"] in differ:
+            seen_differing.add(row["ActionGeo_CountryCode"])
+    assert located > 0
+    # FIPS codes that are not the ISO alpha-2 code did occur (UK is GB in ISO, RP is PH, ...).
+    assert seen_differing
+
+
+def test_the_table_covers_every_root_code_in_the_file() -> None:
+    roots = {row["EventRootCode"] for row in sample_rows()}
+    assert len(roots) == 20
+    commands = {kind.command for kind in vocabulary.KINDS} | {cameo.CODED_COMMAND}
+    for row in sample_rows():
+        entry = cameo.entry_for(row["EventCode"])
+        assert entry.command in commands
+        assert row["EventCode"].startswith(row["EventRootCode"])
+    # Every kind the table names exists in the vocabulary, with that CAMEO code recorded.
+    for code, entry in cameo.TABLE.items():
+        kind = vocabulary.by_kind(entry.kind or "")
+        assert kind.coding_for(dict(entry.details)).cameo == code
+
+
+def test_family_fallback_and_leading_zeros() -> None:
+    assert cameo.entry_for("1383").details == {"threat_kind": "military"}
+    assert cameo.entry_for("131").kind == "threat"
+    assert cameo.entry_for("193").kind == "armed_clash"
+    assert cameo.entry_for("151").kind is None  # a police alert is no military exercise
+    assert cameo.entry_for("042").kind is None
+    assert cameo.entry_for("036").kind == "negotiations_proposed"
+
+
+def test_the_readme_shows_the_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert cameo.table_markdown() in readme
+
+
+def test_regional_and_missing_actors_follow_the_documented_rule() -> None:
+    line = SAMPLE.read_text().splitlines()[0].split("\t")
+    line[gdelt.ACTOR1["country"]] = "WST"  # the West, not Samoa
+    assert gdelt.party(line, gdelt.ACTOR1) == (None, "actor-is-a-region")
+    line[gdelt.ACTOR1["country"]] = ""
+    assert gdelt.party(line, gdelt.ACTOR1) == (None, "no-actor-country")
+    line[gdelt.ACTOR1["group"]] = "NAT"
+    assert gdelt.party(line, gdelt.ACTOR1)[0] == gdelt.Party("NATO")
+    line[gdelt.ACTOR1["country"]], line[gdelt.ACTOR1["type"]] = "RUS", "MIL"
+    assert gdelt.party(line, gdelt.ACTOR1)[0] == gdelt.Party("RUS", "military")
+
+
+def test_malformed_lines_are_skipped_not_raised(tmp_path: Path) -> None:
+    good = SAMPLE.read_text().splitlines()[0]
+    bad_date = good.split("\t")
+    bad_date[1] = "2017O601"
+    path = tmp_path / "broken.export.CSV"
+    path.write_text("\n".join(["only\tthree\tcolumns", good, "\t".join(bad_date), "x" * 50]) + "\n")
+    reasons = [o.reason if isinstance(o, Skipped) else "mapped" for o in gdelt_outcomes(path)]
+    assert reasons == ["malformed-row", "no-command-for-code"
+                       if cameo.CODED_COMMAND not in COMMANDS else "mapped",
+                       "bad-date", "malformed-row"]  # fmt: skip
+
+
+def test_zip_directory_and_stdin_read_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcomes: list[Mapped | Skipped]
+) -> None:
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "feed"
+    folder.mkdir()
+    (folder / "20170601233000.export.CSV").write_bytes(b"".join(lines[:1000]))
+    with zipfile.ZipFile(folder / "20170601234500.export.CSV.zip", "w") as archive:
+        archive.writestr("20170601234500.export.CSV", b"".join(lines[1000:]))
+    (folder / "notes.txt").write_text("not an export")
+
+    def ids(items: Iterator[Mapped | Skipped]) -> list[str]:
+        return [o.command.request_id or "" if isinstance(o, Mapped) else o.row_id for o in items]
+
+    expected = ids(iter(outcomes))
+    assert ids(gdelt_outcomes(folder)) == expected
+    assert ids(gdelt_outcomes(folder / "20170601234500.export.CSV.zip")) == expected[1000:]
+
+    class Stdin:
+        buffer = io.BytesIO(SAMPLE.read_bytes())
+
+    monkeypatch.setattr("sys.stdin", Stdin)
+    assert ids(gdelt_outcomes("-")) == expected
+
+
+# ---------------------------------------------------------------------- through a server
+
+
+def test_import_through_a_server_then_reimport_records_nothing(sqlite_url: str) -> None:
+    with running_server(sqlite_url) as server, FlashpointClient(server.address) as client:
+        first = ingest(gdelt_outcomes(SAMPLE), client.execute)
+        mapped = sum(1 for o in gdelt_outcomes(SAMPLE) if isinstance(o, Mapped))
+        assert first.rows == ROWS
+        assert (first.recorded, first.replayed, sum(first.rejected.values())) == (mapped, 0, 0)
+        assert first.recorded + sum(first.skipped.values()) == ROWS
+        second = ingest(gdelt_outcomes(SAMPLE), client.execute)
+        assert (second.recorded, second.replayed) == (0, mapped)
+        assert second.skipped == first.skipped
+        server.service.chainer.catch_up()
+        verified = client.unary("audit", "VerifyLog", tr.request_of("audit", "VerifyLog"))
+        assert verified.intact, verified.summary
+        assert verified.events >= mapped
+
+
+def test_cli_ingest_twice_then_verify(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = ["--store", sqlite_url, "--log-level", "error"]
+    assert main([*store, "ingest", "gdelt", str(SAMPLE), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["rows"] == ROWS and first["recorded"] > 0 and first["replayed"] == 0
+    assert first["recorded"] + sum(first["skipped"].values()) == ROWS
+    assert main([*store, "ingest", "gdelt", str(SAMPLE)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"{ROWS} rows: 0 recorded, {first['recorded']} replayed, ")
+    assert "location-not-iso" in text
+    assert main([*store, "verify"]) == 0
+    assert capsys.readouterr().out.startswith("intact up to position")
+
+
+def test_cli_ingest_through_server_flag(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_server(sqlite_url) as server:
+        code = main(["--log-level", "error", "ingest", "gdelt", str(SAMPLE), "--json",
+                     "--server", server.address])  # fmt: skip
+        assert code == 0
+        assert json.loads(capsys.readouterr().out)["recorded"] > 0
+
+
+def test_cli_refuses_what_it_cannot_read(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ["--store", sqlite_url, "--log-level", "error"]
+    assert main([*store, "ingest", "gdelt", str(tmp_path / "absent.CSV")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    assert main([*store, "ingest", "gdelt", str(tmp_path / "bad.zip")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert main([*store, "ingest", "gdelt"]) == 2
+
+
+# ---------------------------------------------------------------------- --follow
+
+
+def wait_for(condition: object, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_follow_ingests_each_new_file_once_and_resumes(tmp_path: Path, sqlite_url: str) -> None:
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "20170601233000.export.CSV").write_bytes(b"".join(lines[:1200]))
+    state_path = tmp_path / "state.json"
+    with running_server(sqlite_url) as server, FlashpointClient(server.address) as client:
+        done: list[tuple[str, Tally]] = []
+        stop = threading.Event()
+
+        def run() -> None:
+            state = FollowState(state_path)
+            follow(feed, state, client.execute, stop, poll=0.05, settle=0.0,
+                   on_file=lambda name, tally: done.append((name, tally)))  # fmt: skip
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            wait_for(lambda: len(done) == 1)
+            # A file dropped later is picked up by the same watch.
+            (feed / "20170601234500.export.CSV").write_bytes(b"".join(lines[1200:]))
+            wait_for(lambda: len(done) == 2)
+            time.sleep(0.3)  # several more polls: nothing is taken twice
+        finally:
+            stop.set()
+            worker.join(30)
+        assert [name for name, _ in done] == ["20170601233000.export.CSV",
+                                               "20170601234500.export.CSV"]  # fmt: skip
+        assert [tally.rows for _, tally in done] == [1200, ROWS - 1200]
+        assert all(tally.replayed == 0 for _, tally in done)
+        recorded = sum(tally.recorded for _, tally in done)
+        assert recorded == sum(1 for o in gdelt_outcomes(SAMPLE) if isinstance(o, Mapped))
+
+        # A restart reads the state and sends nothing again.
+        state = FollowState(state_path)
+        assert set(state.done) == {name for name, _ in done}
+        again: list[str] = []
+        stop = threading.Event()
+        worker = threading.Thread(target=lambda: follow(
+            feed, state, client.execute, stop, poll=0.05, settle=0.0,
+            on_file=lambda name, tally: again.append(name)))  # fmt: skip
+        worker.start()
+        time.sleep(0.5)
+        (feed / "20170601240000.export.CSV").write_bytes(b"".join(lines[:10]))
+        wait_for(lambda: again == ["20170601240000.export.CSV"])
+        stop.set()
+        worker.join(30)
+        assert (
+            json.loads(state_path.read_text())["done"]["20170601240000.export.CSV"]["recorded"] == 0
+        )
