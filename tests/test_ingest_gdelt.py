@@ -365,3 +365,25 @@ def test_follow_ingests_each_new_file_once_and_resumes(tmp_path: Path, sqlite_ur
         assert (
             json.loads(state_path.read_text())["done"]["20170601240000.export.CSV"]["recorded"] == 0
         )
+
+
+def test_demo_gdelt_ranks_the_sample_and_explains_the_first_countries(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ["--store", sqlite_url, "--log-level", "error"]
+    assert main([*store, "demo", "--gdelt", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Ingested {SAMPLE.name}: {ROWS} rows: ")
+    assert "Escalation on 2017-06-01" in out
+    ranked = [line.split()[1] for line in out.splitlines() if line[:3].strip().isdigit()]
+    assert len(ranked) == 10
+    explained = [
+        line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith("What drives")
+    ]
+    assert explained == ranked[:3]
+    assert "GDELT 6611" in out  # contributors are named by their event and source
+    # Loading it again records nothing new and ranks the same.
+    assert main([*store, "demo", "--gdelt", str(SAMPLE)]) == 0
+    again = capsys.readouterr().out
+    assert f"{ROWS} rows: 0 recorded" in again
+    assert again.split("Escalation on", 1)[1] == out.split("Escalation on", 1)[1]

@@ -355,3 +355,85 @@ def _follow(args: argparse.Namespace, execute: Execute) -> Tally:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------- demo --gdelt
+
+#: The GDELT export the repository's tests use, beside the checkout (see the issue).
+SAMPLE = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "gdelt" / "20170601234500.export.CSV"
+)
+#: Countries whose top contributors the demo explains.
+EXPLAINED = 3
+
+
+def load_gdelt_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Ingest a GDELT export, then show the escalation ranking the day after its newest
+    event and what drives the first few countries, as an analyst would read it."""
+    from service.api import translation as tr
+    from service.cli.backend import open_backend
+    from service.cli.query import Query, answer, ranking_text, write_error
+
+    source = Path(args.gdelt) if args.gdelt else SAMPLE
+    if not source.exists():
+        sys.stderr.write(
+            f"flashpoint: {source}: no such file; give an export: demo --gdelt FILE "
+            "(GDELT publishes one every 15 minutes at data.gdeltproject.org/gdeltv2/)\n"
+        )
+        return EXIT_USAGE
+    outcomes = list(gdelt_outcomes(source))
+    newest = max(
+        (o.command.evidence.occurred_at for o in outcomes if isinstance(o, Mapped)),  # type: ignore[attr-defined]
+        default=datetime.now(UTC),
+    )
+    at = newest.replace(hour=23, minute=59)
+    try:
+        with open_backend(args, settings, create=True) as backend:
+            tally = ingest(outcomes, backend.execute, progress=Progress())
+            request = tr.request_of(
+                "query", "ListEscalations", at=at, limit=10, min_position=tally.last_position
+            )
+            ranking = answer(backend, Query("query", "ListEscalations", request))
+            explained = []
+            for view in (ranking.get("escalations") or [])[:EXPLAINED]:
+                country = view.get("subject", "")
+                detail = tr.request_of("query", "GetEscalation", country=country, at=at)
+                escalation = answer(backend, Query("query", "GetEscalation", detail, "escalation"))
+                explained.append((country, _contributors(backend, escalation)))
+    except ApiError as error:
+        return write_error(error)
+    out = sys.stdout
+    out.write(f"Ingested {source.name}: {tally.text()}\n")
+    out.write(f"Escalation on {at:%Y-%m-%d} (GDELT-coded news, graded C2-C4):\n\n")
+    out.write(ranking_text(ranking))
+    for country, lines in explained:
+        out.write(f"\nWhat drives {country}:\n")
+        out.write("".join(lines) or "  (nothing recorded)\n")
+    out.write(
+        f"\nTry: flashpoint query escalation {explained[0][0] if explained else 'USA'} "
+        f"--at {at:%Y-%m-%dT%H:%M:%SZ}\n"
+    )
+    return EXIT_OK
+
+
+def _contributors(backend: Any, escalation: dict[str, Any]) -> list[str]:
+    from service.api import translation as tr
+    from service.cli.query import Query, answer, fixed
+
+    lines = []
+    for item in escalation.get("contributions") or []:
+        resource = item.get("resource", "")
+        summary = ""
+        if resource.startswith("incidents/"):
+            request = tr.request_of("query", "GetIncident", name=resource)
+            incident = answer(backend, Query("query", "GetIncident", request, "incident"))
+            evidence = incident.get("evidence") or {}
+            summary = evidence.get("summary", "")
+            sources = evidence.get("sources") or []
+            if sources and sources[0].get("url"):
+                summary += f"\n{'':>10}{sources[0]['url']}"
+        lines.append(
+            f"  {fixed(item.get('contribution'), 6)}  {item.get('kind', ''):<22} "
+            f"{str(item.get('occurred_at', ''))[:10]}  {summary or resource}\n"
+        )
+    return lines

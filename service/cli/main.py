@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="load the sample scenario (drones over Poland, Zapad, sanctions, talks)"
     )
     demo.add_argument("--server", help="load it through a running server (HOST:PORT)")
+    demo.add_argument(
+        "--gdelt",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="instead, ingest a GDELT export (default: the repository's sample) and rank it",
+    )
     add_client_flags(demo)
     demo.set_defaults(handler=_run_demo)
 
