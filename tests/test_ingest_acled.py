@@ -128,3 +128,9 @@ def test_cli_ingests_twice_and_refuses_a_file_that_is_not_acled(
     other.write_text("id,date\n1,2025-01-01\n")
     assert main([*store, "ingest", "acled", str(other)]) == 2
     assert "no column event_id_cnty" in capsys.readouterr().err
+
+
+def test_every_acled_code_has_a_goldstein_value_and_a_table_entry() -> None:
+    for code in filter(None, acled.CAMEO_OF.values()):
+        assert code is not None and -10 <= acled.GOLDSTEIN[code] <= 10
+        assert cameo.entry_for(code).command in {*COMMANDS, cameo.CODED_COMMAND}

@@ -62,6 +62,15 @@ CAMEO_OF: Final[Mapping[tuple[str, str], str | None]] = {
     ("Strategic developments", "Other"): None,
 }
 
+#: The Goldstein value of each code above, as GDELT scores it in the shared 2017 export;
+#: codes absent there take the value of their root's nearest code in it (194, 195 as 190;
+#: 181, 183, 1831 as 180; 145 as 141; 2041 as 201). ACLED rows carry no Goldstein value.
+GOLDSTEIN: Final[Mapping[str, float]] = {
+    "190": -10.0, "192": -9.5, "194": -10.0, "195": -10.0, "183": -9.0, "1831": -9.0,
+    "2041": -9.5, "180": -9.0, "181": -9.0, "1821": -9.0, "141": -6.5, "175": -9.0,
+    "145": -6.5, "057": 8.0, "173": -5.0, "171": -9.2, "154": -7.2,
+}  # fmt: skip
+
 #: ACLED's spellings of country names that ISO 3166 spells otherwise.
 ALIASES: Final[Mapping[str, str]] = {
     "democratic republic of congo": "COD", "republic of congo": "COG",
@@ -160,6 +169,8 @@ def development_of(get: Any) -> Development:
         location=_location(get),
         fatalities=int(fatalities or 0),
         label=f"{get('actor1')} ({event_id})"[:200],
+        goldstein=GOLDSTEIN.get(code),
+        description=f"{types[0]}: {types[1]}",
     )
 
 

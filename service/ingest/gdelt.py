@@ -142,6 +142,7 @@ def development_of(fields: list[str]) -> Development:
         location=location(fields),
         goldstein=_number(fields[GOLDSTEIN]),
         label=_label(fields, event_id),
+        description=_summary(fields),
     )
 
 
@@ -231,9 +232,10 @@ def _timestamp(text: str) -> datetime | None:
     text = text.strip()
     if len(text) != 14 or not text.isdigit():
         return None
-    parts = (text[0:4], text[4:6], text[6:8], text[8:10], text[10:12], text[12:14])
+    year, month, day = int(text[0:4]), int(text[4:6]), int(text[6:8])
+    hour, minute, second = int(text[8:10]), int(text[10:12]), int(text[12:14])
     try:
-        return datetime(*map(int, parts), tzinfo=UTC)
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
 
