@@ -11,6 +11,7 @@ import pytest
 from service.cli.main import main
 from service.domain.commands import COMMANDS, ReportClash, ReportStrike
 from service.ingest import acled, cameo
+from service.ingest.mapping import Party
 from service.ingest.records import Mapped, Skipped
 
 ROWS = Path(__file__).parent / "fixtures" / "acled_codebook_rows.csv"
@@ -102,11 +103,9 @@ def test_every_codebook_type_has_a_rule() -> None:
 
 
 def test_actor_names_follow_the_documented_rule() -> None:
-    assert acled.party("Military Forces of Russia (2000-)") == (acled.Party("RUS", "military"), "")
-    assert acled.party("Police Forces of Ukraine (2019-)")[0] == acled.Party("UKR", "police")
-    assert acled.party("Protesters (Democratic Republic of Congo)")[0] == acled.Party(
-        "COD", "Protesters"
-    )
+    assert acled.party("Military Forces of Russia (2000-)") == (Party("RUS", "military"), "")
+    assert acled.party("Police Forces of Ukraine (2019-)")[0] == Party("UKR", "police")
+    assert acled.party("Protesters (Democratic Republic of Congo)")[0] == Party("COD", "Protesters")
     assert acled.party("Rapid Support Forces") == (None, "actor-not-a-country")
     assert acled.party("") == (None, "no-actor")
 

@@ -20,14 +20,14 @@ import pycountry
 import pytest
 
 from service.api import translation as tr
-from service.cli.ingest import FollowState, Tally, follow, gdelt_outcomes, ingest
+from service.cli.ingest import FollowState, Tally, follow, gdelt_outcomes, send_all
 from service.cli.main import main
 from service.client import FlashpointClient
 from service.domain import vocabulary
 from service.domain.commands import COMMANDS, ReportDevelopment
 from service.ingest import cameo, gdelt
 from service.ingest.fips import FIPS_TO_ISO3
-from service.ingest.mapping import unknown_actors
+from service.ingest.mapping import Party, unknown_actors
 from service.ingest.records import Mapped, Skipped
 from tests.api_support import running_server
 
@@ -124,7 +124,7 @@ def test_every_row_is_mapped_or_skipped_with_a_reason(outcomes: list[Mapped | Sk
     assert len(skipped) + len(mapped) == ROWS
     assert all(o.reason for o in skipped)
     # Each row's id is its request id (mapped) or named in its skip, once.
-    ids = [o.command.request_id for o in mapped] + [f"gdelt-{o.row_id}" for o in skipped]
+    ids = [o.command.request_id or "" for o in mapped] + [f"gdelt-{o.row_id}" for o in skipped]
     assert sorted(ids) == sorted(f"gdelt-{row['GLOBALEVENTID']}" for row in rows)
     # Independent counts: rows located in Kosovo (FIPS KV, no ISO country) are skipped...
     kosovo = sum(1 for row in rows if row["ActionGeo_CountryCode"] == "KV")
@@ -171,6 +171,7 @@ def test_fips_locations_become_iso_codes(outcomes: list[Mapped | Skipped]) -> No
         assert location.country in iso_countries()
         assert location.country == FIPS_TO_ISO3[row["ActionGeo_CountryCode"]]
         country = pycountry.countries.get(alpha_3=location.country)
+        assert country is not None
         names = {
             country.name,
             getattr(country, "common_name", ""),
@@ -224,9 +225,9 @@ def test_regional_and_missing_actors_follow_the_documented_rule() -> None:
     line[gdelt.ACTOR1["country"]] = ""
     assert gdelt.party(line, gdelt.ACTOR1) == (None, "no-actor-country")
     line[gdelt.ACTOR1["group"]] = "NAT"
-    assert gdelt.party(line, gdelt.ACTOR1)[0] == gdelt.Party("NATO")
+    assert gdelt.party(line, gdelt.ACTOR1)[0] == Party("NATO")
     line[gdelt.ACTOR1["country"]], line[gdelt.ACTOR1["type"]] = "RUS", "MIL"
-    assert gdelt.party(line, gdelt.ACTOR1)[0] == gdelt.Party("RUS", "military")
+    assert gdelt.party(line, gdelt.ACTOR1)[0] == Party("RUS", "military")
 
 
 def test_malformed_lines_are_skipped_not_raised(tmp_path: Path) -> None:
@@ -271,12 +272,12 @@ def test_zip_directory_and_stdin_read_the_same_rows(
 
 def test_import_through_a_server_then_reimport_records_nothing(sqlite_url: str) -> None:
     with running_server(sqlite_url) as server, FlashpointClient(server.address) as client:
-        first = ingest(gdelt_outcomes(SAMPLE), client.execute)
+        first = send_all(client, gdelt_outcomes(SAMPLE))
         mapped = sum(1 for o in gdelt_outcomes(SAMPLE) if isinstance(o, Mapped))
         assert first.rows == ROWS
         assert (first.recorded, first.replayed, sum(first.rejected.values())) == (mapped, 0, 0)
         assert first.recorded + sum(first.skipped.values()) == ROWS
-        second = ingest(gdelt_outcomes(SAMPLE), client.execute)
+        second = send_all(client, gdelt_outcomes(SAMPLE))
         assert (second.recorded, second.replayed) == (0, mapped)
         assert second.skipped == first.skipped
         server.service.chainer.catch_up()
@@ -343,7 +344,7 @@ def test_follow_ingests_each_new_file_once_and_resumes(tmp_path: Path, sqlite_ur
 
         def run() -> None:
             state = FollowState(state_path)
-            follow(feed, state, client.execute, stop, poll=0.05, settle=0.0,
+            follow(feed, state, client, stop, poll=0.05, settle=0.0,
                    on_file=lambda name, tally: done.append((name, tally)))  # fmt: skip
 
         worker = threading.Thread(target=run)
@@ -370,7 +371,7 @@ def test_follow_ingests_each_new_file_once_and_resumes(tmp_path: Path, sqlite_ur
         again: list[str] = []
         stop = threading.Event()
         worker = threading.Thread(target=lambda: follow(
-            feed, state, client.execute, stop, poll=0.05, settle=0.0,
+            feed, state, client, stop, poll=0.05, settle=0.0,
             on_file=lambda name, tally: again.append(name)))  # fmt: skip
         worker.start()
         time.sleep(0.5)
@@ -403,3 +404,31 @@ def test_demo_gdelt_ranks_the_sample_and_explains_the_first_countries(
     again = capsys.readouterr().out
     assert f"{ROWS} rows: 0 recorded" in again
     assert again.split("Escalation on", 1)[1] == out.split("Escalation on", 1)[1]
+
+
+def test_a_row_the_server_refuses_is_counted_with_its_code(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row revised after its import (same GLOBALEVENTID, other content) is not
+    overwritten: the server refuses it (ALREADY_EXISTS), the other rows go on."""
+    mapped_ids = {
+        (o.command.request_id or "").removeprefix("gdelt-")
+        for o in gdelt_outcomes(SAMPLE)
+        if isinstance(o, Mapped)
+    }
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.split("\t")[0] in mapped_ids)
+    first = tmp_path / "first.export.CSV"
+    first.write_text("".join(lines[:50] + [lines[index]]))
+    fields = lines[index].rstrip("\n").split("\t")
+    fields[gdelt.SOURCEURL] = "https://example.org/a-corrected-story"
+    revised = tmp_path / "revised.export.CSV"
+    revised.write_text("".join(lines[:50]) + "\t".join(fields) + "\n")
+    store = ["--store", sqlite_url, "--log-level", "error"]
+    assert main([*store, "ingest", "gdelt", str(first), "--json"]) == 0
+    capsys.readouterr()
+    assert main([*store, "ingest", "gdelt", str(revised), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rejected"] == {"ALREADY_EXISTS": 1}
+    assert summary["rows"] == 51 and summary["recorded"] == 0
+    assert summary["examples"]["ALREADY_EXISTS"][0].startswith(f"gdelt-{fields[0]}: ")

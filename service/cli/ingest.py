@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import structlog
 
@@ -169,11 +169,73 @@ def ingest(
     return tally
 
 
+#: The bulk stream: commands in, each one's result (or error) out, in order.
+SubmitMany = Callable[[Iterable[Command]], Iterable["CommandResult | ApiError"]]
+
+
+def ingest_stream(
+    outcomes: Iterable[Outcome],
+    submit_many: SubmitMany,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> Tally:
+    """As :func:`ingest`, through the bulk stream: rows are mapped as the stream takes
+    commands (the client may pull them from its own thread), answers counted as they come."""
+    tally = Tally()
+    sent: deque[Mapped] = deque()
+
+    def commands() -> Iterator[Command]:
+        for outcome in outcomes:
+            if stop is not None and stop.is_set():
+                return
+            tally.rows += 1
+            if isinstance(outcome, Skipped):
+                tally.skip(outcome)
+                continue
+            sent.append(outcome)
+            yield outcome.command
+
+    for answer in submit_many(commands()):
+        _count(sent.popleft(), answer, tally)
+        if progress is not None:
+            progress.update(tally)
+    if progress is not None:
+        progress.done(tally)
+    return tally
+
+
+class Sends(Protocol):
+    """A backend or client: ``execute`` always, ``submit_many`` once the bulk stream is in."""
+
+    def execute(self, command: Command) -> CommandResult: ...
+
+
+def send_all(
+    to: Sends,
+    outcomes: Iterable[Outcome],
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> Tally:
+    """Every row through ``to``'s bulk stream where it has one, else one call per row."""
+    submit_many: SubmitMany | None = getattr(to, "submit_many", None)
+    if submit_many is not None:
+        return ingest_stream(outcomes, submit_many, progress=progress, stop=stop)
+    return ingest(outcomes, to.execute, progress=progress, stop=stop)
+
+
 def _send(outcome: Mapped, execute: Execute, tally: Tally) -> None:
     try:
-        result = execute(outcome.command)
+        result: CommandResult | ApiError = execute(outcome.command)
     except ApiError as error:
-        tally.reject(outcome.command.request_id or "", error)
+        result = error
+    _count(outcome, result, tally)
+
+
+def _count(outcome: Mapped, result: CommandResult | ApiError, tally: Tally) -> None:
+    if isinstance(result, ApiError):
+        tally.reject(outcome.command.request_id or "", result)
         return
     if result.replayed:
         tally.replayed += 1
@@ -222,7 +284,7 @@ class FollowState:
 def follow(
     directory: Path,
     state: FollowState,
-    execute: Execute,
+    to: Sends,
     stop: threading.Event,
     *,
     poll: float = 10.0,
@@ -244,7 +306,7 @@ def follow(
             try:
                 if time.time() - path.stat().st_mtime < settle:
                     continue
-                tally = ingest(gdelt_outcomes(path), execute, stop=stop)
+                tally = send_all(to, gdelt_outcomes(path), stop=stop)
             except (OSError, zipfile.BadZipFile) as error:
                 log.warning("ingest.file_unreadable", file=path.name, error=str(error))
                 continue
@@ -318,12 +380,12 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with open_backend(args, settings, create=True, catch_up=False) as backend:
             if args.format == "gdelt" and args.follow:
-                tally = _follow(args, backend.execute)
+                tally = _follow(args, backend)
             elif args.format == "gdelt":
-                tally = ingest(gdelt_outcomes(source), backend.execute, progress=Progress())
+                tally = send_all(backend, gdelt_outcomes(source), progress=Progress())
                 tally.files.append(source)
             else:
-                tally = ingest(acled_outcomes(Path(source)), backend.execute, progress=Progress())
+                tally = send_all(backend, acled_outcomes(Path(source)), progress=Progress())
                 tally.files.append(source)
     except acled.FormatError as error:
         sys.stderr.write(f"flashpoint: {source}: {error}\n")
@@ -339,7 +401,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if tally.rejected else EXIT_OK
 
 
-def _follow(args: argparse.Namespace, execute: Execute) -> Tally:
+def _follow(args: argparse.Namespace, to: Sends) -> Tally:
     directory = Path(args.follow)
     state = FollowState(Path(args.state) if args.state else directory / ".flashpoint-ingest.json")
     stop = threading.Event()
@@ -351,7 +413,7 @@ def _follow(args: argparse.Namespace, execute: Execute) -> Tally:
     previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         log.info("ingest.following", directory=str(directory), done=len(state.done))
-        return follow(directory, state, execute, stop, poll=args.poll)
+        return follow(directory, state, to, stop, poll=args.poll)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -389,7 +451,7 @@ def load_gdelt_demo(args: argparse.Namespace, settings: Settings) -> int:
     at = newest.replace(hour=23, minute=59)
     try:
         with open_backend(args, settings, create=True) as backend:
-            tally = ingest(outcomes, backend.execute, progress=Progress())
+            tally = send_all(backend, outcomes, progress=Progress())
             request = tr.request_of(
                 "query", "ListEscalations", at=at, limit=10, min_position=tally.last_position
             )

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
-from service.cli.ingest import SAMPLE, Tally, gdelt_outcomes, ingest
+from service.cli.ingest import SAMPLE, SubmitMany, Tally, gdelt_outcomes, ingest, ingest_stream
 from service.client import FlashpointClient
 from service.ingest.records import Mapped, Outcome
 from tests.api_support import free_port
@@ -134,9 +134,8 @@ def main() -> int:
 
 
 def _streamed(client: FlashpointClient, items: list[Outcome]) -> Tally:
-    from service.cli.ingest import ingest_many
-
-    return ingest_many(items, client)
+    submit_many: SubmitMany = getattr(client, "submit_many")  # noqa: B009 - not there before the bulk stream
+    return ingest_stream(items, submit_many)
 
 
 def _timed(call: Callable[[], object]) -> float:
