@@ -419,7 +419,7 @@ def test_a_row_the_server_refuses_is_counted_with_its_code(
     lines = SAMPLE.read_text().splitlines(keepends=True)
     index = next(i for i, line in enumerate(lines) if line.split("\t")[0] in mapped_ids)
     first = tmp_path / "first.export.CSV"
-    first.write_text("".join(lines[:50] + [lines[index]]))
+    first.write_text("".join([*lines[:50], lines[index]]))
     fields = lines[index].rstrip("\n").split("\t")
     fields[gdelt.SOURCEURL] = "https://example.org/a-corrected-story"
     revised = tmp_path / "revised.export.CSV"
