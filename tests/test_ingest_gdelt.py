@@ -20,7 +20,7 @@ import pycountry
 import pytest
 
 from service.api import translation as tr
-from service.cli.ingest import FollowState, Tally, follow, gdelt_outcomes, send_all
+from service.cli.ingest import FollowState, Progress, Tally, follow, gdelt_outcomes, send_all
 from service.cli.main import main
 from service.client import FlashpointClient
 from service.domain import vocabulary
@@ -432,3 +432,24 @@ def test_a_row_the_server_refuses_is_counted_with_its_code(
     assert summary["rejected"] == {"ALREADY_EXISTS": 1}
     assert summary["rows"] == 51 and summary["recorded"] == 0
     assert summary["examples"]["ALREADY_EXISTS"][0].startswith(f"gdelt-{fields[0]}: ")
+
+
+def test_progress_goes_to_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    outcomes = list(gdelt_outcomes(SAMPLE))
+    for stream in (terminal, pipe):
+        tally = Tally()
+        progress = Progress(stream)
+        for outcome in outcomes[:5]:
+            tally.rows += 1
+            if isinstance(outcome, Skipped):
+                tally.skip(outcome)
+            progress.update(tally, force=True)
+        progress.done(tally)
+    assert pipe.getvalue() == ""
+    shown = terminal.getvalue()
+    assert shown.startswith("\r1 rows") and "\r5 rows" in shown and shown.endswith("\n")
