@@ -270,8 +270,13 @@ def test_zip_directory_and_stdin_read_the_same_rows(
 # ---------------------------------------------------------------------- through a server
 
 
-def test_import_through_a_server_then_reimport_records_nothing(sqlite_url: str) -> None:
-    with running_server(sqlite_url) as server, FlashpointClient(server.address) as client:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def test_import_through_a_server_then_reimport_records_nothing(store_url: str) -> None:
+    with running_server(store_url) as server, FlashpointClient(server.address) as client:
         first = send_all(client, gdelt_outcomes(SAMPLE))
         mapped = sum(1 for o in gdelt_outcomes(SAMPLE) if isinstance(o, Mapped))
         assert first.rows == ROWS
