@@ -9,6 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -458,3 +462,32 @@ def test_progress_goes_to_a_terminal_only() -> None:
     assert pipe.getvalue() == ""
     shown = terminal.getvalue()
     assert shown.startswith("\r1 rows") and "\r5 rows" in shown and shown.endswith("\n")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_follow_stops_cleanly_on_a_signal(
+    tmp_path: Path, sqlite_url: str, stop_signal: signal.Signals
+) -> None:
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "20170601234500.export.CSV").write_bytes(SAMPLE.read_bytes())
+    os.utime(feed / "20170601234500.export.CSV", (time.time() - 60, time.time() - 60))
+    state = feed / ".flashpoint-ingest.json"
+    script = "import sys; from service.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "--store", sqlite_url, "--log-level", "error",
+         "ingest", "gdelt", "--follow", str(feed), "--poll", "0.1", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        wait_for(state.exists, 120)
+        process.send_signal(stop_signal)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    assert summary["rows"] == ROWS and summary["files"] == ["20170601234500.export.CSV"]
+    assert json.loads(state.read_text())["done"]["20170601234500.export.CSV"]["rows"] == ROWS
