@@ -491,3 +491,15 @@ def test_follow_stops_cleanly_on_a_signal(
     summary = json.loads(out)
     assert summary["rows"] == ROWS and summary["files"] == ["20170601234500.export.CSV"]
     assert json.loads(state.read_text())["done"]["20170601234500.export.CSV"]["rows"] == ROWS
+
+
+def test_an_absent_server_stops_the_import_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.api_support import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    code = main(["--log-level", "error", "ingest", "gdelt", str(SAMPLE), "--server", address,
+                 "--timeout", "1"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("flashpoint: UNAVAILABLE") and "run it again to resume" in err
+    assert "Traceback" not in err

@@ -233,8 +233,15 @@ def _send(outcome: Mapped, execute: Execute, tally: Tally) -> None:
     _count(outcome, result, tally)
 
 
+#: Codes that say nothing about a row but about the server or the caller: the import stops
+#: (a re-run resumes, the rows sent before replaying) rather than refuse every row alike.
+STOPPING = frozenset({"UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"})
+
+
 def _count(outcome: Mapped, result: CommandResult | ApiError, tally: Tally) -> None:
     if isinstance(result, ApiError):
+        if result.code.name in STOPPING:
+            raise result
         tally.reject(outcome.command.request_id or "", result)
         return
     if result.replayed:
@@ -310,6 +317,10 @@ def follow(
             except (OSError, zipfile.BadZipFile) as error:
                 log.warning("ingest.file_unreadable", file=path.name, error=str(error))
                 continue
+            except ApiError as error:
+                # The server is away: the file stays to do, taken again at the next look.
+                log.warning("ingest.server_unavailable", file=path.name, error=str(error))
+                break
             if stop.is_set():
                 break
             tally.files.append(path.name)
@@ -395,7 +406,10 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     except ApiError as error:
         # The server went away (or refused us) for every row alike: not a row's outcome.
-        sys.stderr.write(f"flashpoint: {error}\n")
+        sys.stderr.write(
+            f"flashpoint: {error}\nthe import stopped; run it again to resume (the rows "
+            "already recorded replay)\n"
+        )
         return EXIT_FAILED
     sys.stdout.write(json.dumps(tally.as_json(), indent=2) + "\n" if args.json else tally.text())
     return EXIT_FAILED if tally.rejected else EXIT_OK
