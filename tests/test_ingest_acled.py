@@ -133,3 +133,8 @@ def test_every_acled_code_has_a_goldstein_value_and_a_table_entry() -> None:
     for code in filter(None, acled.CAMEO_OF.values()):
         assert code is not None and -10 <= acled.GOLDSTEIN[code] <= 10
         assert cameo.entry_for(code).command in {*COMMANDS, cameo.CODED_COMMAND}
+
+
+def test_the_readme_shows_the_acled_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert acled.table_markdown() in readme

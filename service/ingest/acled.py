@@ -217,3 +217,12 @@ def _evidence(get: Any, occurred_at: datetime) -> dict[str, Any]:
         if reported_at >= occurred_at:
             data["reported_at"] = reported_at
     return data
+
+
+def table_markdown() -> str:
+    """The ACLED table as the README shows it (a test holds the README to this)."""
+    lines = ["| ACLED event type | sub-event type | CAMEO code |", "|---|---|---|"]
+    for (event_type, sub_event_type), code in CAMEO_OF.items():
+        shown = code or "skipped (`no-cameo-equivalent`)"
+        lines.append(f"| {event_type} | {sub_event_type} | {shown} |")
+    return "\n".join(lines) + "\n"
