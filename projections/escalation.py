@@ -96,20 +96,27 @@ def incident_facts(kind: str, report: dict[str, Any], details: dict[str, Any]) -
     evidence = report["evidence"]
     size, fatalities = incident_size(kind, details)
     located = [report["location"]["country"]] if report.get("location") else []
-    return {
+    # An unknown actor (no country) counts for nobody: the target and location only.
+    actor = (report.get("actor") or {}).get("country")
+    facts = {
         "weight": weight_key(kind, details),
         "size": size,
         "fatalities": fatalities,
         "reliability": evidence["reliability"],
         "credibility": int(evidence["credibility"]),
         "occurred_at": evidence["occurred_at"],
-        "actors": [report["actor"]["country"], *details.get("participants", [])],
+        "actors": [*([actor] if actor else []), *details.get("participants", [])],
         "targets": [report["target"]["country"]] if report.get("target") else [],
         "located": [*located, *details.get("border_with", [])],
         # party -> whether its latest word was a denial (each party counts once).
         "disputes": {},
         "retracted": False,
     }
+    goldstein = vocabulary.by_kind(kind).goldstein_of(details)
+    if goldstein is not None:
+        # Only kinds that carry their own weight store it (other states keep their shape).
+        facts["goldstein"] = goldstein
+    return facts
 
 
 def incident_version(facts: dict[str, Any], event: RawEvent) -> dict[str, Any]:
@@ -119,10 +126,18 @@ def incident_version(facts: dict[str, Any], event: RawEvent) -> dict[str, Any]:
         confidence *= p.DENIAL_FACTOR if denial else p.DISPUTE_FACTOR
     confidence = max(confidence, graded * p.CONFIDENCE_FLOOR)
     weight = facts["weight"]
+    if "goldstein" in facts:
+        base = (
+            -p.goldstein_weight(facts["goldstein"])
+            * p.magnitude(facts["size"], facts["fatalities"])
+            * confidence
+        )
+    else:
+        base = contribution(weight, facts["size"], facts["fatalities"], confidence)
     return _version(
         event,
         weight=weight,
-        base=contribution(weight, facts["size"], facts["fatalities"], confidence),
+        base=base,
         occurred_at=facts["occurred_at"],
         actors=facts["actors"],
         targets=facts["targets"],

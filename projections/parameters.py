@@ -16,7 +16,7 @@ from typing import Final
 
 from service.domain.vocabulary import KINDS
 
-VERSION: Final = "2026-12.2"
+VERSION: Final = "2026-12.3"
 
 #: Weight of each kind of development.
 WEIGHTS: Final[dict[str, float]] = {
@@ -49,7 +49,22 @@ WEIGHTS: Final[dict[str, float]] = {
     "sanctions_eased": 5.0,
     "sanctions_lifted": 5.0,
     "agreement_signed": 8.0,
+    # A coded event is weighed by its own Goldstein value (see goldstein_weight); this is
+    # the table's entry for its key, used only where a stored one lacks that value.
+    "coded_event": 0.0,
 }
+
+#: A coded event's weight is GOLDSTEIN_FACTOR x its own Goldstein value: the CAMEO scale
+#: is the scale of WEIGHTS, so a coded event weighs what a kind of the same code would
+#: (hostile values escalate, cooperative ones calm, as agreements do). Its half-life class
+#: is its kind's ("verbal": most codes without a command of their own are words).
+GOLDSTEIN_FACTOR: Final = 1.0
+
+
+def goldstein_weight(goldstein: float) -> float:
+    """The weight of a development that carries its own Goldstein value (-10..+10)."""
+    return GOLDSTEIN_FACTOR * max(-10.0, min(10.0, goldstein))
+
 
 #: Half-life in days by class of development: words fade fast, force lingers.
 HALF_LIFE_DAYS: Final[dict[str, float]] = {"verbal": 7.0, "posture": 14.0, "material": 21.0,
@@ -181,6 +196,7 @@ def as_table() -> dict[str, object]:
     return {
         "version": VERSION,
         "weights": WEIGHTS,
+        "goldstein_factor": GOLDSTEIN_FACTOR,
         "half_life_days": HALF_LIFE_DAYS,
         "class_of": CLASS_OF,
         "magnitude_cap": MAGNITUDE_CAP,

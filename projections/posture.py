@@ -47,11 +47,11 @@ class PostureProjection(Projection):
 
     @staticmethod
     def _from_report(base: State, report: dict[str, Any], details: dict[str, Any]) -> State:
-        actor = report["actor"]["country"]
+        actor = report["actor"].get("country")  # None while the actor is unknown
         return {
             **base,
             "actor": actor,
-            "participants": sorted({actor, *details.get("participants", [])}),
+            "participants": sorted({*([actor] if actor else []), *details.get("participants", [])}),
             "name_of_exercise": details.get("name", ""),
             "troop_count": details.get("troop_count", 0),
             "starts_at": details.get("starts_at") or report["evidence"]["occurred_at"],

@@ -83,7 +83,7 @@ class TimelineProjection(Projection):
         report = state["report"]
         return {
             "kind": state["kind"],
-            "actor": report["actor"]["country"],
+            "actor": report["actor"].get("country"),
             "target": (report.get("target") or {}).get("country"),
             "occurred": epoch(report["evidence"]["occurred_at"]),
             "confidence": confidence(report["evidence"]),
@@ -92,7 +92,8 @@ class TimelineProjection(Projection):
 
     def countries(self, state: State) -> set[str]:
         report = state["report"]
-        found = {report["actor"]["country"]}
+        # An unknown actor has no country (its development is found by target and place).
+        found = {report["actor"]["country"]} if report["actor"].get("country") else set()
         if report.get("target"):
             found.add(report["target"]["country"])
         if report.get("location"):

@@ -7,10 +7,13 @@ has none), so retrying an UNAVAILABLE call can never record a report twice. Fail
 
 from __future__ import annotations
 
+import collections
 import random
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -21,6 +24,7 @@ from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+from service.api.translation import commands as bulk_tr
 from service.application.handlers import CommandResult
 from service.domain.commands import Command, FieldViolation
 
@@ -96,6 +100,61 @@ def api_error(code: grpc.StatusCode, message: str, details: list[tr.Detail]) -> 
     """The error a caller sees for a status: the same whether it came over the wire or
     from servicers called in-process (the CLI without ``--server``)."""
     return _ERRORS.get(code, ApiError)(code, message, details)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """One command of :meth:`FlashpointClient.submit_many`: its result, or its error."""
+
+    command: Command
+    result: CommandResult | None
+    error: ApiError | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Sending:
+    """The window of one submit_many: how many commands are out unanswered, and whether
+    the source is spent. Shared by the request thread (gRPC's) and the reading caller."""
+
+    def __init__(self, window: int) -> None:
+        self.window = max(window, 1)
+        self.lock = threading.Lock()
+        self._room = threading.Condition(self.lock)
+        self.in_flight = 0
+        self.done = False
+        self._generation = 0
+        self._stopped = False
+
+    def start(self, resent: int) -> int:
+        """A new stream begins with ``resent`` commands out; its generation."""
+        with self.lock:
+            self.in_flight = resent
+            self._stopped = False
+            self._generation += 1
+            return self._generation
+
+    def wait_for_room(self, generation: int) -> bool:
+        """Whether stream ``generation`` may send more (False once it is stopped or the
+        source ended). Called holding ``lock``."""
+        while self.in_flight >= self.window and self._live(generation):
+            self._room.wait(0.5)
+        return self._live(generation) and not self.done
+
+    def _live(self, generation: int) -> bool:
+        return not self._stopped and generation == self._generation
+
+    def answered(self) -> None:
+        with self._room:
+            self.in_flight -= 1
+            self._room.notify_all()
+
+    def stop(self) -> None:
+        with self._room:
+            self._stopped = True
+            self._room.notify_all()
 
 
 class FlashpointClient:
@@ -175,6 +234,80 @@ class FlashpointClient:
         request = tr.request_from_command(command)
         method = getattr(self.commands, command.command_name)
         return tr.result_from_response(self.call(method, request, retry=True))
+
+    def submit_many(
+        self, commands: Iterable[Command], *, window: int = 256, attempts: int | None = None
+    ) -> Iterator[BulkResult]:
+        """Send ``commands`` over one SubmitDevelopments stream and yield, in their order,
+        each one's result or its own error (an :class:`ApiError`; one failing command never
+        stops the others).
+
+        Every command carries a request id (one is made when it has none). If the stream
+        is lost (UNAVAILABLE, the connection reset), a new one re-sends every command not
+        yet answered, in order: those the server had recorded are answered ``replayed``,
+        so nothing is recorded twice. It gives up, raising :class:`ApiError`, after
+        ``attempts`` (default: the client's) losses in a row without an answer between
+        them. At most ``window`` commands are sent ahead of their answers.
+        """
+        source = iter(commands)
+        #: Sent (or about to be re-sent) and not yet answered, oldest first.
+        unanswered: collections.deque[Command] = collections.deque()
+        state = _Sending(window)
+        failures = 0
+        limit = self.attempts if attempts is None else max(attempts, 1)
+
+        def requests(resend: list[Command], generation: int) -> Iterator[bulk_tr.BulkRequest]:
+            for command in resend:
+                yield bulk_tr.bulk_request(command)
+            while True:
+                with state.lock:
+                    # Pulled and queued under the lock, by this stream only: a stream
+                    # that was lost must not take a command the next one would miss.
+                    if not state.wait_for_room(generation):
+                        return
+                    pulled = next(source, None)
+                    if pulled is None:
+                        state.done = True
+                        return
+                    if pulled.request_id is None:
+                        pulled = pulled.model_copy(update={"request_id": uuid.uuid4().hex})
+                    unanswered.append(pulled)
+                    state.in_flight += 1
+                yield bulk_tr.bulk_request(pulled)
+
+        while True:
+            resend = list(unanswered)
+            generation = state.start(len(resend))
+            metadata = (*self._metadata, ("x-request-id", uuid.uuid4().hex))
+            responses = self.commands.SubmitDevelopments(
+                requests(resend, generation), metadata=metadata
+            )
+            try:
+                for response in responses:
+                    with state.lock:
+                        command = unanswered.popleft()
+                    state.answered()
+                    failures = 0
+                    result, status = bulk_tr.bulk_outcome(response)
+                    if status is not None:
+                        error = api_error(
+                            bulk_tr.status_code(status), status.message, tr.details_of(status)
+                        )
+                        yield BulkResult(command, None, error)
+                    else:
+                        yield BulkResult(command, result, None)
+            except grpc.RpcError as error:
+                failures += 1
+                if error.code() not in RETRYABLE or failures >= limit:
+                    state.stop()
+                    raise error_from_rpc(error) from None
+                time.sleep(min(0.05 * 2**failures, 1.0) * (0.5 + random.random()))
+                continue
+            finally:
+                state.stop()
+                responses.cancel()  # type: ignore[no-untyped-call]
+            if not unanswered and state.done:
+                return
 
     # ------------------------------------------------------------------ queries
 

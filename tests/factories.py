@@ -64,6 +64,8 @@ def raw_command(command_class: type[c.Command], **ids: Any) -> dict[str, Any]:
                                      "agreement": "Easter truce", "fatalities": 1},
         c.ImposeBlockade: {**incident, "target": {"country": "UKR"}, "vessels_count": 12,
                            "waters": "Sea of Azov", "ports": ["Berdyansk"]},
+        c.ReportCodedEvent: {**incident, "target": {"country": "UKR"}, "event_code": "0874",
+                             "goldstein": 5.2},
         c.EndMilitaryExercise: {"ended_at": iso(0.5)},
         c.CorroborateIncident: {"source": {"name": "BBC"}, "reliability": "A", "credibility": 1},
         c.DisputeIncident: {"party": "RUS", "denial": True,

@@ -75,6 +75,7 @@ KIND_DETAILS: dict[str, dict[str, Any]] = {
     "cyber_attack": {"attack_kind": "ddos"},
     "ceasefire_violation": {"target": {"country": "UKR"}, "fatalities": 1},
     "naval_blockade": {"target": {"country": "UKR"}, "vessels_count": 12},
+    "coded_event": {"event_code": "0874", "goldstein": 5.2},
 }
 
 
@@ -183,6 +184,12 @@ REPORTED: dict[str, tuple[type[Incident.Reported], str, dict[str, str]]] = {
         vars(Incident)["BlockadeImposed"],
         "BlockadeImposed",
         coding("191", "COERCE", "blockade"),
+    ),
+    # Its own code, and the PLOVER category of its root (08: RETREAT, by sanctions eased).
+    "coded_event": (
+        vars(Incident)["CodedEventReported"],
+        "CodedEventReported",
+        coding("0874", "RETREAT"),
     ),
 }
 

@@ -162,10 +162,14 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._bidi(method, handler.stream_stream),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
         # No client-streaming RPC is defined; one added later must not skip authentication.
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_refuse_unwrapped)
-        return grpc.stream_stream_rpc_method_handler(_refuse_unwrapped)
+        return grpc.stream_unary_rpc_method_handler(_refuse_unwrapped)
 
     def _enter(self, call: _Call, metadata: dict[str, Any], request: Any) -> list[Any]:
         authorization = metadata.get("authorization")
@@ -231,6 +235,35 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             except Exception as error:
                 call.fail(error)
             call.ok()
+
+        return behaviour
+
+    def _bidi(
+        self, method: str, inner: Callable[[Any, Any], Iterator[Any]]
+    ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        """A bidirectional stream: authenticated and authorized once, at its start (the
+        call's metadata does not change), with one log line at its end. Each request is the
+        behaviour's to judge: an undecodable one reaches it as such, not as the call's end."""
+
+        def behaviour(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            metadata = dict(context.invocation_metadata() or ())
+            call = _Call(method, metadata, context, self._metrics)
+            sent = 0
+            try:
+                tokens = self._enter(call, metadata, None)
+                try:
+                    for item in inner(requests, context):
+                        yield item
+                        sent += 1
+                finally:
+                    _reset(tokens)
+            except GeneratorExit:
+                call.finish(grpc.StatusCode.CANCELLED, messages=sent)
+                raise
+            except Exception as error:
+                call.fail(error)
+            call.context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+            call.finish(grpc.StatusCode.OK, messages=sent)
 
         return behaviour
 

@@ -8,16 +8,18 @@ composition root, so the CLI can answer with the very same methods in-process.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 import grpc
+import structlog
 
 from projections.readmodels import EscalationView, ReadModels
 from projections.runner import Progress, ProjectionWorker
@@ -26,14 +28,15 @@ from projections.timetravel import TimeTravel
 from service.adapters import log_views
 from service.adapters.store import FlashpointApplication
 from service.api import translation as tr
-from service.api.errors import ReadNotCaughtUp
+from service.api.errors import ReadNotCaughtUp, map_error
 from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import current_client, current_principal
-from service.application import queries
+from service.api.translation import commands as bulk_tr
+from service.application import bulk, queries
 from service.application.errors import DeadlineReached, NotFound, StoreUnavailable
-from service.application.handlers import Submitter
+from service.application.handlers import CommandResult, Submitter, resource_key
 from service.application.queries import IncidentView
 from service.audit.chain import Chainer
 from service.audit.hashing import canonical_json
@@ -44,6 +47,8 @@ from service.domain import commands as c
 from service.domain.commands import CommandValidationError
 from service.settings import Settings
 from service.status import LogStatus
+
+log = structlog.get_logger()
 
 
 class Context(Protocol):
@@ -94,7 +99,7 @@ def servicers_for(parts: ServiceParts, *, threads: int | None = None) -> Service
     return Servicers(
         # Its RPCs are set from the command table when the module loads, which the
         # generated stub's abstract methods cannot see.
-        commands=CommandServicer(parts.app),  # type: ignore[abstract]
+        commands=CommandServicer(parts.app, streams=streams),  # type: ignore[abstract]
         queries=QueryServicer(
             parts.app,
             parts.read_models,
@@ -110,8 +115,8 @@ def servicers_for(parts: ServiceParts, *, threads: int | None = None) -> Service
 
 
 class StreamSlots:
-    """How many long-lived streams (WatchEscalation, ReadEvents, RebuildProjection) may run
-    at once.
+    """How many long-lived streams (WatchEscalation, ReadEvents, RebuildProjection,
+    SubmitDevelopments) may run at once.
 
     A synchronous gRPC server gives each call one of its threads for the call's whole life:
     a watch holds its thread until the client goes away. Unbounded, as many watches as
@@ -150,7 +155,8 @@ class StreamSlots:
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{method}: this server already serves {self.limit} long-lived streams "
-                f"(WatchEscalation, ReadEvents, RebuildProjection), the most it gives{pool}; "
+                "(WatchEscalation, ReadEvents, RebuildProjection, SubmitDevelopments), the "
+                f"most it gives{pool}; "
                 "close one or retry later",
             )
         try:
@@ -176,16 +182,77 @@ def _stop_check(context: Context) -> Callable[[], None]:
 
 class CommandServicer(command_grpc.CommandServiceServicer):
     """One RPC per command, each made from the command's declaration (``COMMANDS``): a new
-    command needs no code here."""
+    command needs no code here; and the bulk stream over all of them."""
 
-    def __init__(self, app: FlashpointApplication) -> None:
+    def __init__(
+        self,
+        app: FlashpointApplication,
+        *,
+        streams: StreamSlots | None = None,
+        window: int = bulk.WINDOW,
+    ) -> None:
         self._app = app
+        self._streams = streams or StreamSlots.for_threads(DEFAULT_THREADS)
+        self._window = window
 
     def execute(self, command_class: type[c.Command], request: tr.Message) -> tr.Message:
         command = tr.command_from_request(command_class, request)
         submitter = Submitter(current_principal.get().name, current_client.get())
         result = self._app.execute(command, submitter)
         return tr.response_from_result(result, tr.response_class(command_class))
+
+    def SubmitDevelopments(
+        self, requests: Iterator[tr.Message], context: Context
+    ) -> Iterator[bulk_tr.BulkResponse]:
+        """Each command decided as its own RPC would decide it, concurrently (through the
+        group committer), answered in order with its response or its own error status."""
+        with self._streams.held(context, "SubmitDevelopments"):
+            submitter = Submitter(current_principal.get().name, current_client.get())
+            # The call's deadline and identity, for the pool's threads (a context is
+            # entered by one thread at a time: each command runs in a copy).
+            call = contextvars.copy_context()
+
+            def decode(request: tr.Message) -> _Bulk:
+                request_id = bulk_tr.bulk_request_id(request)
+                try:
+                    return _Bulk(request_id, bulk_tr.bulk_command(request), None)
+                except CommandValidationError as error:
+                    return _Bulk(request_id, None, error)
+
+            def work(entry: _Bulk) -> CommandResult:
+                if entry.command is None:
+                    raise entry.error or CommandValidationError.single("command", "missing")
+                return call.copy().run(self._app.execute, entry.command, submitter)
+
+            def key(entry: _Bulk) -> Hashable | None:
+                if entry.command is None:
+                    return None
+                return resource_key(entry.command, submitter.principal)
+
+            outcomes = bulk.run_ordered(
+                (decode(request) for request in requests), work, key, window=self._window
+            )
+            for outcome in outcomes:
+                entry = outcome.item
+                if outcome.error is None and outcome.result is not None:
+                    yield bulk_tr.bulk_response(
+                        outcome.index, entry.request_id, command=entry.command,
+                        result=outcome.result,
+                    )  # fmt: skip
+                    continue
+                mapped = map_error(outcome.error or RuntimeError("no result"))
+                if mapped.internal:
+                    log.error("bulk.unexpected_error", index=outcome.index, exc_info=outcome.error)
+                yield bulk_tr.bulk_response(outcome.index, entry.request_id, status=mapped.status)
+
+
+@dataclass(frozen=True)
+class _Bulk:
+    """One request of a bulk stream, read: its command, or why it has none."""
+
+    request_id: str
+    command: c.Command | None
+    error: CommandValidationError | None
 
 
 def _command_rpc(command_class: type[c.Command]) -> Callable[..., tr.Message]:

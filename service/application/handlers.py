@@ -450,6 +450,21 @@ COLLECTIONS: dict[type[Aggregate], str] = {
 }
 
 
+def resource_key(command: Command, principal: str) -> UUID | None:
+    """The id of the resource ``command`` acts on, where it can be known before deciding:
+    an existing one's, or the one a report with a request id will create (ids derive from
+    request ids, as ``_decide`` makes them). A bulk run orders commands by it."""
+    if isinstance(command, IncidentCommand):
+        return command.incident_id
+    if isinstance(command, SanctionsCommand):
+        return command.regime_id
+    if isinstance(command, NegotiationCommand):
+        return command.track_id
+    if command.request_id is not None:
+        return uuid5(receipt_id(principal, command.request_id), "resource")
+    return None
+
+
 def resource_name(aggregate: Aggregate) -> str:
     return f"{COLLECTIONS[type(aggregate)]}/{aggregate.id}"
 
@@ -461,7 +476,12 @@ def corrected_report(incident: Incident, changes: dict[str, Any]) -> ReportDevel
     correction: correcting ``count`` below ``intercepted`` is refused like a bad report.
     """
     command_class = REPORT_COMMANDS[incident.kind]
-    merged = deep_merge({**incident.report, **incident.details}, changes)
+    base = {**incident.report, **incident.details}
+    if (base.get("actor") or {}).get("unknown") and isinstance(changes.get("actor"), dict):
+        # Attributing an unknown actor names a party afresh: merging ``{country: "RUS"}``
+        # into ``{unknown: true}`` would make a party both known and unknown.
+        base["actor"] = {}
+    merged = deep_merge(base, changes)
     build: Callable[[], ReportDevelopment] = lambda: command_class.model_validate(merged)  # noqa: E731
     return validating(build, prefix="changes")
 

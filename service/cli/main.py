@@ -263,7 +263,10 @@ def _add_command_flags(parser: argparse.ArgumentParser, command_class: type[Comm
     add_client_flags(parser, inner=True)
     fields = command_class.model_fields
     if issubclass(command_class, ReportDevelopment):
-        parser.add_argument("--actor", help="country (ISO alpha-3) or organisation that acted")
+        parser.add_argument(
+            "--actor",
+            help="country (ISO alpha-3) or organisation that acted; 'unknown' when not known",
+        )
         parser.add_argument("--actor-organisation", help="e.g. military, foreign ministry")
         parser.add_argument("--target", help="country acted upon")
         parser.add_argument("--target-organisation")
@@ -326,6 +329,8 @@ _QUALIFIERS = {
     "actor": ("actor_organisation",),
     "target": ("target_organisation",),
 }
+#: What ``--actor`` says for an actor nobody has named yet.
+UNKNOWN_ACTOR = "unknown"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -367,7 +372,9 @@ def command_data_from_flags(args: argparse.Namespace, command_class: type[Comman
             given = [name for name in qualifiers if getattr(args, name, None) is not None]
             if given and not getattr(args, main_flag, None):
                 raise FlagError(f"{_flag(given[0])} needs {_flag(main_flag)}")
-        if args.actor:
+        if args.actor and args.actor.strip().lower() == UNKNOWN_ACTOR:
+            data["actor"] = _without_none(unknown=True, organisation=args.actor_organisation)
+        elif args.actor:
             data["actor"] = _party(args.actor, args.actor_organisation)
         if args.target:
             data["target"] = _party(args.target, args.target_organisation)

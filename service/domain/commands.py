@@ -24,8 +24,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -173,10 +176,35 @@ class Model(BaseModel):
 
 
 class Party(Model):
-    """Who acted or was acted upon: a country (or organisation), optionally a sector."""
+    """Who acted or was acted upon: a country (or organisation), optionally a sector.
 
-    country: ActorCode
+    A report's actor may be ``unknown`` (drones over an airport, nobody named yet): then it
+    has no country, and the development counts for its target and location only until a
+    correction attributes it.
+    """
+
+    country: ActorCode | None = None
     organisation: Annotated[str, StringConstraints(max_length=100)] | None = None
+    unknown: bool = False
+
+    @model_validator(mode="after")
+    def _country_or_unknown(self) -> Self:
+        if self.unknown and self.country is not None:
+            raise InvalidField("unknown", "an unknown party has no country; leave country unset")
+        if not self.unknown and self.country is None:
+            raise InvalidField("country", "Field required (or set unknown for an unknown actor)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _known_stays_as_before(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # A known party is stored (and fingerprinted) exactly as before ``unknown`` existed,
+        # so earlier receipts still match their retries and stored reports keep one shape.
+        data: dict[str, Any] = handler(self)
+        if not self.unknown:
+            data.pop("unknown", None)
+        return data
 
 
 class Location(Model):
@@ -344,6 +372,8 @@ class ReportDevelopment(Command):
 
     @model_validator(mode="after")
     def _actor_is_not_target(self) -> Self:
+        if self.target is not None and self.target.unknown:
+            raise InvalidField("target.unknown", "only the actor of a report may be unknown")
         if self.target is not None and self.target.country == self.actor.country:
             raise InvalidField("target.country", "must differ from actor.country")
         return self
@@ -487,6 +517,25 @@ class ImposeBlockade(ReportDevelopment):
     vessels_count: Count = 0
     waters: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
     ports: Annotated[tuple[Name, ...], Field(max_length=50)] = ()
+
+
+def _cameo_code(value: str) -> str:
+    if not value.isdigit() or not 2 <= len(value) <= 4:
+        raise ValueError(f'{value!r} is not a CAMEO event code (2 to 4 digits, e.g. "042")')
+    if not 1 <= int(value[:2]) <= 20:
+        raise ValueError(f"{value!r} is not a CAMEO event code: its root {value[:2]} is not 01..20")
+    return value
+
+
+CameoCode = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_cameo_code)]
+
+
+class ReportCodedEvent(ReportDevelopment):
+    """A CAMEO-coded development with no command of its own (e.g. a row of GDELT)."""
+
+    event_code: CameoCode
+    goldstein: Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]
+    description: ShortText = ""
 
 
 class IncidentCommand(ExistingResourceCommand):

@@ -119,6 +119,12 @@ class Kind:
     #: The detail that counts fatalities, where the kind has one.
     fatalities: str | None = None
     refinements: tuple[Refinement, ...] = ()
+    #: The detail holding the development's own CAMEO event code, for a kind that records
+    #: any code (its PLOVER category then follows the code's root, see ``PLOVER_BY_ROOT``).
+    cameo_from: str | None = None
+    #: The detail holding the development's own Goldstein value (-10..+10), which the
+    #: escalation model weighs it by instead of the table's weight for ``weight_key``.
+    goldstein_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.weight_key:
@@ -126,6 +132,9 @@ class Kind:
 
     def coding_for(self, details: Mapping[str, object] | None = None) -> Coding:
         cameo, plover, mode = self.coding.cameo, self.coding.plover, self.coding.mode
+        if self.cameo_from is not None:
+            cameo = str((details or {}).get(self.cameo_from) or cameo)
+            plover = PLOVER_BY_ROOT.get(cameo[:2], plover)
         for refinement in self._applicable(details or {}):
             cameo = refinement.cameo if refinement.cameo is not None else cameo
             plover = refinement.plover if refinement.plover is not None else plover
@@ -156,10 +165,21 @@ class Kind:
     def size_fields(self) -> tuple[str, ...]:
         return tuple(f for f in (self.size and self.size.field, self.fatalities) if f)
 
+    def goldstein_of(self, details: Mapping[str, object]) -> float | None:
+        """The development's own Goldstein value, for a kind that carries one."""
+        if self.goldstein_from is None:
+            return None
+        value = details.get(self.goldstein_from)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"{self.goldstein_from} is {value!r}, not a number")
+        return float(value)
+
     @property
     def detail_fields(self) -> frozenset[str]:
-        """The fields this entry reads from a command (size, fatalities, refinements)."""
-        return frozenset({*self.size_fields, *(r.when.field for r in self.refinements)})
+        """The fields this entry reads from a command (size, fatalities, refinements, its
+        own code and Goldstein value)."""
+        own = (f for f in (self.cameo_from, self.goldstein_from) if f)
+        return frozenset({*self.size_fields, *(r.when.field for r in self.refinements), *own})
 
     def _applicable(self, details: Mapping[str, object]) -> Iterable[Refinement]:
         return (refinement for refinement in self.refinements if refinement.when.holds(details))
@@ -261,6 +281,12 @@ KINDS: Final[tuple[Kind, ...]] = (
         "naval_blockade", "ImposeBlockade", "BlockadeImposed", "blockade", "incidents",
         Coding("191", "COERCE", "blockade"), "material", size=Size("vessels_count"),
     ),
+    # Any CAMEO code without a command of its own (GDELT's rows, mostly): its coding is its
+    # own code, its weight its own Goldstein value (projections/parameters.py).
+    Kind(
+        "coded_event", "ReportCodedEvent", "CodedEventReported", "coded-event", "incidents",
+        Coding(""), "verbal", cameo_from="event_code", goldstein_from="goldstein",
+    ),
     # ------------------------------------------------------------------------- sanctions
     Kind(
         "sanctions_imposed", "ImposeSanctions", "SanctionsImposed", "sanctions-imposed",
@@ -304,6 +330,22 @@ KINDS: Final[tuple[Kind, ...]] = (
         "negotiations", Coding("057", "AGREE"), "verbal",
     ),
 )  # fmt: skip
+
+
+def _plover_by_root() -> dict[str, str]:
+    # The first kind declared with a code of a root names that root's PLOVER category
+    # (root 19: a clash's ASSAULT, not a blockade's COERCE, by the order above).
+    roots: dict[str, str] = {}
+    for kind in KINDS:
+        codings = (kind.coding, *(Coding(r.cameo or "", r.plover or "") for r in kind.refinements))
+        for coding in codings:
+            if len(coding.cameo) >= 2 and coding.plover:
+                roots.setdefault(coding.cameo[:2], coding.plover)
+    return roots
+
+
+#: CAMEO root (two digits) -> PLOVER category, where a declared kind maps the root.
+PLOVER_BY_ROOT: Final[Mapping[str, str]] = _plover_by_root()
 
 #: The steps of an incident's lifecycle after its report.
 STEPS: Final[tuple[Step, ...]] = (

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -291,3 +292,91 @@ def result_from_response(response: Any) -> CommandResult:
         position=response.position,
         replayed=response.replayed,
     )
+
+
+# ---------------------------------------------------------------------- the bulk stream
+
+BulkRequest = command_pb.SubmitDevelopmentsRequest
+BulkResponse = command_pb.SubmitDevelopmentsResponse
+
+
+def _bulk_fields(message: type[Message], oneof: str, suffix: str) -> dict[str, type[Command]]:
+    found: dict[str, type[Command]] = {}
+    for field in message.DESCRIPTOR.oneofs_by_name[oneof].fields:
+        name = field.message_type.name if field.message_type is not None else ""
+        if name.endswith(suffix):
+            found[field.name] = COMMANDS[name.removesuffix(suffix)]
+    return found
+
+
+#: The bulk request's oneof field of each command, and the response's (same names).
+BULK_REQUEST_FIELDS: dict[str, type[Command]] = _bulk_fields(BulkRequest, "command", "Request")
+BULK_RESPONSE_FIELDS: dict[str, type[Command]] = _bulk_fields(BulkResponse, "result", "Response")
+_BULK_FIELD_OF: dict[str, str] = {
+    cls.command_name: name for name, cls in BULK_REQUEST_FIELDS.items()
+}
+
+
+def bulk_command(request: Message) -> Command:
+    """The command one bulk request holds (CommandValidationError naming its fields as the
+    command's own RPC would, or ``command`` when it holds none)."""
+    if not isinstance(request, BulkRequest):
+        raise CommandValidationError.single("(request)", "the request is not a valid message")
+    which = request.WhichOneof("command")
+    if which is None:
+        raise CommandValidationError.single(
+            "command", "set exactly one command (e.g. report_incursion)"
+        )
+    return command_from_request(BULK_REQUEST_FIELDS[which], getattr(request, which))
+
+
+def bulk_request_id(request: Message) -> str:
+    """The request id of the command a bulk request holds ("" when none, or none readable)."""
+    if not isinstance(request, BulkRequest):
+        return ""
+    which = request.WhichOneof("command")
+    return str(getattr(request, which).request_id) if which is not None else ""
+
+
+def bulk_request(command: Command) -> BulkRequest:
+    request = BulkRequest()
+    getattr(request, _BULK_FIELD_OF[command.command_name]).CopyFrom(request_from_command(command))
+    return request
+
+
+def bulk_response(
+    index: int,
+    request_id: str,
+    *,
+    command: Command | None = None,
+    result: CommandResult | None = None,
+    status: Any = None,
+) -> BulkResponse:
+    """The answer to one bulk request: ``command``'s response of ``result``, or ``status``
+    (a google.rpc.Status, as the command's own RPC would have failed)."""
+    response = BulkResponse(index=index, request_id=request_id)
+    if status is not None:
+        response.error.CopyFrom(status)
+    elif command is not None and result is not None:
+        inner = getattr(response, _BULK_FIELD_OF[command.command_name])
+        inner.CopyFrom(response_from_result(result, response_class(type(command))))
+    else:  # pragma: no cover - the servicer gives one or the other
+        raise ValueError("a bulk answer needs a result or a status")
+    return response
+
+
+def bulk_outcome(response: Any) -> tuple[CommandResult | None, Any]:
+    """(its result, None) or (None, its google.rpc.Status) of one bulk answer."""
+    which = response.WhichOneof("result")
+    if which == "error" or which is None:
+        return None, response.error
+    return result_from_response(getattr(response, which)), None
+
+
+#: google.rpc.Code numbers -> grpc.StatusCode.
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(status: Any) -> grpc.StatusCode:
+    """The gRPC status code of a google.rpc.Status (UNKNOWN for a number gRPC lacks)."""
+    return _STATUS_CODES.get(int(status.code), grpc.StatusCode.UNKNOWN)

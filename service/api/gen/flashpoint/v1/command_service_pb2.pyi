@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -1712,6 +1713,124 @@ class ImposeBlockadeResponse(_message.Message):
 Global___ImposeBlockadeResponse: _TypeAlias = ImposeBlockadeResponse  # noqa: Y015
 
 @_typing.final
+class ReportCodedEventRequest(_message.Message):
+    """The request of CommandService.ReportCodedEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    EVENT_CODE_FIELD_NUMBER: _builtins.int
+    GOLDSTEIN_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional idempotency key (AIP-155), 1..128 characters of [A-Za-z0-9._:/@+=-]. A retry
+    with the same id and the same request returns the first answer (`replayed` true) and
+    appends nothing; the same id with a different request is ALREADY_EXISTS.
+    """
+    event_code: _builtins.str
+    """The CAMEO event code, 2 to 4 digits whose root (first two) is 01..20, e.g. "042"
+    (make a visit), "1411" (demonstrate for leadership change).
+    """
+    goldstein: _builtins.float
+    """Its Goldstein value, -10 (most hostile) .. +10 (most cooperative): the development's
+    weight in the escalation model (hostile values escalate, cooperative ones calm).
+    """
+    description: _builtins.str
+    """What happened, free text (at most 500 characters)."""
+    @_builtins.property
+    def actor(self) -> _common_pb2.Party:
+        """Who acted: a country or organisation, optionally narrowed to a sector; or unknown."""
+
+    @_builtins.property
+    def target(self) -> _common_pb2.Party:
+        """Who it was aimed at, if anyone. When set, its country must differ from the actor's."""
+
+    @_builtins.property
+    def location(self) -> _common_pb2.Location:
+        """Where it happened, when known."""
+
+    @_builtins.property
+    def evidence(self) -> _common_pb2.Evidence:
+        """When it happened, the sources and their Admiralty grading."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        actor: _common_pb2.Party | None = ...,
+        target: _common_pb2.Party | None = ...,
+        location: _common_pb2.Location | None = ...,
+        evidence: _common_pb2.Evidence | None = ...,
+        event_code: _builtins.str | None = ...,
+        goldstein: _builtins.float | None = ...,
+        description: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_event_code", b"_event_code", "_goldstein", b"_goldstein", "actor", b"actor", "description", b"description", "event_code", b"event_code", "evidence", b"evidence", "goldstein", b"goldstein", "location", b"location", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_event_code", b"_event_code", "_goldstein", b"_goldstein", "actor", b"actor", "description", b"description", "event_code", b"event_code", "evidence", b"evidence", "goldstein", b"goldstein", "location", b"location", "request_id", b"request_id", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__event_code: _TypeAlias = _typing.Literal["event_code"]  # noqa: Y015
+    _WhichOneofArgType__event_code: _TypeAlias = _typing.Literal["_event_code", b"_event_code"]  # noqa: Y015
+    _WhichOneofReturnType__goldstein: _TypeAlias = _typing.Literal["goldstein"]  # noqa: Y015
+    _WhichOneofArgType__goldstein: _TypeAlias = _typing.Literal["_goldstein", b"_goldstein"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__event_code) -> _WhichOneofReturnType__event_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__goldstein) -> _WhichOneofReturnType__goldstein | None: ...
+
+Global___ReportCodedEventRequest: _TypeAlias = ReportCodedEventRequest  # noqa: Y015
+
+@_typing.final
+class ReportCodedEventResponse(_message.Message):
+    """The answer of CommandService.ReportCodedEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The resource's name: "incidents/{id}", "sanctions/{id}" or "negotiations/{id}"."""
+    id: _builtins.str
+    """The resource's id (a UUID), for the commands that follow on it."""
+    version: _builtins.int
+    """The resource's version after the command (its `expected_version` next time)."""
+    position: _builtins.int
+    """The log position of the last event the command appended: pass it as a query's
+    `min_position` to read your own write.
+    """
+    replayed: _builtins.bool
+    """True when this answers a retry of an earlier request with the same request_id
+    (nothing was appended this time).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        position: _builtins.int = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "position", b"position", "replayed", b"replayed", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportCodedEventResponse: _TypeAlias = ReportCodedEventResponse  # noqa: Y015
+
+@_typing.final
 class ImposeSanctionsRequest(_message.Message):
     """The request of CommandService.ImposeSanctions."""
 
@@ -3174,3 +3293,417 @@ class RetractIncidentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetractIncidentResponse: _TypeAlias = RetractIncidentResponse  # noqa: Y015
+
+@_typing.final
+class SubmitDevelopmentsRequest(_message.Message):
+    """One command of a CommandService.SubmitDevelopments stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_INCURSION_FIELD_NUMBER: _builtins.int
+    REPORT_STRIKE_FIELD_NUMBER: _builtins.int
+    REPORT_CLASH_FIELD_NUMBER: _builtins.int
+    START_MILITARY_EXERCISE_FIELD_NUMBER: _builtins.int
+    DEPLOY_TROOPS_FIELD_NUMBER: _builtins.int
+    RAISE_ALERT_FIELD_NUMBER: _builtins.int
+    REPORT_THREAT_FIELD_NUMBER: _builtins.int
+    RECORD_STATEMENT_FIELD_NUMBER: _builtins.int
+    ISSUE_CONDEMNATION_FIELD_NUMBER: _builtins.int
+    SUMMON_ENVOY_FIELD_NUMBER: _builtins.int
+    EXPEL_DIPLOMATS_FIELD_NUMBER: _builtins.int
+    REPORT_CYBER_ATTACK_FIELD_NUMBER: _builtins.int
+    REPORT_CEASEFIRE_VIOLATION_FIELD_NUMBER: _builtins.int
+    IMPOSE_BLOCKADE_FIELD_NUMBER: _builtins.int
+    REPORT_CODED_EVENT_FIELD_NUMBER: _builtins.int
+    IMPOSE_SANCTIONS_FIELD_NUMBER: _builtins.int
+    EXTEND_SANCTIONS_FIELD_NUMBER: _builtins.int
+    EASE_SANCTIONS_FIELD_NUMBER: _builtins.int
+    LIFT_SANCTIONS_FIELD_NUMBER: _builtins.int
+    PROPOSE_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    HOLD_NEGOTIATION_ROUND_FIELD_NUMBER: _builtins.int
+    PAUSE_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    RESUME_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    REJECT_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    SIGN_AGREEMENT_FIELD_NUMBER: _builtins.int
+    CORROBORATE_INCIDENT_FIELD_NUMBER: _builtins.int
+    DISPUTE_INCIDENT_FIELD_NUMBER: _builtins.int
+    CORRECT_INCIDENT_FIELD_NUMBER: _builtins.int
+    RETRACT_INCIDENT_FIELD_NUMBER: _builtins.int
+    END_MILITARY_EXERCISE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report_incursion(self) -> Global___ReportIncursionRequest:
+        """ReportIncursion, as its own RPC takes it."""
+
+    @_builtins.property
+    def report_strike(self) -> Global___ReportStrikeRequest:
+        """ReportStrike, as its own RPC takes it."""
+
+    @_builtins.property
+    def report_clash(self) -> Global___ReportClashRequest:
+        """ReportClash, as its own RPC takes it."""
+
+    @_builtins.property
+    def start_military_exercise(self) -> Global___StartMilitaryExerciseRequest:
+        """StartMilitaryExercise, as its own RPC takes it."""
+
+    @_builtins.property
+    def deploy_troops(self) -> Global___DeployTroopsRequest:
+        """DeployTroops, as its own RPC takes it."""
+
+    @_builtins.property
+    def raise_alert(self) -> Global___RaiseAlertRequest:
+        """RaiseAlert, as its own RPC takes it."""
+
+    @_builtins.property
+    def report_threat(self) -> Global___ReportThreatRequest:
+        """ReportThreat, as its own RPC takes it."""
+
+    @_builtins.property
+    def record_statement(self) -> Global___RecordStatementRequest:
+        """RecordStatement, as its own RPC takes it."""
+
+    @_builtins.property
+    def issue_condemnation(self) -> Global___IssueCondemnationRequest:
+        """IssueCondemnation, as its own RPC takes it."""
+
+    @_builtins.property
+    def summon_envoy(self) -> Global___SummonEnvoyRequest:
+        """SummonEnvoy, as its own RPC takes it."""
+
+    @_builtins.property
+    def expel_diplomats(self) -> Global___ExpelDiplomatsRequest:
+        """ExpelDiplomats, as its own RPC takes it."""
+
+    @_builtins.property
+    def report_cyber_attack(self) -> Global___ReportCyberAttackRequest:
+        """ReportCyberAttack, as its own RPC takes it."""
+
+    @_builtins.property
+    def report_ceasefire_violation(self) -> Global___ReportCeasefireViolationRequest:
+        """ReportCeasefireViolation, as its own RPC takes it."""
+
+    @_builtins.property
+    def impose_blockade(self) -> Global___ImposeBlockadeRequest:
+        """ImposeBlockade, as its own RPC takes it."""
+
+    @_builtins.property
+    def report_coded_event(self) -> Global___ReportCodedEventRequest:
+        """ReportCodedEvent, as its own RPC takes it."""
+
+    @_builtins.property
+    def impose_sanctions(self) -> Global___ImposeSanctionsRequest:
+        """ImposeSanctions, as its own RPC takes it."""
+
+    @_builtins.property
+    def extend_sanctions(self) -> Global___ExtendSanctionsRequest:
+        """ExtendSanctions, as its own RPC takes it."""
+
+    @_builtins.property
+    def ease_sanctions(self) -> Global___EaseSanctionsRequest:
+        """EaseSanctions, as its own RPC takes it."""
+
+    @_builtins.property
+    def lift_sanctions(self) -> Global___LiftSanctionsRequest:
+        """LiftSanctions, as its own RPC takes it."""
+
+    @_builtins.property
+    def propose_negotiations(self) -> Global___ProposeNegotiationsRequest:
+        """ProposeNegotiations, as its own RPC takes it."""
+
+    @_builtins.property
+    def hold_negotiation_round(self) -> Global___HoldNegotiationRoundRequest:
+        """HoldNegotiationRound, as its own RPC takes it."""
+
+    @_builtins.property
+    def pause_negotiations(self) -> Global___PauseNegotiationsRequest:
+        """PauseNegotiations, as its own RPC takes it."""
+
+    @_builtins.property
+    def resume_negotiations(self) -> Global___ResumeNegotiationsRequest:
+        """ResumeNegotiations, as its own RPC takes it."""
+
+    @_builtins.property
+    def reject_negotiations(self) -> Global___RejectNegotiationsRequest:
+        """RejectNegotiations, as its own RPC takes it."""
+
+    @_builtins.property
+    def sign_agreement(self) -> Global___SignAgreementRequest:
+        """SignAgreement, as its own RPC takes it."""
+
+    @_builtins.property
+    def corroborate_incident(self) -> Global___CorroborateIncidentRequest:
+        """CorroborateIncident, as its own RPC takes it."""
+
+    @_builtins.property
+    def dispute_incident(self) -> Global___DisputeIncidentRequest:
+        """DisputeIncident, as its own RPC takes it."""
+
+    @_builtins.property
+    def correct_incident(self) -> Global___CorrectIncidentRequest:
+        """CorrectIncident, as its own RPC takes it."""
+
+    @_builtins.property
+    def retract_incident(self) -> Global___RetractIncidentRequest:
+        """RetractIncident, as its own RPC takes it."""
+
+    @_builtins.property
+    def end_military_exercise(self) -> Global___EndMilitaryExerciseRequest:
+        """EndMilitaryExercise, as its own RPC takes it."""
+
+    def __init__(
+        self,
+        *,
+        report_incursion: Global___ReportIncursionRequest | None = ...,
+        report_strike: Global___ReportStrikeRequest | None = ...,
+        report_clash: Global___ReportClashRequest | None = ...,
+        start_military_exercise: Global___StartMilitaryExerciseRequest | None = ...,
+        deploy_troops: Global___DeployTroopsRequest | None = ...,
+        raise_alert: Global___RaiseAlertRequest | None = ...,
+        report_threat: Global___ReportThreatRequest | None = ...,
+        record_statement: Global___RecordStatementRequest | None = ...,
+        issue_condemnation: Global___IssueCondemnationRequest | None = ...,
+        summon_envoy: Global___SummonEnvoyRequest | None = ...,
+        expel_diplomats: Global___ExpelDiplomatsRequest | None = ...,
+        report_cyber_attack: Global___ReportCyberAttackRequest | None = ...,
+        report_ceasefire_violation: Global___ReportCeasefireViolationRequest | None = ...,
+        impose_blockade: Global___ImposeBlockadeRequest | None = ...,
+        report_coded_event: Global___ReportCodedEventRequest | None = ...,
+        impose_sanctions: Global___ImposeSanctionsRequest | None = ...,
+        extend_sanctions: Global___ExtendSanctionsRequest | None = ...,
+        ease_sanctions: Global___EaseSanctionsRequest | None = ...,
+        lift_sanctions: Global___LiftSanctionsRequest | None = ...,
+        propose_negotiations: Global___ProposeNegotiationsRequest | None = ...,
+        hold_negotiation_round: Global___HoldNegotiationRoundRequest | None = ...,
+        pause_negotiations: Global___PauseNegotiationsRequest | None = ...,
+        resume_negotiations: Global___ResumeNegotiationsRequest | None = ...,
+        reject_negotiations: Global___RejectNegotiationsRequest | None = ...,
+        sign_agreement: Global___SignAgreementRequest | None = ...,
+        corroborate_incident: Global___CorroborateIncidentRequest | None = ...,
+        dispute_incident: Global___DisputeIncidentRequest | None = ...,
+        correct_incident: Global___CorrectIncidentRequest | None = ...,
+        retract_incident: Global___RetractIncidentRequest | None = ...,
+        end_military_exercise: Global___EndMilitaryExerciseRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["report_incursion", "report_strike", "report_clash", "start_military_exercise", "deploy_troops", "raise_alert", "report_threat", "record_statement", "issue_condemnation", "summon_envoy", "expel_diplomats", "report_cyber_attack", "report_ceasefire_violation", "impose_blockade", "report_coded_event", "impose_sanctions", "extend_sanctions", "ease_sanctions", "lift_sanctions", "propose_negotiations", "hold_negotiation_round", "pause_negotiations", "resume_negotiations", "reject_negotiations", "sign_agreement", "corroborate_incident", "dispute_incident", "correct_incident", "retract_incident", "end_military_exercise"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___SubmitDevelopmentsRequest: _TypeAlias = SubmitDevelopmentsRequest  # noqa: Y015
+
+@_typing.final
+class SubmitDevelopmentsResponse(_message.Message):
+    """The answer to one command of a CommandService.SubmitDevelopments stream, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    REPORT_INCURSION_FIELD_NUMBER: _builtins.int
+    REPORT_STRIKE_FIELD_NUMBER: _builtins.int
+    REPORT_CLASH_FIELD_NUMBER: _builtins.int
+    START_MILITARY_EXERCISE_FIELD_NUMBER: _builtins.int
+    DEPLOY_TROOPS_FIELD_NUMBER: _builtins.int
+    RAISE_ALERT_FIELD_NUMBER: _builtins.int
+    REPORT_THREAT_FIELD_NUMBER: _builtins.int
+    RECORD_STATEMENT_FIELD_NUMBER: _builtins.int
+    ISSUE_CONDEMNATION_FIELD_NUMBER: _builtins.int
+    SUMMON_ENVOY_FIELD_NUMBER: _builtins.int
+    EXPEL_DIPLOMATS_FIELD_NUMBER: _builtins.int
+    REPORT_CYBER_ATTACK_FIELD_NUMBER: _builtins.int
+    REPORT_CEASEFIRE_VIOLATION_FIELD_NUMBER: _builtins.int
+    IMPOSE_BLOCKADE_FIELD_NUMBER: _builtins.int
+    REPORT_CODED_EVENT_FIELD_NUMBER: _builtins.int
+    IMPOSE_SANCTIONS_FIELD_NUMBER: _builtins.int
+    EXTEND_SANCTIONS_FIELD_NUMBER: _builtins.int
+    EASE_SANCTIONS_FIELD_NUMBER: _builtins.int
+    LIFT_SANCTIONS_FIELD_NUMBER: _builtins.int
+    PROPOSE_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    HOLD_NEGOTIATION_ROUND_FIELD_NUMBER: _builtins.int
+    PAUSE_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    RESUME_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    REJECT_NEGOTIATIONS_FIELD_NUMBER: _builtins.int
+    SIGN_AGREEMENT_FIELD_NUMBER: _builtins.int
+    CORROBORATE_INCIDENT_FIELD_NUMBER: _builtins.int
+    DISPUTE_INCIDENT_FIELD_NUMBER: _builtins.int
+    CORRECT_INCIDENT_FIELD_NUMBER: _builtins.int
+    RETRACT_INCIDENT_FIELD_NUMBER: _builtins.int
+    END_MILITARY_EXERCISE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The command's place in this stream, from 0 (a resumed stream counts from 0 again)."""
+    request_id: _builtins.str
+    """The command's request_id, as sent (empty if it had none)."""
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Its error, as its own RPC would have failed: code, message and details."""
+
+    @_builtins.property
+    def report_incursion(self) -> Global___ReportIncursionResponse:
+        """The answer ReportIncursion would give."""
+
+    @_builtins.property
+    def report_strike(self) -> Global___ReportStrikeResponse:
+        """The answer ReportStrike would give."""
+
+    @_builtins.property
+    def report_clash(self) -> Global___ReportClashResponse:
+        """The answer ReportClash would give."""
+
+    @_builtins.property
+    def start_military_exercise(self) -> Global___StartMilitaryExerciseResponse:
+        """The answer StartMilitaryExercise would give."""
+
+    @_builtins.property
+    def deploy_troops(self) -> Global___DeployTroopsResponse:
+        """The answer DeployTroops would give."""
+
+    @_builtins.property
+    def raise_alert(self) -> Global___RaiseAlertResponse:
+        """The answer RaiseAlert would give."""
+
+    @_builtins.property
+    def report_threat(self) -> Global___ReportThreatResponse:
+        """The answer ReportThreat would give."""
+
+    @_builtins.property
+    def record_statement(self) -> Global___RecordStatementResponse:
+        """The answer RecordStatement would give."""
+
+    @_builtins.property
+    def issue_condemnation(self) -> Global___IssueCondemnationResponse:
+        """The answer IssueCondemnation would give."""
+
+    @_builtins.property
+    def summon_envoy(self) -> Global___SummonEnvoyResponse:
+        """The answer SummonEnvoy would give."""
+
+    @_builtins.property
+    def expel_diplomats(self) -> Global___ExpelDiplomatsResponse:
+        """The answer ExpelDiplomats would give."""
+
+    @_builtins.property
+    def report_cyber_attack(self) -> Global___ReportCyberAttackResponse:
+        """The answer ReportCyberAttack would give."""
+
+    @_builtins.property
+    def report_ceasefire_violation(self) -> Global___ReportCeasefireViolationResponse:
+        """The answer ReportCeasefireViolation would give."""
+
+    @_builtins.property
+    def impose_blockade(self) -> Global___ImposeBlockadeResponse:
+        """The answer ImposeBlockade would give."""
+
+    @_builtins.property
+    def report_coded_event(self) -> Global___ReportCodedEventResponse:
+        """The answer ReportCodedEvent would give."""
+
+    @_builtins.property
+    def impose_sanctions(self) -> Global___ImposeSanctionsResponse:
+        """The answer ImposeSanctions would give."""
+
+    @_builtins.property
+    def extend_sanctions(self) -> Global___ExtendSanctionsResponse:
+        """The answer ExtendSanctions would give."""
+
+    @_builtins.property
+    def ease_sanctions(self) -> Global___EaseSanctionsResponse:
+        """The answer EaseSanctions would give."""
+
+    @_builtins.property
+    def lift_sanctions(self) -> Global___LiftSanctionsResponse:
+        """The answer LiftSanctions would give."""
+
+    @_builtins.property
+    def propose_negotiations(self) -> Global___ProposeNegotiationsResponse:
+        """The answer ProposeNegotiations would give."""
+
+    @_builtins.property
+    def hold_negotiation_round(self) -> Global___HoldNegotiationRoundResponse:
+        """The answer HoldNegotiationRound would give."""
+
+    @_builtins.property
+    def pause_negotiations(self) -> Global___PauseNegotiationsResponse:
+        """The answer PauseNegotiations would give."""
+
+    @_builtins.property
+    def resume_negotiations(self) -> Global___ResumeNegotiationsResponse:
+        """The answer ResumeNegotiations would give."""
+
+    @_builtins.property
+    def reject_negotiations(self) -> Global___RejectNegotiationsResponse:
+        """The answer RejectNegotiations would give."""
+
+    @_builtins.property
+    def sign_agreement(self) -> Global___SignAgreementResponse:
+        """The answer SignAgreement would give."""
+
+    @_builtins.property
+    def corroborate_incident(self) -> Global___CorroborateIncidentResponse:
+        """The answer CorroborateIncident would give."""
+
+    @_builtins.property
+    def dispute_incident(self) -> Global___DisputeIncidentResponse:
+        """The answer DisputeIncident would give."""
+
+    @_builtins.property
+    def correct_incident(self) -> Global___CorrectIncidentResponse:
+        """The answer CorrectIncident would give."""
+
+    @_builtins.property
+    def retract_incident(self) -> Global___RetractIncidentResponse:
+        """The answer RetractIncident would give."""
+
+    @_builtins.property
+    def end_military_exercise(self) -> Global___EndMilitaryExerciseResponse:
+        """The answer EndMilitaryExercise would give."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+        error: _status_pb2.Status | None = ...,
+        report_incursion: Global___ReportIncursionResponse | None = ...,
+        report_strike: Global___ReportStrikeResponse | None = ...,
+        report_clash: Global___ReportClashResponse | None = ...,
+        start_military_exercise: Global___StartMilitaryExerciseResponse | None = ...,
+        deploy_troops: Global___DeployTroopsResponse | None = ...,
+        raise_alert: Global___RaiseAlertResponse | None = ...,
+        report_threat: Global___ReportThreatResponse | None = ...,
+        record_statement: Global___RecordStatementResponse | None = ...,
+        issue_condemnation: Global___IssueCondemnationResponse | None = ...,
+        summon_envoy: Global___SummonEnvoyResponse | None = ...,
+        expel_diplomats: Global___ExpelDiplomatsResponse | None = ...,
+        report_cyber_attack: Global___ReportCyberAttackResponse | None = ...,
+        report_ceasefire_violation: Global___ReportCeasefireViolationResponse | None = ...,
+        impose_blockade: Global___ImposeBlockadeResponse | None = ...,
+        report_coded_event: Global___ReportCodedEventResponse | None = ...,
+        impose_sanctions: Global___ImposeSanctionsResponse | None = ...,
+        extend_sanctions: Global___ExtendSanctionsResponse | None = ...,
+        ease_sanctions: Global___EaseSanctionsResponse | None = ...,
+        lift_sanctions: Global___LiftSanctionsResponse | None = ...,
+        propose_negotiations: Global___ProposeNegotiationsResponse | None = ...,
+        hold_negotiation_round: Global___HoldNegotiationRoundResponse | None = ...,
+        pause_negotiations: Global___PauseNegotiationsResponse | None = ...,
+        resume_negotiations: Global___ResumeNegotiationsResponse | None = ...,
+        reject_negotiations: Global___RejectNegotiationsResponse | None = ...,
+        sign_agreement: Global___SignAgreementResponse | None = ...,
+        corroborate_incident: Global___CorroborateIncidentResponse | None = ...,
+        dispute_incident: Global___DisputeIncidentResponse | None = ...,
+        correct_incident: Global___CorrectIncidentResponse | None = ...,
+        retract_incident: Global___RetractIncidentResponse | None = ...,
+        end_military_exercise: Global___EndMilitaryExerciseResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "error", b"error", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "result", b"result", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "error", b"error", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "index", b"index", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "request_id", b"request_id", "result", b"result", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "report_incursion", "report_strike", "report_clash", "start_military_exercise", "deploy_troops", "raise_alert", "report_threat", "record_statement", "issue_condemnation", "summon_envoy", "expel_diplomats", "report_cyber_attack", "report_ceasefire_violation", "impose_blockade", "report_coded_event", "impose_sanctions", "extend_sanctions", "ease_sanctions", "lift_sanctions", "propose_negotiations", "hold_negotiation_round", "pause_negotiations", "resume_negotiations", "reject_negotiations", "sign_agreement", "corroborate_incident", "dispute_incident", "correct_incident", "retract_incident", "end_military_exercise"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___SubmitDevelopmentsResponse: _TypeAlias = SubmitDevelopmentsResponse  # noqa: Y015

@@ -121,6 +121,11 @@ class CommandServiceStub:
                 request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeResponse.FromString,
                 _registered_method=True)
+        self.ReportCodedEvent = channel.unary_unary(
+                '/flashpoint.v1.CommandService/ReportCodedEvent',
+                request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCodedEventRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCodedEventResponse.FromString,
+                _registered_method=True)
         self.ImposeSanctions = channel.unary_unary(
                 '/flashpoint.v1.CommandService/ImposeSanctions',
                 request_serializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeSanctionsRequest.SerializeToString,
@@ -190,6 +195,11 @@ class CommandServiceStub:
                 '/flashpoint.v1.CommandService/RetractIncident',
                 request_serializer=flashpoint_dot_v1_dot_command__service__pb2.RetractIncidentRequest.SerializeToString,
                 response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.RetractIncidentResponse.FromString,
+                _registered_method=True)
+        self.SubmitDevelopments = channel.stream_stream(
+                '/flashpoint.v1.CommandService/SubmitDevelopments',
+                request_serializer=flashpoint_dot_v1_dot_command__service__pb2.SubmitDevelopmentsRequest.SerializeToString,
+                response_deserializer=flashpoint_dot_v1_dot_command__service__pb2.SubmitDevelopmentsResponse.FromString,
                 _registered_method=True)
 
 
@@ -317,6 +327,14 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportCodedEvent(self, request, context):
+        """A CAMEO-coded development with no command of its own, e.g. a row of GDELT (kind
+        coded_event): its coding is its own event code, its weight its Goldstein value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ImposeSanctions(self, request, context):
         """An authority imposed sanctions on a target country: a new regime, named
         "sanctions/{id}" (kind sanctions_imposed).
@@ -434,6 +452,23 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitDevelopments(self, request_iterator, context):
+        """Many commands over one stream, for bulk loads (imports, the demo): each request holds
+        one command of any kind, each answer says, in request order, what that command's own
+        RPC would have: its response, or its error as a google.rpc.Status (code, message and
+        the same details: BadRequest naming the field, ErrorInfo, ...). One bad command never
+        ends the stream or fails its neighbours. Commands are decided concurrently (a command
+        on a resource after the stream's earlier ones on that resource, including the report
+        that creates it) and recorded by group commit; at most 256 are read ahead of their
+        answers, so a client that stops reading stops the server reading too. Give every
+        command a request_id: a client that loses the stream re-sends from its first
+        unanswered command, and what was recorded is answered `replayed`, never recorded
+        twice. Needs the "reporter" (or "admin") role, and counts as one long-lived stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -512,6 +547,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeBlockadeResponse.SerializeToString,
             ),
+            'ReportCodedEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCodedEvent,
+                    request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCodedEventRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_command__service__pb2.ReportCodedEventResponse.SerializeToString,
+            ),
             'ImposeSanctions': grpc.unary_unary_rpc_method_handler(
                     servicer.ImposeSanctions,
                     request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.ImposeSanctionsRequest.FromString,
@@ -581,6 +621,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.RetractIncident,
                     request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.RetractIncidentRequest.FromString,
                     response_serializer=flashpoint_dot_v1_dot_command__service__pb2.RetractIncidentResponse.SerializeToString,
+            ),
+            'SubmitDevelopments': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitDevelopments,
+                    request_deserializer=flashpoint_dot_v1_dot_command__service__pb2.SubmitDevelopmentsRequest.FromString,
+                    response_serializer=flashpoint_dot_v1_dot_command__service__pb2.SubmitDevelopmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1011,6 +1056,33 @@ class CommandService:
             _registered_method=True)
 
     @staticmethod
+    def ReportCodedEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashpoint.v1.CommandService/ReportCodedEvent',
+            flashpoint_dot_v1_dot_command__service__pb2.ReportCodedEventRequest.SerializeToString,
+            flashpoint_dot_v1_dot_command__service__pb2.ReportCodedEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ImposeSanctions(request,
             target,
             options=(),
@@ -1378,6 +1450,33 @@ class CommandService:
             '/flashpoint.v1.CommandService/RetractIncident',
             flashpoint_dot_v1_dot_command__service__pb2.RetractIncidentRequest.SerializeToString,
             flashpoint_dot_v1_dot_command__service__pb2.RetractIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitDevelopments(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/flashpoint.v1.CommandService/SubmitDevelopments',
+            flashpoint_dot_v1_dot_command__service__pb2.SubmitDevelopmentsRequest.SerializeToString,
+            flashpoint_dot_v1_dot_command__service__pb2.SubmitDevelopmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

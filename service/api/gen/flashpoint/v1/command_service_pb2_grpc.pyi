@@ -83,6 +83,10 @@ class CommandServiceStub:
     """
     ImposeBlockade: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ImposeBlockadeRequest, _command_service_pb2.ImposeBlockadeResponse]
     """The actor's navy blocked the target's ports or waters (kind naval_blockade)."""
+    ReportCodedEvent: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportCodedEventRequest, _command_service_pb2.ReportCodedEventResponse]
+    """A CAMEO-coded development with no command of its own, e.g. a row of GDELT (kind
+    coded_event): its coding is its own event code, its weight its Goldstein value.
+    """
     ImposeSanctions: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ImposeSanctionsRequest, _command_service_pb2.ImposeSanctionsResponse]
     """An authority imposed sanctions on a target country: a new regime, named
     "sanctions/{id}" (kind sanctions_imposed).
@@ -143,6 +147,19 @@ class CommandServiceStub:
     """Withdraw a report; it stays readable but counts for nothing from now on, and
     accepts no further changes (FAILED_PRECONDITION).
     """
+    SubmitDevelopments: _grpc.StreamStreamMultiCallable[_command_service_pb2.SubmitDevelopmentsRequest, _command_service_pb2.SubmitDevelopmentsResponse]
+    """Many commands over one stream, for bulk loads (imports, the demo): each request holds
+    one command of any kind, each answer says, in request order, what that command's own
+    RPC would have: its response, or its error as a google.rpc.Status (code, message and
+    the same details: BadRequest naming the field, ErrorInfo, ...). One bad command never
+    ends the stream or fails its neighbours. Commands are decided concurrently (a command
+    on a resource after the stream's earlier ones on that resource, including the report
+    that creates it) and recorded by group commit; at most 256 are read ahead of their
+    answers, so a client that stops reading stops the server reading too. Give every
+    command a request_id: a client that loses the stream re-sends from its first
+    unanswered command, and what was recorded is answered `replayed`, never recorded
+    twice. Needs the "reporter" (or "admin") role, and counts as one long-lived stream.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -199,6 +216,10 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """
     ImposeBlockade: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ImposeBlockadeRequest, _command_service_pb2.ImposeBlockadeResponse]  # type: ignore[assignment]
     """The actor's navy blocked the target's ports or waters (kind naval_blockade)."""
+    ReportCodedEvent: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportCodedEventRequest, _command_service_pb2.ReportCodedEventResponse]  # type: ignore[assignment]
+    """A CAMEO-coded development with no command of its own, e.g. a row of GDELT (kind
+    coded_event): its coding is its own event code, its weight its Goldstein value.
+    """
     ImposeSanctions: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ImposeSanctionsRequest, _command_service_pb2.ImposeSanctionsResponse]  # type: ignore[assignment]
     """An authority imposed sanctions on a target country: a new regime, named
     "sanctions/{id}" (kind sanctions_imposed).
@@ -258,6 +279,19 @@ class CommandServiceAsyncStub(CommandServiceStub):
     RetractIncident: _aio.UnaryUnaryMultiCallable[_command_service_pb2.RetractIncidentRequest, _command_service_pb2.RetractIncidentResponse]  # type: ignore[assignment]
     """Withdraw a report; it stays readable but counts for nothing from now on, and
     accepts no further changes (FAILED_PRECONDITION).
+    """
+    SubmitDevelopments: _aio.StreamStreamMultiCallable[_command_service_pb2.SubmitDevelopmentsRequest, _command_service_pb2.SubmitDevelopmentsResponse]  # type: ignore[assignment]
+    """Many commands over one stream, for bulk loads (imports, the demo): each request holds
+    one command of any kind, each answer says, in request order, what that command's own
+    RPC would have: its response, or its error as a google.rpc.Status (code, message and
+    the same details: BadRequest naming the field, ErrorInfo, ...). One bad command never
+    ends the stream or fails its neighbours. Commands are decided concurrently (a command
+    on a resource after the stream's earlier ones on that resource, including the report
+    that creates it) and recorded by group commit; at most 256 are read ahead of their
+    answers, so a client that stops reading stops the server reading too. Give every
+    command a request_id: a client that loses the stream re-sends from its first
+    unanswered command, and what was recorded is answered `replayed`, never recorded
+    twice. Needs the "reporter" (or "admin") role, and counts as one long-lived stream.
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -404,6 +438,16 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         """The actor's navy blocked the target's ports or waters (kind naval_blockade)."""
 
     @_abc_1.abstractmethod
+    def ReportCodedEvent(
+        self,
+        request: _command_service_pb2.ReportCodedEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.ReportCodedEventResponse, _abc.Awaitable[_command_service_pb2.ReportCodedEventResponse]]:
+        """A CAMEO-coded development with no command of its own, e.g. a row of GDELT (kind
+        coded_event): its coding is its own event code, its weight its Goldstein value.
+        """
+
+    @_abc_1.abstractmethod
     def ImposeSanctions(
         self,
         request: _command_service_pb2.ImposeSanctionsRequest,
@@ -545,6 +589,25 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_command_service_pb2.RetractIncidentResponse, _abc.Awaitable[_command_service_pb2.RetractIncidentResponse]]:
         """Withdraw a report; it stays readable but counts for nothing from now on, and
         accepts no further changes (FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitDevelopments(
+        self,
+        request_iterator: _MaybeAsyncIterator[_command_service_pb2.SubmitDevelopmentsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_command_service_pb2.SubmitDevelopmentsResponse], _abc.AsyncIterator[_command_service_pb2.SubmitDevelopmentsResponse]]:
+        """Many commands over one stream, for bulk loads (imports, the demo): each request holds
+        one command of any kind, each answer says, in request order, what that command's own
+        RPC would have: its response, or its error as a google.rpc.Status (code, message and
+        the same details: BadRequest naming the field, ErrorInfo, ...). One bad command never
+        ends the stream or fails its neighbours. Commands are decided concurrently (a command
+        on a resource after the stream's earlier ones on that resource, including the report
+        that creates it) and recorded by group commit; at most 256 are read ahead of their
+        answers, so a client that stops reading stops the server reading too. Give every
+        command a request_id: a client that loses the stream re-sends from its first
+        unanswered command, and what was recorded is answered `replayed`, never recorded
+        twice. Needs the "reporter" (or "admin") role, and counts as one long-lived stream.
         """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

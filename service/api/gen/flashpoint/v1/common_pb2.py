@@ -26,15 +26,13 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66lashpoint/v1/common.proto\x12\rflashpoint.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x05Party\x12\x15\n\x07\x63ountry\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0corganisation\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0f\n\r_organisation\"\xa9\x01\n\x08Location\x12\x15\n\x07\x63ountry\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06region\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05place\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08latitude\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\tlongitude\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\t\n\x07_regionB\x08\n\x06_placeB\x0b\n\t_latitudeB\x0c\n\n_longitude\"6\n\x06Source\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x03url\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x06\n\x04_url\"\xb3\x02\n\x08\x45vidence\x12\x35\n\x0boccurred_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x16\n\tprecision\x18\x02 \x01(\tH\x00\x88\x01\x01\x12/\n\x0breported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07sources\x18\x04 \x03(\x0b\x32\x15.flashpoint.v1.SourceB\x04\xe2\x41\x01\x02\x12\x19\n\x0breliability\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x0b\x63redibility\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x02H\x01\x88\x01\x01\x12\x14\n\x07summary\x18\x07 \x01(\tH\x02\x88\x01\x01\x42\x0c\n\n_precisionB\x0e\n\x0c_credibilityB\n\n\x08_summary\"<\n\x06\x43oding\x12\r\n\x05\x63\x61meo\x18\x01 \x01(\t\x12\x0e\n\x06plover\x18\x02 \x01(\t\x12\x13\n\x0bplover_mode\x18\x03 \x01(\t\"r\n\x10QuarantinedEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66lashpoint/v1/common.proto\x12\rflashpoint.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\x05Party\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\x19\n\x0corganisation\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07unknown\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x0f\n\r_organisationB\n\n\x08_unknown\"\xa9\x01\n\x08Location\x12\x15\n\x07\x63ountry\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06region\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05place\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08latitude\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\tlongitude\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\t\n\x07_regionB\x08\n\x06_placeB\x0b\n\t_latitudeB\x0c\n\n_longitude\"6\n\x06Source\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x03url\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x06\n\x04_url\"\xb3\x02\n\x08\x45vidence\x12\x35\n\x0boccurred_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x16\n\tprecision\x18\x02 \x01(\tH\x00\x88\x01\x01\x12/\n\x0breported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07sources\x18\x04 \x03(\x0b\x32\x15.flashpoint.v1.SourceB\x04\xe2\x41\x01\x02\x12\x19\n\x0breliability\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x0b\x63redibility\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x02H\x01\x88\x01\x01\x12\x14\n\x07summary\x18\x07 \x01(\tH\x02\x88\x01\x01\x42\x0c\n\n_precisionB\x0e\n\x0c_credibilityB\n\n\x08_summary\"<\n\x06\x43oding\x12\r\n\x05\x63\x61meo\x18\x01 \x01(\t\x12\x0e\n\x06plover\x18\x02 \x01(\t\x12\x13\n\x0bplover_mode\x18\x03 \x01(\t\"r\n\x10QuarantinedEvent\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flashpoint.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PARTY'].fields_by_name['country']._loaded_options = None
-  _globals['_PARTY'].fields_by_name['country']._serialized_options = b'\342A\001\002'
   _globals['_LOCATION'].fields_by_name['country']._loaded_options = None
   _globals['_LOCATION'].fields_by_name['country']._serialized_options = b'\342A\001\002'
   _globals['_SOURCE'].fields_by_name['name']._loaded_options = None
@@ -48,15 +46,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVIDENCE'].fields_by_name['credibility']._loaded_options = None
   _globals['_EVIDENCE'].fields_by_name['credibility']._serialized_options = b'\342A\001\002'
   _globals['_PARTY']._serialized_start=111
-  _globals['_PARTY']._serialized_end=185
-  _globals['_LOCATION']._serialized_start=188
-  _globals['_LOCATION']._serialized_end=357
-  _globals['_SOURCE']._serialized_start=359
-  _globals['_SOURCE']._serialized_end=413
-  _globals['_EVIDENCE']._serialized_start=416
-  _globals['_EVIDENCE']._serialized_end=723
-  _globals['_CODING']._serialized_start=725
-  _globals['_CODING']._serialized_end=785
-  _globals['_QUARANTINEDEVENT']._serialized_start=787
-  _globals['_QUARANTINEDEVENT']._serialized_end=901
+  _globals['_PARTY']._serialized_end=213
+  _globals['_LOCATION']._serialized_start=216
+  _globals['_LOCATION']._serialized_end=385
+  _globals['_SOURCE']._serialized_start=387
+  _globals['_SOURCE']._serialized_end=441
+  _globals['_EVIDENCE']._serialized_start=444
+  _globals['_EVIDENCE']._serialized_end=751
+  _globals['_CODING']._serialized_start=753
+  _globals['_CODING']._serialized_end=813
+  _globals['_QUARANTINEDEVENT']._serialized_start=815
+  _globals['_QUARANTINEDEVENT']._serialized_end=929
 # @@protoc_insertion_point(module_scope)

@@ -22,17 +22,20 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class Party(_message.Message):
     """Who acted or was acted upon: a country or organisation, optionally narrowed to a
-    sector of it ("RUS" + "military", "EU" + "foreign ministry").
+    sector of it ("RUS" + "military", "EU" + "foreign ministry"), or (a report's actor only)
+    an actor nobody has named yet: `{unknown: true}`.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNTRY_FIELD_NUMBER: _builtins.int
     ORGANISATION_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIELD_NUMBER: _builtins.int
     country: _builtins.str
     """A country, ISO 3166-1 alpha-3 (e.g. "RUS"), or one of the organisations that act like
     countries in reports: EU, UN, NATO, G7, AU, ASEAN, OSCE, ECOWAS, CSTO, OAS, GCC.
-    Case-insensitive; answered upper-case.
+    Case-insensitive; answered upper-case. Required unless `unknown` is set, and then
+    left empty.
     """
     organisation: _builtins.str
     """Despite its name, the SECTOR of the country or organisation that acted, free text of at
@@ -40,19 +43,30 @@ class Party(_message.Message):
     not name a separate organisation (put an organisation in `country`). The name is kept
     because it is on the wire and in JSON; escalation counts the country only.
     """
+    unknown: _builtins.bool
+    """True when the report's actor is not known (no country): the development then counts
+    for its target and location only, until CorrectIncident attributes it with
+    `changes: {actor: {country: "RUS"}}`. Only a report's actor may be unknown.
+    """
     def __init__(
         self,
         *,
         country: _builtins.str = ...,
         organisation: _builtins.str | None = ...,
+        unknown: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_organisation", b"_organisation", "organisation", b"organisation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_organisation", b"_organisation", "_unknown", b"_unknown", "organisation", b"organisation", "unknown", b"unknown"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_organisation", b"_organisation", "country", b"country", "organisation", b"organisation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_organisation", b"_organisation", "_unknown", b"_unknown", "country", b"country", "organisation", b"organisation", "unknown", b"unknown"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__organisation: _TypeAlias = _typing.Literal["organisation"]  # noqa: Y015
     _WhichOneofArgType__organisation: _TypeAlias = _typing.Literal["_organisation", b"_organisation"]  # noqa: Y015
+    _WhichOneofReturnType__unknown: _TypeAlias = _typing.Literal["unknown"]  # noqa: Y015
+    _WhichOneofArgType__unknown: _TypeAlias = _typing.Literal["_unknown", b"_unknown"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__organisation) -> _WhichOneofReturnType__organisation | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unknown) -> _WhichOneofReturnType__unknown | None: ...
 
 Global___Party: _TypeAlias = Party  # noqa: Y015
 
