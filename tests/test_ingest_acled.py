@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from service.cli.main import main
-from service.domain.commands import COMMANDS, ReportClash, ReportStrike
+from service.domain.commands import COMMANDS, ReportClash, ReportCodedEvent, ReportStrike
 from service.ingest import acled, cameo
 from service.ingest.mapping import Party
 from service.ingest.records import Mapped, Skipped
 
 ROWS = Path(__file__).parent / "fixtures" / "acled_codebook_rows.csv"
-CODED = cameo.CODED_COMMAND in COMMANDS
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +72,32 @@ def test_rows_without_a_command_are_skipped_with_their_reason(
     assert reason("UKR1005") == "no-cameo-equivalent"
     assert reason("XXX1006") == "unknown-event-type"
     assert reason("UKR1007") == "malformed-row"
-    if not CODED:
-        # A protest (CAMEO 141) has no kind; an actor of no country cannot report one.
-        assert reason("POL1003") == "no-command-for-code"
-        assert reason("SDN1004") == "no-command-for-code"
-        # Both parties Syrian: the target is dropped, and a clash needs one.
-        assert reason("SYR1009") == "no-command-for-code"
     assert all(o.row_id for o in outcomes.values() if isinstance(o, Skipped))
+
+
+def test_a_protest_is_a_coded_development_with_its_goldstein_value(
+    outcomes: dict[str, Mapped | Skipped],
+) -> None:
+    protest = mapped(outcomes["POL1003"])
+    assert protest.via == "coded"
+    command = protest.command
+    assert isinstance(command, ReportCodedEvent)
+    assert (command.event_code, command.goldstein) == ("141", -6.5)
+    assert (command.actor.country, command.actor.organisation) == ("POL", "Protesters")
+    assert command.description == "Protests: Peaceful protest"
+
+
+def test_an_actor_of_no_country_is_unknown(outcomes: dict[str, Mapped | Skipped]) -> None:
+    # The Rapid Support Forces name no country: the clash counts for Sudan as its target.
+    clash = mapped(outcomes["SDN1004"]).command
+    assert isinstance(clash, ReportClash)
+    assert clash.actor.unknown and clash.actor.country is None
+    assert clash.target.country == "SDN" and clash.fatalities == 3
+    # Both parties Syrian: the target is dropped, and a clash needs one, so it is coded.
+    retaken = mapped(outcomes["SYR1009"])
+    assert retaken.via == "coded"
+    assert isinstance(retaken.command, ReportCodedEvent)
+    assert retaken.command.event_code == "192" and retaken.command.target is None
 
 
 def test_every_codebook_type_has_a_rule() -> None:
@@ -118,7 +136,10 @@ def test_cli_ingests_twice_and_refuses_a_file_that_is_not_acled(
     first = json.loads(capsys.readouterr().out)
     assert first["rows"] == 9
     assert first["recorded_by_kind"]["strike"] == 1
-    assert first["recorded_by_kind"]["armed_clash"] == 2
+    assert first["recorded_by_kind"] == {"armed_clash": 3, "coded": 2, "strike": 1}
+    assert first["skipped"] == {
+        "malformed-row": 1, "no-cameo-equivalent": 1, "unknown-event-type": 1
+    }  # fmt: skip
     assert first["skipped"]["malformed-row"] == 1
     assert main([*store, "ingest", "acled", str(ROWS), "--json"]) == 0
     second = json.loads(capsys.readouterr().out)

@@ -182,7 +182,10 @@ def test_fips_locations_become_iso_codes(outcomes: list[Mapped | Skipped]) -> No
             getattr(country, "official_name", ""),
         }
         last = row["ActionGeo_FullName"].split(", ")[-1].lower()
-        assert any(last in n.lower() or n.lower() in last for n in names if n) or last == "turkey"
+        # GDELT's names where ISO's differ (Türkiye; Bosnia and Herzegovina; Palestine).
+        aliases = {"turkey": "türkiye", "bosnia-herzegovina": "bosnia", "west bank": "palest"}
+        last = aliases.get(last, last)
+        assert any(last in n.lower() or n.lower() in last for n in names if n), last
         assert (location.latitude, location.longitude) == (
             float(row["ActionGeo_Lat"]),
             float(row["ActionGeo_Long"]),

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TextIO
 import structlog
 
 from service.application.handlers import CommandResult
-from service.client import ApiError
+from service.client import ApiError, BulkResult
 from service.domain.commands import Command
 from service.ingest import acled, gdelt
 from service.ingest.records import Mapped, Outcome, Skipped
@@ -170,7 +170,7 @@ def ingest(
 
 
 #: The bulk stream: commands in, each one's result (or error) out, in order.
-SubmitMany = Callable[[Iterable[Command]], Iterable["CommandResult | ApiError"]]
+SubmitMany = Callable[[Iterable[Command]], Iterable[BulkResult]]
 
 
 def ingest_stream(
@@ -197,7 +197,10 @@ def ingest_stream(
             yield outcome.command
 
     for answer in submit_many(commands()):
-        _count(sent.popleft(), answer, tally)
+        outcome = sent.popleft()
+        if answer.command.request_id != outcome.command.request_id:  # pragma: no cover
+            raise RuntimeError("the bulk stream answered out of order")
+        _count(outcome, answer.error or answer.result, tally)
         if progress is not None:
             progress.update(tally)
     if progress is not None:
@@ -238,7 +241,8 @@ def _send(outcome: Mapped, execute: Execute, tally: Tally) -> None:
 STOPPING = frozenset({"UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"})
 
 
-def _count(outcome: Mapped, result: CommandResult | ApiError, tally: Tally) -> None:
+def _count(outcome: Mapped, result: CommandResult | ApiError | None, tally: Tally) -> None:
+    assert result is not None
     if isinstance(result, ApiError):
         if result.code.name in STOPPING:
             raise result
