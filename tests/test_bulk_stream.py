@@ -8,11 +8,13 @@ the window, not buffered without bound.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -38,7 +40,7 @@ from service.client import (
 )
 from service.domain import commands as c
 from service.domain import vocabulary
-from tests.api_support import ServerUnderTest, running_server, token_entries
+from tests.api_support import ServerUnderTest, run_flashpoint, running_server, token_entries
 from tests.factories import command
 
 TIMEOUT = 60.0
@@ -357,3 +359,55 @@ def test_a_lost_stream_is_resumed_by_the_client_from_its_first_unanswered_comman
         assert all(r.ok for r in results), [r.error for r in results if r.error][:3]
         assert len(stored_reports(server)) == count
         assert set(stored_reports(server).values()) == {1}
+
+
+def test_an_open_bulk_stream_holds_one_of_the_long_lived_stream_slots(sqlite_url: str) -> None:
+    """A two-thread server gives long-lived streams one thread: while a bulk stream is open
+    a second is refused at once (RESOURCE_EXHAUSTED), and unary commands still answer."""
+    with running_server(sqlite_url, threads=2) as server, server.channel() as channel:
+        stub = command_grpc.CommandServiceStub(channel)
+        gate = threading.Event()
+
+        def held_open() -> Iterator[command_pb.SubmitDevelopmentsRequest]:
+            yield bulk_tr.bulk_request(incursion("slot-1"))
+            gate.wait(TIMEOUT)
+
+        first = stub.SubmitDevelopments(held_open(), timeout=TIMEOUT)
+        assert next(first).request_id == "slot-1"
+        second = stub.SubmitDevelopments(iter([bulk_tr.bulk_request(incursion("slot-2"))]))
+        with pytest.raises(grpc.RpcError) as raised:
+            list(second)
+        assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "SubmitDevelopments" in (raised.value.details() or "")
+        with FlashpointClient(server.address, timeout=TIMEOUT) as client:
+            assert not client.execute(incursion("slot-unary")).replayed
+        gate.set()
+        assert list(first) == []
+
+
+def test_flashpoint_submit_records_json_lines_and_a_second_run_records_nothing(
+    tmp_path: Any,
+) -> None:
+    """`flashpoint submit FILE`: each line answered on its own, counted by outcome; the same
+    file again is all replays."""
+    good = [
+        {"command": "ReportIncursion", **killed(n).model_dump(mode="json", exclude_none=True)}
+        for n in range(5)
+    ]
+    lines = [
+        *(json.dumps(line) for line in good),
+        "not json",
+        json.dumps({"command": "ReportIncursion", "request_id": "x", "count": 0}),
+        json.dumps({"command": "LaunchRocket"}),
+        json.dumps(good[0]),
+    ]
+    path = tmp_path / "commands.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    store = f"sqlite:///{tmp_path}/fp.db"
+    first = run_flashpoint("--store", store, "submit", str(path), "--json")
+    assert first.returncode == 1, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["outcomes"] == {"recorded": 5, "replayed": 1, "skipped": 3}
+    assert [s["line"] for s in summary["skipped"]] == [6, 7, 8]
+    again = run_flashpoint("--store", store, "submit", str(path), "--json")
+    assert json.loads(again.stdout)["outcomes"] == {"replayed": 6, "skipped": 3}

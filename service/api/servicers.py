@@ -230,7 +230,10 @@ class CommandServicer(command_grpc.CommandServiceServicer):
                 return resource_key(entry.command, submitter.principal)
 
             outcomes = bulk.run_ordered(
-                (decode(request) for request in requests), work, key, window=self._window
+                (decode(request) for request in _until_gone(requests)),
+                work,
+                key,
+                window=self._window,
             )
             for outcome in outcomes:
                 entry = outcome.item
@@ -244,6 +247,15 @@ class CommandServicer(command_grpc.CommandServiceServicer):
                 if mapped.internal:
                     log.error("bulk.unexpected_error", index=outcome.index, exc_info=outcome.error)
                 yield bulk_tr.bulk_response(outcome.index, entry.request_id, status=mapped.status)
+
+
+def _until_gone(requests: Iterator[tr.Message]) -> Iterator[tr.Message]:
+    """A client's requests, ending quietly when the client goes away (gRPC raises from the
+    iterator then): its lost stream is no server error, and it resumes on a new one."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        return
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ gets the same response message, or the same :class:`ApiError`, so it prints the 
 from __future__ import annotations
 
 import argparse
+import collections
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -22,9 +23,10 @@ from service.adapters.deadlines import call_deadline, deadline_after
 from service.api import translation as tr
 from service.api.errors import map_error
 from service.api.servicers import servicers_for
+from service.api.translation import commands as bulk_tr
 from service.application.handlers import CommandResult
 from service.cli.client import make_client
-from service.client import ApiError, api_error
+from service.client import ApiError, BulkResult, api_error
 from service.domain.commands import Command
 from service.settings import Settings
 
@@ -36,6 +38,11 @@ T = TypeVar("T")
 class Backend(Protocol):
     def execute(self, command: Command) -> CommandResult:
         """Record a command (raises ApiError)."""
+        ...
+
+    def submit_many(self, commands: Iterable[Command]) -> Iterator[BulkResult]:
+        """Record many commands through the bulk stream, each answered on its own, in
+        order (an error is its command's, never the run's)."""
         ...
 
     def unary(self, service: tr.Service, method: str, request: tr.Message) -> Any:
@@ -155,6 +162,33 @@ class LocalBackend(_Closing):
         self._wrote = True
         return self._mapped(lambda: self._service.app.execute(command))
 
+    def submit_many(self, commands: Iterable[Command]) -> Iterator[BulkResult]:
+        """The server's own bulk stream, called in-process: the same concurrency, order
+        and answers (each error mapped by the same table)."""
+        self._wrote = True
+        pending: collections.deque[Command] = collections.deque()
+
+        def requests() -> Iterator[tr.Message]:
+            for command in commands:
+                pending.append(command)
+                yield bulk_tr.bulk_request(command)
+
+        answers = self._servicers.commands.SubmitDevelopments(requests(), LocalContext(None))
+        while True:
+            try:
+                answer = self._mapped(lambda: next(answers))
+            except StopIteration:
+                return
+            command = pending.popleft()
+            result, status = bulk_tr.bulk_outcome(answer)
+            if status is None:
+                yield BulkResult(command, result, None)
+            else:
+                error = api_error(
+                    bulk_tr.status_code(status), status.message, tr.details_of(status)
+                )
+                yield BulkResult(command, None, error)
+
     def unary(self, service: tr.Service, method: str, request: tr.Message) -> Any:
         behaviour = self._behaviour(service, method)
         context = LocalContext(self._timeout)
@@ -217,6 +251,9 @@ class RemoteBackend(_Closing):
 
     def execute(self, command: Command) -> CommandResult:
         return self._client.execute(command)
+
+    def submit_many(self, commands: Iterable[Command]) -> Iterator[BulkResult]:
+        return self._client.submit_many(commands)
 
     def unary(self, service: tr.Service, method: str, request: tr.Message) -> Any:
         return self._client.unary(service, method, request)

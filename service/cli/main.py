@@ -221,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_flags(demo)
     demo.set_defaults(handler=_run_demo)
 
+    bulk = commands.add_parser(
+        "submit", help="record many commands from JSON lines, through the bulk stream"
+    )
+    bulk.add_argument(
+        "file", help='JSON lines, each {"command": "ReportIncursion", ...} (-: stdin)'
+    )
+    bulk.add_argument("--server", help="send them to a running server (HOST:PORT)")
+    bulk.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_client_flags(bulk)
+    bulk.set_defaults(handler=_run_submit)
+
     token = commands.add_parser("token", help="make a bearer token and its tokens-file line")
     token.add_argument("name", help="the principal, e.g. osint-pipeline")
     token.add_argument("roles", help="comma-separated: reporter, analyst, auditor, admin")
@@ -606,6 +617,12 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from service.cli.demo import load_demo
 
     return load_demo(args, settings)
+
+
+def _run_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from service.cli.submit import submit
+
+    return submit(args, settings)
 
 
 def _run_token(args: argparse.Namespace, settings: Settings) -> int:
