@@ -185,9 +185,20 @@ def ingest_stream(
     tally = Tally()
     sent: deque[Mapped] = deque()
 
+    failed: list[Exception] = []
+
     def commands() -> Iterator[Command]:
-        for outcome in outcomes:
-            if stop is not None and stop.is_set():
+        rows = iter(outcomes)
+        while stop is None or not stop.is_set():
+            try:
+                outcome = next(rows, None)
+            except Exception as error:
+                # Reading the file failed (not a zip, not ACLED's header): end the stream
+                # cleanly and raise here, not inside the stream, where it would read as
+                # the server's failure.
+                failed.append(error)
+                return
+            if outcome is None:
                 return
             tally.rows += 1
             if isinstance(outcome, Skipped):
@@ -203,6 +214,8 @@ def ingest_stream(
         _count(outcome, answer.error or answer.result, tally)
         if progress is not None:
             progress.update(tally)
+    if failed:
+        raise failed[0]
     if progress is not None:
         progress.done(tally)
     return tally
