@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="FILE",
-        help="instead, ingest a GDELT export (default: the repository's sample) and rank it",
+        help="instead, ingest a GDELT export (default: the shared 2017 sample) and rank it",
     )
     add_client_flags(demo)
     demo.set_defaults(handler=_run_demo)
