@@ -4,6 +4,7 @@ Layers, lowest first (each may import those before it, never those after):
 
 - ``service.domain``: the vocabulary, aggregates, events, commands; imports nothing of ours;
 - ``service.application``: command handlers, idempotency, reads by id;
+- ``service.ingest``: rows of published event data (GDELT, ACLED) mapped to commands;
 - ``service.adapters`` and ``service.audit``: stores, the log reader, datastore set-up,
   group commit, the hash chain;
 - ``projections``: the read side, which sees only the domain and the log reader (with the
@@ -32,6 +33,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("service.api.gen", ("service.api.gen",)),
     ("service.domain", ("service.domain",)),
     ("service.application", ("service.domain", "service.application")),
+    ("service.ingest", ("service.domain", "service.ingest")),
     ("service.adapters", ("service.domain", "service.application", "service.adapters")),
     ("service.audit", ("service.domain", "service.application", "service.adapters",
                        "service.audit")),

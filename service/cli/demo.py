@@ -201,6 +201,10 @@ def run_scenario_in_bulk(
 def load_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scenario through the local store or ``--server``, then show the ranking the
     same query gives either way."""
+    if getattr(args, "gdelt", None) is not None:
+        from service.cli.ingest import load_gdelt_demo
+
+        return load_gdelt_demo(args, settings)
     try:
         with open_backend(args, settings, create=True) as backend:
             results = run_scenario_in_bulk(backend.submit_many)

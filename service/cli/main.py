@@ -23,6 +23,7 @@ from pydantic import AwareDatetime
 from service.application.handlers import CommandResult
 from service.cli.audit import add_audit_parsers
 from service.cli.client import add_client_flags
+from service.cli.ingest import add_ingest_parser
 from service.cli.query import add_query_parser, add_watch_parser
 from service.domain.commands import (
     COMMANDS,
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_parser(commands, add_client_flags)
     add_watch_parser(commands, add_client_flags)
     add_audit_parsers(commands)
+    add_ingest_parser(commands, add_client_flags)
 
     project = commands.add_parser(
         "project", help="run the projection worker: keep the read models current"
@@ -209,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="load the sample scenario (drones over Poland, Zapad, sanctions, talks)"
     )
     demo.add_argument("--server", help="load it through a running server (HOST:PORT)")
+    demo.add_argument(
+        "--gdelt",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="instead, ingest a GDELT export (default: the shared 2017 sample) and rank it",
+    )
     add_client_flags(demo)
     demo.set_defaults(handler=_run_demo)
 

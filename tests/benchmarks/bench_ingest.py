@@ -1,0 +1,148 @@
+"""Ingesting the shared GDELT export into a running server on the embedded store.
+
+    scripts/bench ingest [--file PATH] [--repeat 3]
+
+Starts ``flashpoint serve`` as a subprocess on a fresh SQLite file (projections and the
+audit chain following in-process, as in production) and measures, in one run:
+
+- parsing and mapping the file alone (no server): the baseline, rows/s;
+- the file through unary calls (one ``execute`` per mapped row), rows/s and commands/s;
+- the file through the bulk stream (``submit_many``), when the client has it;
+- a re-import of the file (every command replays), through each path;
+- the lag of the escalation projection after the last ingest: how long after the last
+  answer it reached the head of the log.
+
+Each figure is printed beside the parse-only rate, and the stream's beside unary's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+from service.cli.ingest import SAMPLE, SubmitMany, Tally, gdelt_outcomes, ingest, ingest_stream
+from service.client import FlashpointClient
+from service.ingest.records import Mapped, Outcome
+from tests.api_support import free_port
+from tests.benchmarks.bench_api import wait_serving
+
+SERVE = "import sys; from service.cli.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+def serve(folder: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--store", f"sqlite:///{folder}/{name}.db",
+         "--log-level", "warning", "serve", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    with grpc.insecure_channel(address) as channel:
+        wait_serving(health_pb2_grpc.HealthStub(channel))
+    return server, address
+
+
+def escalation_lag(address: str, seconds: float = 120.0) -> float:
+    """Seconds until the escalation projection reached the head of the log."""
+    started = time.perf_counter()
+    with grpc.insecure_channel(address) as channel:
+        stub = query_grpc.QueryServiceStub(channel)
+        while True:
+            status = stub.ListProjections(query_pb.ListProjectionsRequest(), timeout=30)
+            escalation = next(p for p in status.projections if p.name == "escalation")
+            if escalation.position >= status.head:
+                return time.perf_counter() - started
+            if time.perf_counter() - started > seconds:
+                raise SystemExit(f"escalation not caught up after {seconds:g} s")
+            time.sleep(0.005)
+
+
+def line(label: str, rows: int, elapsed: float, baseline: float, extra: str = "") -> float:
+    rate = rows / elapsed
+    sys.stdout.write(f"{label:40}{rate:12,.0f}{rate / baseline:10.3f}  {extra}\n")
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--file", type=Path, default=SAMPLE)
+    parser.add_argument("--repeat", type=int, default=3, help="parse-only runs (best kept)")
+    args = parser.parse_args()
+    if not args.file.exists():
+        raise SystemExit(f"{args.file}: no such file (the shared GDELT sample)")
+    folder = Path(tempfile.mkdtemp(prefix="flashpoint-bench-ingest-"))
+    try:
+        parse = min(_timed(lambda: list(gdelt_outcomes(args.file))) for _ in range(args.repeat))
+        outcomes: list[Outcome] = list(gdelt_outcomes(args.file))
+        rows = len(outcomes)
+        commands = sum(1 for o in outcomes if isinstance(o, Mapped))
+        sys.stdout.write(
+            f"{args.file.name}: {rows} rows, {commands} mapped to commands\n"
+            f"{'':40}{'rows/s':>12}{'x parse':>10}\n"
+        )
+        baseline = line("parse and map alone (baseline)", rows, parse, rows / parse)
+        paths: list[tuple[str, Callable[[FlashpointClient, list[Outcome]], Tally]]] = [
+            ("unary", lambda client, items: ingest(items, client.execute)),
+        ]
+        submit_many = getattr(FlashpointClient, "submit_many", None)
+        if submit_many is not None:
+            paths.insert(0, ("stream", _streamed))
+        rates: dict[str, float] = {}
+        for name, run in paths:
+            server, address = serve(folder, name)
+            try:
+                with FlashpointClient(address, timeout=300) as client:
+                    for attempt in ("ingest", "re-import"):
+                        started = time.perf_counter()
+                        tally = run(client, list(gdelt_outcomes(args.file)))
+                        elapsed = time.perf_counter() - started
+                        expect = (commands, 0) if attempt == "ingest" else (0, commands)
+                        if (tally.recorded, tally.replayed) != expect:
+                            raise SystemExit(f"{name} {attempt}: unexpected {tally.as_json()}")
+                        rate = line(
+                            f"{attempt} through {name}", rows, elapsed, baseline,
+                            f"{commands / elapsed:,.0f} commands/s",
+                        )  # fmt: skip
+                        rates.setdefault(name, rate)
+                        if attempt == "ingest":
+                            lag = escalation_lag(address)
+                            sys.stdout.write(
+                                f"{'  escalation lag after the ingest':40}{lag * 1000:12,.0f} ms\n"
+                            )
+            finally:
+                server.terminate()
+                server.wait(30)
+        if "stream" in rates:
+            sys.stdout.write(f"stream / unary: {rates['stream'] / rates['unary']:.1f}x\n")
+        else:
+            sys.stdout.write("stream: the client has no submit_many yet (bulk stream not merged)\n")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def _streamed(client: FlashpointClient, items: list[Outcome]) -> Tally:
+    submit_many: SubmitMany = getattr(client, "submit_many")  # noqa: B009 - not there before the bulk stream
+    return ingest_stream(items, submit_many)
+
+
+def _timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
