@@ -95,10 +95,24 @@ class Outcome:
     seconds: float = 0.0
     #: CPU seconds the server's processes (and their children) used while measured.
     server_cpu: float = 0.0
+    #: Of which the processes that follow the log (projections and chain): ``serve``'s
+    #: follower process, or the ``flashpoint project`` worker.
+    follower_cpu: float = 0.0
 
 
-def cpu_seconds(root: int) -> float:
-    """User and system CPU seconds of process ``root`` and all its descendants (Linux)."""
+def is_follower(pid: int) -> bool:
+    """Whether process ``pid`` follows the log (a server's follower, a project worker)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
+    except OSError:
+        return False
+    return b"project" in argv or any(b"run_follower" in arg for arg in argv)
+
+
+def cpu_seconds(root: int, *, followers_only: bool = False) -> float:
+    """User and system CPU seconds of process ``root`` and all its descendants (Linux);
+    ``followers_only``: of those that follow the log."""
     children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
@@ -116,7 +130,8 @@ def cpu_seconds(root: int) -> float:
     total, pending = 0.0, [root]
     while pending:
         pid = pending.pop()
-        total += times.get(pid, 0.0)
+        if not followers_only or is_follower(pid):
+            total += times.get(pid, 0.0)
         pending.extend(children.get(pid, []))
     return total
 
@@ -157,8 +172,12 @@ def load(
             return
         time.sleep(max(measure_from - time.monotonic(), 0))
         before = sum(cpu_seconds(pid) for pid in server_pids)
+        following = sum(cpu_seconds(pid, followers_only=True) for pid in server_pids)
         time.sleep(max(stop - time.monotonic(), 0))
         outcome.server_cpu = sum(cpu_seconds(pid) for pid in server_pids) - before
+        outcome.follower_cpu = (
+            sum(cpu_seconds(pid, followers_only=True) for pid in server_pids) - following
+        )
 
     def client() -> None:
         latencies: list[float] = []
@@ -226,9 +245,12 @@ def row(label: str, outcome: Outcome, baseline: float | None) -> float:
     p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
     ratio = f"{rate / baseline:8.2f}" if baseline else f"{'1.00':>8}"
     calls = len(outcome.latencies)
-    cpu = f"{outcome.server_cpu / calls * 1e6:12,.0f}" if calls and outcome.server_cpu else ""
+    cpu = serving = ""
+    if calls and outcome.server_cpu:
+        cpu = f"{outcome.server_cpu / calls * 1e6:8,.0f}"
+        serving = f"{(outcome.server_cpu - outcome.follower_cpu) / calls * 1e6:9,.0f}"
     sys.stdout.write(
-        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{cpu}\n"
+        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{serving}{cpu}\n"
     )
     sys.stdout.flush()
     return rate
@@ -321,6 +343,21 @@ def flashpoint_server(
         yield address, [server.pid, worker.pid]
 
 
+@contextmanager
+def aio_server(
+    store: str, uvloop: bool, log_level: str = "info"
+) -> Iterator[tuple[str, list[int]]]:
+    """The ``grpc.aio`` prototype (``service.cli.aio_serve``) on ``store``, one process
+    with ``serve``'s follower process."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "FLASHPOINT_STORE": store, "FLASHPOINT_LOG_LEVEL": log_level}
+    argv = [sys.executable, "-m", "service.cli.aio_serve", "--listen", address]
+    with process([*argv, *(["--uvloop"] if uvloop else [])], env=env) as server:
+        wait_serving(address, server)
+        yield address, [server.pid]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -331,6 +368,11 @@ def main() -> int:
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument(
         "--log-level", default="info", help="the servers' (default info: a line per call)"
+    )
+    parser.add_argument(
+        "--aio",
+        action="store_true",
+        help="also measure the grpc.aio prototype (with and without uvloop), one process",
     )
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -346,8 +388,10 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; group commit: "
         f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}; "
         f"servers' log level: {args.log_level}; load average: {_load_average()}\n"
+        f"CPU µs/call: 'serving' counts the processes answering calls, 'total' also those "
+        f"following the log (projections, chain)\n"
         f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
-        f"{'server µs/call':>15}\n"
+        f"{'serving':>9}{'total':>8}\n"
     )
     port = free_port()
     echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
@@ -357,9 +401,13 @@ def main() -> int:
             f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template), [echo.pid]
         )
     baseline = row("baseline: gRPC echo (1 process)", outcome, None)
+    models: list[int | str] = [*workers, *(["aio", "aio+uvloop"] if args.aio else [])]
     for store_kind in stores:
-        for count in workers:
-            label = f"ReportIncursion, {store_kind}, {count} worker{'s' if count > 1 else ''}"
+        for count in models:
+            if isinstance(count, str):
+                label = f"ReportIncursion, {store_kind}, {count} prototype"
+            else:
+                label = f"ReportIncursion, {store_kind}, {count} worker{'s' if count > 1 else ''}"
             store_cm: Any
             if store_kind == "sqlite":
                 store_cm = sqlite_store()
@@ -370,11 +418,16 @@ def main() -> int:
                     sys.stdout.write(f"{label:44}skipped: PostgreSQL unavailable ({problem})\n")
                     continue
                 store_cm = postgres_store(admin)
-            with (
-                store_cm as store,
-                flashpoint_server(store, count, args.log_level) as (address, pids),
-            ):
-                outcome = load(address, args.clients, args.seconds, report_calls(template), pids)
+            with store_cm as store:
+                server_cm: Any = (
+                    aio_server(store, count == "aio+uvloop", args.log_level)
+                    if isinstance(count, str)
+                    else flashpoint_server(store, count, args.log_level)
+                )
+                with server_cm as (address, pids):
+                    outcome = load(
+                        address, args.clients, args.seconds, report_calls(template), pids
+                    )
             row(label, outcome, baseline)
     sys.stdout.write(f"load average at the end: {_load_average()}\n")
     return 0
