@@ -211,6 +211,71 @@ def load(
     return outcome
 
 
+class PostgresProbe:
+    """While a PostgreSQL configuration is measured: the CPU time of PostgreSQL's own
+    processes (the postmaster and all its children: backends, WAL writer, checkpointer),
+    its commits and WAL syncs (fsyncs), and what the store's backends were doing,
+    sampled every 20 ms from ``pg_stat_activity`` (where the limit is)."""
+
+    def __init__(self, store: str) -> None:
+        import psycopg
+
+        self._connection = psycopg.connect(store, autocommit=True)
+        self._database = str(self._connection.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        backend = int(self._connection.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+        with open(f"/proc/{backend}/stat") as stat:
+            self._postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+        self.states: dict[str, int] = {}
+        self.samples = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _counters(self) -> tuple[float, int, float]:
+        commits = self._connection.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self._database,)
+        ).fetchone()
+        wal = self._connection.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        return cpu_seconds(self._postmaster), int(commits[0]), float(wal[0]) if wal else 0.0  # type: ignore[index]
+
+    def _sample(self) -> None:
+        query = (
+            "SELECT COALESCE(wait_event_type || ':' || wait_event, 'CPU'), state, count(*) "
+            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+            "GROUP BY 1, 2"
+        )
+        while not self._stopping.wait(0.02):
+            self.samples += 1
+            for wait, state, count in self._connection.execute(query, (self._database,)):
+                key = "idle (waiting for the client)" if state == "idle" else f"{state}: {wait}"
+                self.states[key] = self.states.get(key, 0) + int(count)
+
+    def __enter__(self) -> PostgresProbe:
+        self._before = self._counters()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        after = self._counters()
+        self.cpu = after[0] - self._before[0]
+        self.commits = after[1] - self._before[1]
+        self.wal_syncs = after[2] - self._before[2]
+        self._connection.close()
+
+    def report(self, calls: int) -> str:
+        busy = sorted(self.states.items(), key=lambda item: -item[1])[:4]
+        per_sample = ", ".join(f"{key} {n / max(self.samples, 1):.1f}" for key, n in busy)
+        return (
+            f"{'':4}PostgreSQL: {self.cpu / max(calls, 1) * 1e6:,.0f} µs CPU/call, "
+            f"{self.commits / max(calls, 1):.2f} commits and {self.wal_syncs / max(calls, 1):.2f} "
+            f"WAL syncs per call; "
+            f"backends on average: {per_sample}\n"
+        )
+
+
 def report_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
     def make_call(channel: grpc.Channel) -> Callable[[], Any]:
         stub = command_grpc.CommandServiceStub(channel)
@@ -224,6 +289,54 @@ def report_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]
         return call
 
     return make_call
+
+
+#: Reports stored before ``--escalation`` measures queries (their projections caught up).
+ESCALATION_SEED = 2000
+
+
+def escalation_request() -> bytes:
+    from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+
+    return query_pb.GetEscalationRequest(country="POL").SerializeToString()
+
+
+def escalation_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
+    from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+    from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+
+    def make_call(channel: grpc.Channel) -> Callable[[], Any]:
+        stub = query_grpc.QueryServiceStub(channel)
+        request = query_pb.GetEscalationRequest.FromString(template)
+
+        def call() -> Any:
+            return stub.GetEscalation(request, timeout=30)
+
+        return call
+
+    return make_call
+
+
+def seed(address: str, count: int = ESCALATION_SEED) -> None:
+    """Store ``count`` reports (against POL) and wait until the projections show them."""
+    from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+    from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = command_grpc.CommandServiceStub(channel)
+        request = tr.request_from_command(command(c.ReportIncursion))
+
+        def one(_: int) -> int:
+            mine = type(request)()
+            mine.CopyFrom(request)
+            mine.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
+            return int(stub.ReportIncursion(mine, timeout=30).position)  # type: ignore[arg-type]
+
+        with ThreadPoolExecutor(8) as pool:
+            last = max(pool.map(one, range(count)))
+        query_grpc.QueryServiceStub(channel).GetEscalation(
+            query_pb.GetEscalationRequest(country="POL", min_position=last), timeout=60
+        )
 
 
 def echo_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
@@ -374,6 +487,11 @@ def main() -> int:
         action="store_true",
         help="also measure the grpc.aio prototype (with and without uvloop), one process",
     )
+    parser.add_argument(
+        "--escalation",
+        action="store_true",
+        help=f"also sustained GetEscalation on a store of {ESCALATION_SEED} reports",
+    )
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server is not None:
@@ -425,12 +543,49 @@ def main() -> int:
                     else flashpoint_server(store, count, args.log_level)
                 )
                 with server_cm as (address, pids):
+                    probe: Any = PostgresProbe(store) if store_kind == "postgresql" else None
+                    if probe is not None:
+                        # The warm-up is left out of the probe too.
+                        threading.Timer(WARMUP_SECONDS, probe.__enter__).start()
                     outcome = load(
                         address, args.clients, args.seconds, report_calls(template), pids
                     )
+                    if probe is not None:
+                        probe.__exit__()
             row(label, outcome, baseline)
+            if probe is not None:
+                sys.stdout.write(probe.report(len(outcome.latencies)))
+    if args.escalation:
+        measure_escalation(args, port)
     sys.stdout.write(f"load average at the end: {_load_average()}\n")
     return 0
+
+
+def measure_escalation(args: argparse.Namespace, port: int) -> None:
+    """Sustained GetEscalation (POL, now) from the same clients, on a SQLite store of
+    ESCALATION_SEED reports: the threaded server and the aio prototype, beside the echo
+    answering the same request bytes."""
+    template = escalation_request()
+    echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
+    with process([*echo_argv, "--echo-server", str(port)]) as echo:
+        wait_serving(f"127.0.0.1:{port}", echo)
+        outcome = load(
+            f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template), [echo.pid]
+        )
+    baseline = row("baseline: gRPC echo, GetEscalation bytes", outcome, None)
+    for model in ("threads", *(("aio", "aio+uvloop") if args.aio else ())):
+        with sqlite_store() as store:
+            server_cm: Any = (
+                flashpoint_server(store, 1, args.log_level)
+                if model == "threads"
+                else aio_server(store, model == "aio+uvloop", args.log_level)
+            )
+            with server_cm as (address, pids):
+                seed(address)
+                outcome = load(
+                    address, args.clients, args.seconds, escalation_calls(template), pids
+                )
+        row(f"GetEscalation, sqlite, {model}", outcome, baseline)
 
 
 def _load_average() -> str:
