@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from service.api import translation as tr
 from service.audit.verify import verify
 from service.bootstrap import Flashpoint, build
 from service.client import FlashpointClient
@@ -203,3 +204,29 @@ def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_command(
             server.process.wait(timeout=30)
         for thread in threads:
             thread.join(timeout=15)
+
+
+def test_a_follower_that_dies_is_restarted_and_catches_up(tmp_path: Path) -> None:
+    """SIGKILL the follower process alone: the server logs it, starts another, and a
+    query waiting for the position of a command made meanwhile is answered."""
+    server = Server(f"sqlite:///{tmp_path}/fp.db", tmp_path / "serve.log")
+    client = FlashpointClient(server.address, timeout=30.0)
+    try:
+        client.execute(command(c.ReportIncursion, request_id="before"))
+        (first,) = server.followers()
+        os.kill(first, signal.SIGKILL)
+        assert wait_until(lambda: not alive(first), 10)
+        made = client.execute(command(c.ReportIncursion, request_id="meanwhile"))
+        assert wait_until(lambda: len(server.followers()) == 1, 30), server.stderr.read_text()
+        assert server.followers() != [first]
+        # Answered only once the new follower has folded it (min_position waits).
+        answer = client.unary(
+            "query", "GetEscalation",
+            tr.query_pb.GetEscalationRequest(country="POL", min_position=made.position),
+        )  # fmt: skip
+        assert answer.position >= made.position
+        assert answer.escalation.score > 0
+        assert "projections.process_exited" in server.stderr.read_text()
+    finally:
+        client.close()
+        assert server.stop() == 0, server.stderr.read_text()[-3000:]
