@@ -270,6 +270,9 @@ class ProjectionWorker:
         #: Other log followers run after each round (the audit chainer): each returns the
         #: number of events it handled.
         self.followers: list[Callable[[], int]] = []
+        #: Told of every ``hurry`` (a server whose followers run in another process passes
+        #: it on to them).
+        self.hurry_listeners: list[Callable[[], None]] = []
         for projection in self.projections.values():
             if store.live_generation(projection.name) is None:
                 store.create_generation(projection.table, 1)
@@ -311,6 +314,8 @@ class ProjectionWorker:
         """A reader waits for a position: start the next round now."""
         self.hurried.set()
         self.wakeup.set()
+        for listener in self.hurry_listeners:
+            listener()
 
     def positions(self) -> dict[str, int]:
         return {name: self.store.position(name, self._live(name)) for name in self.projections}

@@ -187,8 +187,12 @@ def build(
     exclusive: bool = False,
     create: bool = True,
     one_shot: bool = False,
+    batch_interval: float | None = None,
 ) -> Flashpoint:
     """Build the service; with ``follow`` the projections are kept current in this process.
+
+    ``batch_interval``: the least time between two rounds of the worker's catch-up (default:
+    batched when it follows in this process, at once otherwise; see ``ProjectionWorker``).
 
     Without ``create`` a store that does not exist is refused (:class:`StoreMissing`) rather
     than made empty: reading commands pass it, so a mistyped ``--store`` fails. A
@@ -227,7 +231,9 @@ def build(
         source = RecorderEventSource(app.recorder)
         # Following in the server's own process, rounds are batched so that they cost per
         # batch of the log, not per call.
-        interval = BATCH_INTERVAL if follow else 0.0
+        interval = batch_interval
+        if interval is None:
+            interval = BATCH_INTERVAL if follow else 0.0
         worker = ProjectionWorker(source, views, ALL, ownership=ownership, batch_interval=interval)
         if ownership is not None:
             events_table: str = getattr(app.recorder, "events_table_name", "stored_events")
@@ -276,9 +282,16 @@ def build_log(settings: Settings, *, create: bool = True, one_shot: bool = False
 
 
 def build_server(settings: Settings) -> Flashpoint:
-    """The service ``serve`` answers from: it keeps the read models current itself unless
-    separate workers do (``projections = external``)."""
-    return build(settings, follow=settings.projections == "embedded")
+    """The service ``serve`` answers from. It does not follow the log itself: with
+    ``projections = embedded`` ``serve`` runs the followers in a child process of its own
+    (``service.cli.serve.FollowerProcess``), else separate workers do."""
+    return build(settings)
+
+
+def build_follower(settings: Settings) -> Flashpoint:
+    """The service of a server's follower process: the projections and the chainer, caught
+    up in rounds batched over ``BATCH_INTERVAL`` (its server wakes it on appends)."""
+    return build(settings, batch_interval=BATCH_INTERVAL)
 
 
 def prepare_store(settings: Settings) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
+from service.adapters.group_commit import GroupCommitter
 from service.adapters.store import FlashpointApplication
 from service.adapters.store_url import store_environment
 from service.application.errors import RequestIdReused, RuleViolation, VersionConflict
@@ -85,6 +88,35 @@ class GroupCommitContract:
                 result.version,
                 result.position,
             )
+
+    def test_submit_answers_futures_and_a_collision_fails_alone(
+        self, app: FlashpointApplication
+    ) -> None:
+        """``submit`` (for callers that await rather than wait): futures answered with the
+        same positions ``insert`` gives; one that collides with a recorded version fails
+        with IntegrityError alone, its neighbours recorded."""
+        committer = app._committer
+        assert isinstance(committer, GroupCommitter)
+        taken = app.execute(command(c.ReportIncursion))
+        batch: list[list[StoredEvent]] = []
+        for _ in range(6):
+            aggregate = app._decide(command(c.ReportIncursion), {}, None)
+            batch.append([app.mapper.to_stored_event(e) for e in aggregate.collect_events()])
+        again = app._decide(command(c.ReportIncursion, request_id="x"), {}, None)
+        duplicate = [
+            replace(app.mapper.to_stored_event(e), originator_id=taken.id)
+            for e in again.collect_events()
+        ]
+        futures = [committer.submit(events) for events in batch[:3]]
+        futures.append(committer.submit(duplicate))
+        futures += [committer.submit(events) for events in batch[3:]]
+        with pytest.raises(IntegrityError):
+            futures[3].result(timeout=30)
+        good = [f.result(timeout=30) for i, f in enumerate(futures) if i != 3]
+        stored = {(n.originator_id, n.originator_version): n.id for n in app.read_log()}
+        for events, ids in zip(batch, good, strict=True):
+            assert ids == [stored[(events[0].originator_id, 1)]]
+        assert len(stored) == 1 + len(batch)
 
 
 class TestGroupCommitOnSQLite(GroupCommitContract):

@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,11 +46,19 @@ class _Insert:
     done: threading.Event = field(default_factory=threading.Event)
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    #: Answered instead of ``done`` for a caller that does not wait (``submit``).
+    future: Future[list[int]] | None = None
 
     def answer(self, ids: Sequence[int] | None = None, error: BaseException | None = None) -> None:
         self.ids = list(ids or [])
         self.error = error
-        self.done.set()
+        future = self.future
+        if future is None:
+            self.done.set()
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(self.ids)
 
 
 class GroupCommitter:
@@ -82,6 +91,22 @@ class GroupCommitter:
         if item.error is not None:
             raise item.error
         return item.ids
+
+    def submit(
+        self, events: Sequence[StoredEvent], receipts: Sequence[Receipt] = ()
+    ) -> Future[list[int]]:
+        """Queue ``events`` (with ``receipts``) without waiting: the future answers their
+        notification ids once recorded, or the error ``insert`` would raise. For callers
+        that must not hold a thread while the batch commits (an event loop)."""
+        future: Future[list[int]] = Future()
+        if self._stopped:
+            try:
+                future.set_result(list(self._insert(list(events), receipts=list(receipts)) or []))
+            except BaseException as error:
+                future.set_exception(error)
+            return future
+        self._queue.put(_Insert(events, receipts, call_deadline.get(), future=future))
+        return future
 
     def stop(self) -> None:
         self._stopped = True

@@ -59,6 +59,11 @@ class ReceiptRecorder:
     def find_receipt(self, key: UUID) -> FoundReceipt | None:
         raise NotImplementedError
 
+    def has_legacy_receipts(self) -> bool:
+        """Whether the log holds any receipt of the old kind (a scan, when it holds none:
+        asked once per process)."""
+        raise NotImplementedError
+
     def iterate_receipts(self, page: int = 1000) -> Iterator[Receipt]:
         """Every receipt of the table, in the order of the positions they answered."""
         raise NotImplementedError
@@ -107,6 +112,9 @@ class SQLiteReceiptRecorder(SQLiteApplicationRecorder, ReceiptRecorder):
             "UNION ALL SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, rowid, state "
             f"FROM {events} WHERE originator_id = ? AND originator_version = 1 AND topic = ?"
         )
+        self.legacy_receipt_statement = (
+            f"SELECT 1 FROM {events} WHERE originator_version = 1 AND topic = ? LIMIT 1"
+        )
         self.list_receipts_statement = (
             "SELECT r.receipt_id, r.principal, r.request_id, r.command, r.fingerprint, "
             "r.resource, r.resource_version, e.rowid AS position "
@@ -147,6 +155,11 @@ class SQLiteReceiptRecorder(SQLiteApplicationRecorder, ReceiptRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.find_receipt_statement, (key.hex, key.hex, LEGACY_RECEIPT_TYPE))
             return _found(c.fetchall(), key)
+
+    def has_legacy_receipts(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.legacy_receipt_statement, (LEGACY_RECEIPT_TYPE,))
+            return c.fetchone() is not None
 
     def iterate_receipts(self, page: int = 1000) -> Iterator[Receipt]:
         after: tuple[int, str] = (0, "")
@@ -193,6 +206,9 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
             "notification_id, state FROM {schema}.{events} WHERE originator_id = %s "
             "AND originator_version = 1 AND topic = %s"
         ).format(schema=schema, table=table, events=events)
+        self.legacy_receipt_statement = SQL(
+            "SELECT 1 FROM {schema}.{events} WHERE originator_version = 1 AND topic = %s LIMIT 1"
+        ).format(schema=schema, events=events)
         self.list_receipts_statement = SQL(
             "SELECT r.receipt_id, r.principal, r.request_id, r.command, r.fingerprint, "
             "r.resource, r.resource_version, e.notification_id AS position "
@@ -234,6 +250,11 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self.find_receipt_statement, (key, key, LEGACY_RECEIPT_TYPE))
             return _found(curs.fetchall(), key)
+
+    def has_legacy_receipts(self) -> bool:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.legacy_receipt_statement, (LEGACY_RECEIPT_TYPE,))
+            return curs.fetchone() is not None
 
     def iterate_receipts(self, page: int = 1000) -> Iterator[Receipt]:
         after: tuple[int, UUID] = (0, UUID(int=0))

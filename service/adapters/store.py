@@ -35,6 +35,9 @@ class FlashpointApplication(CommandHandlers):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        #: Whether the log holds receipts of the old kind, once known (see
+        #: ``may_hold_legacy_receipts``).
+        self._legacy_receipts: bool | None = None
         #: The one reader of the events table (see ``service.adapters.eventlog``).
         self.log_reader = LogReader(self.recorder)
         datastore: Any = getattr(self.recorder, "datastore", None)
@@ -69,6 +72,20 @@ class FlashpointApplication(CommandHandlers):
 
     def positions_of(self, originator_id: UUID) -> dict[int, int]:
         return self.log_reader.positions_of(originator_id)
+
+    def may_hold_legacy_receipts(self) -> bool:
+        # Asked of the store once: only an import into an empty store adds old receipts,
+        # so an answer is kept once the log holds anything.
+        known = self._legacy_receipts
+        if known is None:
+            recorder = self.recorder
+            if not isinstance(recorder, ReceiptRecorder):  # pragma: no cover - set up above
+                return True
+            empty = self.head_position() == 0
+            known = recorder.has_legacy_receipts()
+            if not empty:
+                self._legacy_receipts = known
+        return known
 
     def find_receipt(self, key: UUID) -> Receipt | None:
         recorder = self.recorder

@@ -95,10 +95,24 @@ class Outcome:
     seconds: float = 0.0
     #: CPU seconds the server's processes (and their children) used while measured.
     server_cpu: float = 0.0
+    #: Of which the processes that follow the log (projections and chain): ``serve``'s
+    #: follower process, or the ``flashpoint project`` worker.
+    follower_cpu: float = 0.0
 
 
-def cpu_seconds(root: int) -> float:
-    """User and system CPU seconds of process ``root`` and all its descendants (Linux)."""
+def is_follower(pid: int) -> bool:
+    """Whether process ``pid`` follows the log (a server's follower, a project worker)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
+    except OSError:
+        return False
+    return b"project" in argv or any(b"run_follower" in arg for arg in argv)
+
+
+def cpu_seconds(root: int, *, followers_only: bool = False) -> float:
+    """User and system CPU seconds of process ``root`` and all its descendants (Linux);
+    ``followers_only``: of those that follow the log."""
     children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
@@ -116,7 +130,8 @@ def cpu_seconds(root: int) -> float:
     total, pending = 0.0, [root]
     while pending:
         pid = pending.pop()
-        total += times.get(pid, 0.0)
+        if not followers_only or is_follower(pid):
+            total += times.get(pid, 0.0)
         pending.extend(children.get(pid, []))
     return total
 
@@ -157,8 +172,12 @@ def load(
             return
         time.sleep(max(measure_from - time.monotonic(), 0))
         before = sum(cpu_seconds(pid) for pid in server_pids)
+        following = sum(cpu_seconds(pid, followers_only=True) for pid in server_pids)
         time.sleep(max(stop - time.monotonic(), 0))
         outcome.server_cpu = sum(cpu_seconds(pid) for pid in server_pids) - before
+        outcome.follower_cpu = (
+            sum(cpu_seconds(pid, followers_only=True) for pid in server_pids) - following
+        )
 
     def client() -> None:
         latencies: list[float] = []
@@ -192,6 +211,92 @@ def load(
     return outcome
 
 
+class PostgresProbe:
+    """While a PostgreSQL configuration is measured: the CPU time of the backends serving
+    this run's database (not the WAL writer or checkpointer, which serve every database),
+    its commits and WAL syncs (fsyncs), and what the store's backends were doing,
+    sampled every 20 ms from ``pg_stat_activity`` (where the limit is)."""
+
+    def __init__(self, store: str) -> None:
+        import psycopg
+
+        self._connection = psycopg.connect(store, autocommit=True)
+        self._database = str(self._connection.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        backend = int(self._connection.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+        with open(f"/proc/{backend}/stat") as stat:
+            self._postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+        self.states: dict[str, int] = {}
+        self.samples = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _backend_cpu(self) -> dict[int, float]:
+        """CPU seconds of each backend connected to this database now (PostgreSQL serves
+        other databases too, whose load is not this run's)."""
+        pids = self._connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (self._database,),
+        ).fetchall()
+        ticks = os.sysconf("SC_CLK_TCK")
+        found = {}
+        for (pid,) in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[int(pid)] = (int(fields[11]) + int(fields[12])) / ticks
+        return found
+
+    def _counters(self) -> tuple[float, int, float]:
+        commits = self._connection.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self._database,)
+        ).fetchone()
+        wal = self._connection.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        return cpu_seconds(self._postmaster), int(commits[0]), float(wal[0]) if wal else 0.0  # type: ignore[index]
+
+    def _sample(self) -> None:
+        query = (
+            "SELECT COALESCE(wait_event_type || ':' || wait_event, 'CPU'), state, count(*) "
+            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+            "GROUP BY 1, 2"
+        )
+        while not self._stopping.wait(0.02):
+            self.samples += 1
+            for wait, state, count in self._connection.execute(query, (self._database,)):
+                key = "idle (waiting for the client)" if state == "idle" else f"{state}: {wait}"
+                self.states[key] = self.states.get(key, 0) + int(count)
+
+    def __enter__(self) -> PostgresProbe:
+        self._before = self._counters()
+        self._backends_before = self._backend_cpu()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        after = self._counters()
+        backends = self._backend_cpu()
+        # Backends that started meanwhile count from zero (a pool's rarely end meanwhile).
+        self.cpu = sum(cpu - self._backends_before.get(pid, 0.0) for pid, cpu in backends.items())
+        self.commits = after[1] - self._before[1]
+        self.wal_syncs = after[2] - self._before[2]
+        self._connection.close()
+
+    def report(self, calls: int) -> str:
+        busy = sorted(self.states.items(), key=lambda item: -item[1])[:4]
+        per_sample = ", ".join(f"{key} {n / max(self.samples, 1):.1f}" for key, n in busy)
+        return (
+            f"{'':4}PostgreSQL: backends {self.cpu / max(calls, 1) * 1e6:,.0f} µs CPU/call, "
+            f"{self.commits / max(calls, 1):.2f} commits and {self.wal_syncs / max(calls, 1):.2f} "
+            f"WAL syncs per call; "
+            f"backends on average: {per_sample}\n"
+        )
+
+
 def report_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
     def make_call(channel: grpc.Channel) -> Callable[[], Any]:
         stub = command_grpc.CommandServiceStub(channel)
@@ -205,6 +310,54 @@ def report_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]
         return call
 
     return make_call
+
+
+#: Reports stored before ``--escalation`` measures queries (their projections caught up).
+ESCALATION_SEED = 2000
+
+
+def escalation_request() -> bytes:
+    from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+
+    return query_pb.GetEscalationRequest(country="POL").SerializeToString()
+
+
+def escalation_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
+    from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+    from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+
+    def make_call(channel: grpc.Channel) -> Callable[[], Any]:
+        stub = query_grpc.QueryServiceStub(channel)
+        request = query_pb.GetEscalationRequest.FromString(template)
+
+        def call() -> Any:
+            return stub.GetEscalation(request, timeout=30)
+
+        return call
+
+    return make_call
+
+
+def seed(address: str, count: int = ESCALATION_SEED) -> None:
+    """Store ``count`` reports (against POL) and wait until the projections show them."""
+    from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+    from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = command_grpc.CommandServiceStub(channel)
+        request = tr.request_from_command(command(c.ReportIncursion))
+
+        def one(_: int) -> int:
+            mine = type(request)()
+            mine.CopyFrom(request)
+            mine.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
+            return int(stub.ReportIncursion(mine, timeout=30).position)  # type: ignore[arg-type]
+
+        with ThreadPoolExecutor(8) as pool:
+            last = max(pool.map(one, range(count)))
+        query_grpc.QueryServiceStub(channel).GetEscalation(
+            query_pb.GetEscalationRequest(country="POL", min_position=last), timeout=60
+        )
 
 
 def echo_calls(template: bytes) -> Callable[[grpc.Channel], Callable[[], Any]]:
@@ -226,9 +379,12 @@ def row(label: str, outcome: Outcome, baseline: float | None) -> float:
     p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
     ratio = f"{rate / baseline:8.2f}" if baseline else f"{'1.00':>8}"
     calls = len(outcome.latencies)
-    cpu = f"{outcome.server_cpu / calls * 1e6:12,.0f}" if calls and outcome.server_cpu else ""
+    cpu = serving = ""
+    if calls and outcome.server_cpu:
+        cpu = f"{outcome.server_cpu / calls * 1e6:8,.0f}"
+        serving = f"{(outcome.server_cpu - outcome.follower_cpu) / calls * 1e6:9,.0f}"
     sys.stdout.write(
-        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{cpu}\n"
+        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{serving}{cpu}\n"
     )
     sys.stdout.flush()
     return rate
@@ -321,6 +477,21 @@ def flashpoint_server(
         yield address, [server.pid, worker.pid]
 
 
+@contextmanager
+def aio_server(
+    store: str, uvloop: bool, log_level: str = "info"
+) -> Iterator[tuple[str, list[int]]]:
+    """The ``grpc.aio`` prototype (``service.cli.aio_serve``) on ``store``, one process
+    with ``serve``'s follower process."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "FLASHPOINT_STORE": store, "FLASHPOINT_LOG_LEVEL": log_level}
+    argv = [sys.executable, "-m", "service.cli.aio_serve", "--listen", address]
+    with process([*argv, *(["--uvloop"] if uvloop else [])], env=env) as server:
+        wait_serving(address, server)
+        yield address, [server.pid]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -331,6 +502,16 @@ def main() -> int:
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument(
         "--log-level", default="info", help="the servers' (default info: a line per call)"
+    )
+    parser.add_argument(
+        "--aio",
+        action="store_true",
+        help="also measure the grpc.aio prototype (with and without uvloop), one process",
+    )
+    parser.add_argument(
+        "--escalation",
+        action="store_true",
+        help=f"also sustained GetEscalation on a store of {ESCALATION_SEED} reports",
     )
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -346,8 +527,10 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; group commit: "
         f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}; "
         f"servers' log level: {args.log_level}; load average: {_load_average()}\n"
+        f"CPU µs/call: 'serving' counts the processes answering calls, 'total' also those "
+        f"following the log (projections, chain)\n"
         f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
-        f"{'server µs/call':>15}\n"
+        f"{'serving':>9}{'total':>8}\n"
     )
     port = free_port()
     echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
@@ -357,9 +540,13 @@ def main() -> int:
             f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template), [echo.pid]
         )
     baseline = row("baseline: gRPC echo (1 process)", outcome, None)
+    models: list[int | str] = [*workers, *(["aio", "aio+uvloop"] if args.aio else [])]
     for store_kind in stores:
-        for count in workers:
-            label = f"ReportIncursion, {store_kind}, {count} worker{'s' if count > 1 else ''}"
+        for count in models:
+            if isinstance(count, str):
+                label = f"ReportIncursion, {store_kind}, {count} prototype"
+            else:
+                label = f"ReportIncursion, {store_kind}, {count} worker{'s' if count > 1 else ''}"
             store_cm: Any
             if store_kind == "sqlite":
                 store_cm = sqlite_store()
@@ -370,14 +557,56 @@ def main() -> int:
                     sys.stdout.write(f"{label:44}skipped: PostgreSQL unavailable ({problem})\n")
                     continue
                 store_cm = postgres_store(admin)
-            with (
-                store_cm as store,
-                flashpoint_server(store, count, args.log_level) as (address, pids),
-            ):
-                outcome = load(address, args.clients, args.seconds, report_calls(template), pids)
+            with store_cm as store:
+                server_cm: Any = (
+                    aio_server(store, count == "aio+uvloop", args.log_level)
+                    if isinstance(count, str)
+                    else flashpoint_server(store, count, args.log_level)
+                )
+                with server_cm as (address, pids):
+                    probe: Any = PostgresProbe(store) if store_kind == "postgresql" else None
+                    if probe is not None:
+                        # The warm-up is left out of the probe too.
+                        threading.Timer(WARMUP_SECONDS, probe.__enter__).start()
+                    outcome = load(
+                        address, args.clients, args.seconds, report_calls(template), pids
+                    )
+                    if probe is not None:
+                        probe.__exit__()
             row(label, outcome, baseline)
+            if probe is not None:
+                sys.stdout.write(probe.report(len(outcome.latencies)))
+    if args.escalation:
+        measure_escalation(args, port)
     sys.stdout.write(f"load average at the end: {_load_average()}\n")
     return 0
+
+
+def measure_escalation(args: argparse.Namespace, port: int) -> None:
+    """Sustained GetEscalation (POL, now) from the same clients, on a SQLite store of
+    ESCALATION_SEED reports: the threaded server and the aio prototype, beside the echo
+    answering the same request bytes."""
+    template = escalation_request()
+    echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
+    with process([*echo_argv, "--echo-server", str(port)]) as echo:
+        wait_serving(f"127.0.0.1:{port}", echo)
+        outcome = load(
+            f"127.0.0.1:{port}", args.clients, args.seconds, echo_calls(template), [echo.pid]
+        )
+    baseline = row("baseline: gRPC echo, GetEscalation bytes", outcome, None)
+    for model in ("threads", *(("aio", "aio+uvloop") if args.aio else ())):
+        with sqlite_store() as store:
+            server_cm: Any = (
+                flashpoint_server(store, 1, args.log_level)
+                if model == "threads"
+                else aio_server(store, model == "aio+uvloop", args.log_level)
+            )
+            with server_cm as (address, pids):
+                seed(address)
+                outcome = load(
+                    address, args.clients, args.seconds, escalation_calls(template), pids
+                )
+        row(f"GetEscalation, sqlite, {model}", outcome, baseline)
 
 
 def _load_average() -> str:
