@@ -272,7 +272,8 @@ class EscalationProjection(Projection):
     name: ClassVar[str] = "escalation"
     table: ClassVar[Table] = Table("esc", {}, links=False, storage=STORAGE)
     #: 3: contribution rows and day buckets instead of every version in each state.
-    version: ClassVar[int] = 3
+    #: 4: top contributions indexed by block of days and rank (not by rank alone).
+    version: ClassVar[int] = 4
 
     def key_of(self, event: RawEvent) -> str | None:
         if (

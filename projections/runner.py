@@ -164,6 +164,10 @@ def fold_events(
     return aside
 
 
+def _no_countries(state: State) -> set[str]:
+    return set()
+
+
 def apply_batch(
     projection: Projection,
     store: ViewStore,
@@ -205,8 +209,10 @@ def apply_batch(
         states.update(loaded)
         stored = set(loaded)
     aside += fold_events(projection, generation, states, relevant)
+    # A projection without links to countries (the escalation's own rows) needs none.
+    countries = projection.countries if projection.table.links else _no_countries
     changed = {
-        key: (state, projection.columns(state), projection.countries(state))
+        key: (state, projection.columns(state), countries(state))
         for key, state in states.items()
         if state is not None and (key in created or key in needed)
     }

@@ -273,14 +273,18 @@ def assert_same(models: ReadModels, log: Log, rng: random.Random) -> None:
                 assert close(view.target_score, round(found.target if found else 0.0, 6))
 
 
-@pytest.mark.parametrize(("seed", "sparse"), [(1, 64), (2, 0), (3, 64), (4, 0)])
+@pytest.mark.parametrize(
+    ("seed", "sparse", "prefix"), [(1, 64, 16), (2, 0, 16), (3, 64, 16), (4, 0, 16), (6, 0, 1)]
+)
 def test_followed_store_answers_as_the_full_scan(
-    views: ViewStore, seed: int, sparse: int, monkeypatch: pytest.MonkeyPatch
+    views: ViewStore, seed: int, sparse: int, prefix: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Folded batch by batch (buckets recomputed as rows change), every figure is the full
     scan's, as known now and as known at past times; top contributions read by day
-    (sparse classes) or by rank (every class taken as dense)."""
+    (sparse classes) or by rank (every class taken as dense), and with a prefix by rank of
+    one row, nearly always by block of days as well."""
     monkeypatch.setattr(es, "SPARSE_CLASS", sparse)
+    monkeypatch.setattr(es, "RANK_PREFIX", prefix)
     log = random_log(seed)
     follow(views, log.events, seed)
     assert_same(ReadModels(views), log, random.Random(seed))
@@ -314,3 +318,36 @@ def test_retracting_everything_leaves_nothing_counted(views: ViewStore) -> None:
             assert close(
                 view.score, round(now[view.subject].score if view.subject in now else 0, 6)
             )
+
+
+def test_top_contributions_of_a_window_outranked_by_older_rows(
+    views: ViewStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window holding fewer non-zero contributions than are shown (statements count zero)
+    while many older, larger ones of the class rank above them: the first rows by rank
+    hold too few in the window, and the window's are read by block of days (by rank alone,
+    the scan passed every older row: 100 ms for one country at 1M events)."""
+    monkeypatch.setattr(es, "SPARSE_CLASS", 0)
+    log = Log()
+    for index in range(40):
+        log.reported(f"i{index:04d}", "condemnation", {}, actor="DEU", target="FRA",
+                     occurred=float(index), recorded=float(index), grade="A1")  # fmt: skip
+    for index, (kind, grade) in enumerate(
+        [("statement", "A1"), ("condemnation", "C3"), ("statement", "B2"),
+         ("condemnation", "D4"), ("statement", "A2"), ("statement", "C1")]
+    ):  # fmt: skip
+        moment = 395.0 + index / 2
+        log.reported(f"j{index:04d}", kind, {}, actor="DEU", target="POL",
+                     occurred=moment, recorded=moment, grade=grade)  # fmt: skip
+    follow(views, log.events, 7)
+    models = ReadModels(views)
+    states = scanned(log)
+    known_now = ts(500)
+    for at in (ts(398.2), ts(399.0), ts(400.0), ts(420.0)):
+        view = models.escalation("DEU", at=at, as_of=known_now)
+        expected = score_states(states, at=at, as_of=known_now, country="DEU")
+        assert len(expected.contributions) == 5
+        assert [(c.development, c.kind) for c in view.contributions] == [
+            (c.development, c.kind) for c in expected.contributions
+        ], at
+        assert close(view.score, round(expected.score, 6))

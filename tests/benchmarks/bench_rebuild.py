@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sqlite3
@@ -154,7 +155,7 @@ def ensure_log(path: Path, events: int) -> float:
 
 def measure_scan(path: str) -> dict[str, float]:
     """Baseline: read every row of the events table with plain sqlite3, nothing else."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     connection = sqlite3.connect(path)
     cursor = connection.execute(
         "SELECT rowid, topic, originator_id, originator_version, state FROM stored_events"
@@ -163,7 +164,7 @@ def measure_scan(path: str) -> dict[str, float]:
     while batch := cursor.fetchmany(50_000):
         total += len(batch)
     seconds = time.perf_counter() - started
-    return {"events": total, "seconds": seconds}
+    return {"events": total, "seconds": seconds, "cpu": time.process_time() - cpu}
 
 
 def measure_rebuild(path: str) -> dict[str, float]:
@@ -178,9 +179,9 @@ def measure_rebuild(path: str) -> dict[str, float]:
     app = FlashpointApplication(env=env)
     store = ViewStore.open(env)
     worker = ProjectionWorker(RecorderEventSource(app.recorder), store, [EscalationProjection()])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     position = worker.rebuild("escalation")
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     generation = store.live_generation("escalation") or 0
     table = store.state_table(EscalationProjection.table, generation)
     states = store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]  # noqa: S608 - our table
@@ -195,7 +196,7 @@ def measure_rebuild(path: str) -> dict[str, float]:
     }
     store.close()
     app.close()
-    return {"events": position, "seconds": seconds, "states": states, **counted}
+    return {"events": position, "seconds": seconds, "cpu": cpu, "states": states, **counted}
 
 
 def in_subprocess(kind: str, path: Path) -> dict[str, float]:
@@ -240,17 +241,29 @@ def main() -> int:
     full = results["full"]
     scan_rate = full["scan"]["events"] / full["scan"]["seconds"]
     rebuild_rate = full["rebuild"]["events"] / full["rebuild"]["seconds"]
-    out.write(f"\nescalation rebuild over {args.events:,} events (embedded SQLite store)\n")
-    out.write(f"{'':34}{'events/s':>12}{'seconds':>10}{'peak RSS MB':>14}\n")
+    # The machine may be shared: CPU time says what the work itself costs, elapsed time
+    # what a user waits; both are shown for both rows.
+    scan_cpu_rate = full["scan"]["events"] / max(full["scan"]["cpu"], 1e-9)
+    rebuild_cpu_rate = full["rebuild"]["events"] / max(full["rebuild"]["cpu"], 1e-9)
     out.write(
-        f"{'baseline: sqlite3 scan':34}{scan_rate:12,.0f}{full['scan']['seconds']:10.2f}"
-        f"{full['scan']['peak_rss_mb']:14.1f}\n"
+        f"\nescalation rebuild over {args.events:,} events (embedded SQLite store); "
+        f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n"
     )
     out.write(
-        f"{'rebuild (decode+fold+write+track)':34}{rebuild_rate:12,.0f}"
-        f"{full['rebuild']['seconds']:10.2f}{full['rebuild']['peak_rss_mb']:14.1f}\n"
+        f"{'':34}{'events/s':>12}{'seconds':>10}{'ev/CPU-s':>12}{'CPU s':>8}{'peak RSS MB':>14}\n"
     )
-    out.write(f"ratio rebuild/scan: {rebuild_rate / scan_rate:.3f}  (goal: >= 50,000 events/s)\n")
+    for label, entry, rate, cpu_rate in (
+        ("baseline: sqlite3 scan", full["scan"], scan_rate, scan_cpu_rate),
+        ("rebuild (decode+fold+write+track)", full["rebuild"], rebuild_rate, rebuild_cpu_rate),
+    ):
+        out.write(
+            f"{label:34}{rate:12,.0f}{entry['seconds']:10.2f}{cpu_rate:12,.0f}"
+            f"{entry['cpu']:8.2f}{entry['peak_rss_mb']:14.1f}\n"
+        )
+    out.write(
+        f"ratio rebuild/scan: {rebuild_rate / scan_rate:.3f} elapsed, "
+        f"{rebuild_cpu_rate / scan_cpu_rate:.3f} CPU  (goal: >= 50,000 events/s)\n"
+    )
     quarter = results["quarter"]["rebuild"]
     out.write(
         f"peak RSS: {quarter['peak_rss_mb']:.1f} MB at {sizes['quarter']:,} events, "
