@@ -372,7 +372,7 @@ def test_an_open_bulk_stream_holds_one_of_the_long_lived_stream_slots(sqlite_url
             yield bulk_tr.bulk_request(incursion("slot-1"))
             gate.wait(TIMEOUT)
 
-        first = stub.SubmitDevelopments(held_open(), timeout=TIMEOUT)
+        first = iter(stub.SubmitDevelopments(held_open(), timeout=TIMEOUT))
         assert next(first).request_id == "slot-1"
         second = stub.SubmitDevelopments(iter([bulk_tr.bulk_request(incursion("slot-2"))]))
         with pytest.raises(grpc.RpcError) as raised:
@@ -411,3 +411,17 @@ def test_flashpoint_submit_records_json_lines_and_a_second_run_records_nothing(
     assert [s["line"] for s in summary["skipped"]] == [6, 7, 8]
     again = run_flashpoint("--store", store, "submit", str(path), "--json")
     assert json.loads(again.stdout)["outcomes"] == {"replayed": 6, "skipped": 3}
+
+
+@pytest.mark.parametrize("name", list(c.COMMANDS))
+def test_the_direct_request_writer_makes_the_message_the_json_path_makes(name: str) -> None:
+    """A client writes each command's request field by field (bulk loads write one per
+    command): the same message as ParseDict over its JSON dump, for every field."""
+    from google.protobuf import json_format
+
+    from tests.test_translation import full_command
+
+    for original in (command(c.COMMANDS[name]), full_command(c.COMMANDS[name])):
+        expected = bulk_tr.request_class(c.COMMANDS[name])()
+        json_format.ParseDict(original.model_dump(mode="json", exclude_none=True), expected)
+        assert bulk_tr.request_from_command(original) == expected
