@@ -118,6 +118,29 @@ class GroupCommitContract:
             assert ids == [stored[(events[0].originator_id, 1)]]
         assert len(stored) == 1 + len(batch)
 
+    def test_begun_commands_are_answered_as_executed_ones(self, app: FlashpointApplication) -> None:
+        """``begin``/``finish`` (the bulk stream's path) answer a batch that lost a race as
+        ``execute`` would: the same request begun twice is recorded once and replayed once,
+        a reused id is refused, and a refused decision raises at ``begin``."""
+        incident = app.execute(command(c.ReportIncursion)).id
+        app.execute(command(c.RetractIncident, incident_id=incident, reason="wrong"))
+        head = app.head_position()
+        twice = command(c.ReportStrike, request_id="twice")
+        first, second = app.begin(twice), app.begin(twice)
+        assert not isinstance(first, CommandResult) and not isinstance(second, CommandResult)
+        answers = [app.finish(first), app.finish(second)]
+        assert sorted(a.replayed for a in answers) == [False, True], answers
+        assert answers[0].position == answers[1].position
+        assert app.head_position() == head + 1
+        reused = app.begin(command(c.ReportStrike, request_id="twice", fatalities=9))
+        assert not isinstance(reused, CommandResult), "a reused id is no replay"
+        with pytest.raises(RequestIdReused):
+            app.finish(reused)
+        with pytest.raises(RuleViolation):
+            app.begin(command(c.CorroborateIncident, incident_id=incident,
+                              source={"name": "late"}))  # fmt: skip
+        assert app.head_position() == head + 1
+
 
 class TestGroupCommitOnSQLite(GroupCommitContract):
     @pytest.fixture

@@ -8,7 +8,6 @@ composition root, so the CLI can answer with the very same methods in-process.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import queue
 import threading
@@ -217,9 +216,6 @@ class CommandServicer(command_grpc.CommandServiceServicer):
         group committer), answered in order with its response or its own error status."""
         with self._streams.held(context, "SubmitDevelopments"):
             submitter = Submitter(current_principal.get().name, current_client.get())
-            # The call's deadline and identity, for the pool's threads (a context is
-            # entered by one thread at a time: each command runs in a copy).
-            call = contextvars.copy_context()
 
             def decode(request: tr.Message) -> _Bulk:
                 request_id = bulk_tr.bulk_request_id(request)
@@ -228,19 +224,23 @@ class CommandServicer(command_grpc.CommandServiceServicer):
                 except CommandValidationError as error:
                     return _Bulk(request_id, None, error)
 
-            def work(entry: _Bulk) -> CommandResult:
+            def begin(entry: _Bulk) -> Callable[[], CommandResult]:
+                # Begun in this call's own thread: its deadline and identity apply.
                 if entry.command is None:
                     raise entry.error or CommandValidationError.single("command", "missing")
-                return call.copy().run(self._app.execute, entry.command, submitter)
+                started = self._app.begin(entry.command, submitter)
+                if isinstance(started, CommandResult):
+                    return lambda: started
+                return lambda: self._app.finish(started)
 
             def key(entry: _Bulk) -> Hashable | None:
                 if entry.command is None:
                     return None
                 return resource_key(entry.command, submitter.principal)
 
-            outcomes = bulk.run_ordered(
+            outcomes = bulk.run_pipelined(
                 (decode(request) for request in _until_gone(requests)),
-                work,
+                begin,
                 key,
                 window=self._window,
             )

@@ -1,20 +1,21 @@
 """Many commands at once, answered one by one in order: the engine of the bulk stream.
 
-Commands are decided concurrently on a small pool, so their appends meet in the group
-committer and share transactions; a command on a resource waits for the earlier commands
-of the same run on that resource (the report that creates it included), so a run means
-what it would mean sent one by one. At most ``window`` items are read ahead of their
-answers: a consumer that stops taking answers stops the reading too, so memory is bounded
-by the window, not by what a client sends.
+Commands are decided one after the other by the consumer's own thread and their appends
+queued on the group committer without waiting (``begin``), so up to ``depth`` of them share
+its transactions while no thread waits per command (a pool of 64 deciding threads spent a
+third of the server's CPU handing the GIL and waking each other). A command on a resource
+waits for the earlier commands of the same run on that resource to be recorded (the report
+that creates it included), so a run means what it would mean sent one by one. At most
+``window`` items are read ahead of their answers: a consumer that stops taking answers stops
+the reading too, so memory is bounded by the window, not by what a client sends.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -23,8 +24,9 @@ R = TypeVar("R")
 
 #: Items read ahead of their answers (the stream's flow-control window).
 WINDOW = 256
-#: Commands decided at once: the group committer's largest batch (GROUP_COMMIT_MAX).
-WORKERS = 64
+#: Commands begun and not yet answered: the group committer's largest batch
+#: (GROUP_COMMIT_MAX), so one batch commits while the next is decided.
+DEPTH = 64
 #: How often a reader waiting for room checks whether its run was abandoned.
 _POLL_SECONDS = 0.2
 
@@ -49,37 +51,28 @@ class _Abandoned(Exception):
     """The consumer went away; the reader stops."""
 
 
-def run_ordered(
+def run_pipelined(
     items: Iterable[T],
-    work: Callable[[T], R],
+    begin: Callable[[T], Callable[[], R]],
     key: Callable[[T], Hashable | None],
     *,
     window: int = WINDOW,
-    workers: int = WORKERS,
+    depth: int = DEPTH,
 ) -> Iterator[Outcome[T, R]]:
-    """``work(item)`` for each item, concurrently, yielded in the items' order.
+    """Each item begun in order, answered in order: ``begin(item)`` starts its work without
+    waiting and gives what waits for its result (which may raise: that is its outcome).
 
-    ``key(item)`` names the resource an item acts on (None: none of the run's others):
-    items of one key run one after the other, in order. An exception of ``work`` is its
-    item's outcome; one raised by ``items`` itself ends the run after the items read before
-    it are answered, and is raised then. Closing the iterator early stops the reading; the
-    items already started finish (their work is not interrupted halfway).
+    ``key(item)`` names the resource an item acts on (None: none of the run's others): an
+    item is begun only once the earlier items of its key are answered. An exception raised by
+    ``begin`` is its item's outcome; one raised by ``items`` itself ends the run after the
+    items read before it are answered, and is raised then. Closing the iterator early stops
+    the reading; items begun are not interrupted (a resumed client sends the rest again).
     """
-    if window < 1 or workers < 1:
-        raise ValueError("window and workers must be at least 1")
+    if window < 1 or depth < 1:
+        raise ValueError("window and depth must be at least 1")
     room = threading.Semaphore(window)
-    pending: queue.SimpleQueue[tuple[int, T, Future[R]] | _End] = queue.SimpleQueue()
+    ready: queue.SimpleQueue[tuple[int, T] | _End] = queue.SimpleQueue()
     abandoned = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=min(workers, window), thread_name_prefix="bulk")
-    last: dict[Hashable, Future[R]] = {}
-    lock = threading.Lock()
-
-    def run_after(previous: Future[R] | None, item: T) -> R:
-        if previous is not None:
-            # Started earlier from the same FIFO queue, so it is running or done: no
-            # deadlock, whatever the pool's size.
-            wait_for([previous])
-        return work(item)
 
     def wait_for_room() -> None:
         while not room.acquire(timeout=_POLL_SECONDS):
@@ -92,45 +85,63 @@ def run_ordered(
                 wait_for_room()
                 if abandoned.is_set():
                     raise _Abandoned
-                name = key(item)
-                with lock:
-                    previous = last.get(name) if name is not None else None
-                    future = pool.submit(run_after, previous, item)
-                    if name is not None:
-                        last[name] = future
-                pending.put((index, item, future))
+                ready.put((index, item))
         except _Abandoned:
-            pending.put(_End())
+            ready.put(_End())
         except BaseException as error:  # the source failed: answer what was read, then it
-            pending.put(_End(error))
+            ready.put(_End(error))
         else:
-            pending.put(_End())
+            ready.put(_End())
+
+    started: deque[tuple[int, T, Hashable | None, Callable[[], R] | BaseException]] = deque()
+    keys: Counter[Hashable] = Counter()
+
+    def settle() -> Outcome[T, R]:
+        index, item, name, waiting = started.popleft()
+        if name is not None:
+            keys[name] -= 1
+            if not keys[name]:
+                del keys[name]
+        if isinstance(waiting, BaseException):
+            return Outcome(index, item, error=waiting)
+        try:
+            return Outcome(index, item, result=waiting())
+        except Exception as error:
+            return Outcome(index, item, error=error)
 
     reader = threading.Thread(target=read, name="bulk-reader", daemon=True)
     reader.start()
     try:
         while True:
-            entry = pending.get()
+            if len(started) >= depth:
+                yield settle()
+                room.release()
+                continue
+            try:
+                # With work in flight, answer it rather than wait for more to arrive.
+                entry = ready.get_nowait() if started else ready.get()
+            except queue.Empty:
+                yield settle()
+                room.release()
+                continue
             if isinstance(entry, _End):
+                while started:
+                    yield settle()
+                    room.release()
                 if entry.error is not None:
                     raise entry.error
                 return
-            index, item, future = entry
-            error = future.exception()
-            outcome: Outcome[T, R] = (
-                Outcome(index, item, error=error)
-                if error is not None
-                else Outcome(index, item, result=future.result())
-            )
+            index, item = entry
             name = key(item)
+            while name is not None and name in keys:
+                yield settle()
+                room.release()
+            try:
+                waiting: Callable[[], R] | BaseException = begin(item)
+            except Exception as error:
+                waiting = error
+            started.append((index, item, name, waiting))
             if name is not None:
-                with lock:
-                    if last.get(name) is future:
-                        del last[name]
-            yield outcome
-            room.release()
+                keys[name] += 1
     finally:
         abandoned.set()
-        # Work already started completes (a command half-decided would be no use to
-        # anyone); what never started is dropped, and a resumed client sends it again.
-        pool.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -101,7 +102,26 @@ class Committer(Protocol):
         """The positions of ``events``, recorded with ``receipts`` in one transaction."""
         ...
 
+    def submit(
+        self, events: Sequence[StoredEvent], receipts: Sequence[Receipt] = ()
+    ) -> Future[list[int]]:
+        """``insert`` without waiting: the future answers the positions, or its error."""
+        ...
+
     def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PendingCommand:
+    """A command decided and handed to the group committer, not yet known to be recorded
+    (see :meth:`CommandHandlers.begin`)."""
+
+    command: Command
+    submitter: Submitter
+    aggregate: Aggregate
+    events: Sequence[Any]
+    stored: Sequence[StoredEvent]
+    positions: Future[list[int]]
 
 
 class CommandHandlers(Application[UUID]):
@@ -160,6 +180,101 @@ class CommandHandlers(Application[UUID]):
                 raise
             raise StoreUnavailable(f"the event store is unavailable: {error}") from error
 
+    def begin(
+        self, command: Command, submitter: Submitter = LOCAL
+    ) -> PendingCommand | CommandResult:
+        """Decide ``command`` and queue its append without waiting for it: many commands of
+        one caller (a bulk stream) then share the group committer's transactions from a
+        single thread, with no thread held per command. Answers the result at once where
+        no append is needed (a replay) or none can be queued (no group commit); raises what
+        ``execute`` would for a refused command. ``finish`` gives a pending one's result."""
+        committer = self._committer
+        if committer is None:
+            return self.execute(command, submitter)
+        try:
+            decided = self._first_decision(command, submitter)
+        except PersistenceError as error:
+            if isinstance(error, IntegrityError):
+                raise
+            raise StoreUnavailable(f"the event store is unavailable: {error}") from error
+        if isinstance(decided, CommandResult):
+            return decided
+        aggregate, receipts = decided
+        events = aggregate.collect_events()
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        return PendingCommand(
+            command, submitter, aggregate, events, stored, committer.submit(stored, receipts)
+        )
+
+    def finish(self, pending: PendingCommand) -> CommandResult:
+        """The result of a command ``begin`` queued, once its batch is committed. A batch
+        that lost a race (its resource's version, or its receipt, recorded meanwhile) is
+        decided again by ``execute``, which answers as the command alone would have been."""
+        try:
+            ids = pending.positions.result()
+        except IntegrityError:
+            return self.execute(pending.command, pending.submitter)
+        except PersistenceError as error:
+            raise StoreUnavailable(f"the event store is unavailable: {error}") from error
+        self._cache(pending.aggregate)
+        position = max(ids)
+        for listener in self.append_listeners:
+            listener(position)
+        aggregate = pending.aggregate
+        return CommandResult(
+            resource=resource_name(aggregate),
+            id=aggregate.id,
+            version=aggregate.version,
+            position=position,
+        )
+
+    def _first_decision(
+        self, command: Command, submitter: Submitter
+    ) -> CommandResult | tuple[Aggregate, tuple[Receipt, ...]]:
+        """A command's first attempt: its replay where its receipt answers it, else its
+        aggregate with the new events pending and the receipt to record with them."""
+        stamp = submitted_by(submitter.principal, submitter.client, command.request_id)
+        request_id = command.request_id
+        receipt_key = receipt_id(submitter.principal, request_id) if request_id else None
+        if receipt_key is not None and self.may_hold_legacy_receipts():
+            receipt = self.find_receipt(receipt_key)
+            if receipt is not None:
+                return self._replay(receipt, command)
+        try:
+            aggregate = self._decide(command, stamp, receipt_key)
+        except (DomainError, VersionConflict, NotFound, CommandValidationError):
+            if receipt_key is not None:
+                receipt = self.find_receipt(receipt_key)
+                if receipt is not None:
+                    return self._replay(receipt, command)
+            raise
+        return aggregate, self._receipts(command, submitter, receipt_key, aggregate)
+
+    def _receipts(
+        self,
+        command: Command,
+        submitter: Submitter,
+        receipt_key: UUID | None,
+        aggregate: Aggregate,
+    ) -> tuple[Receipt, ...]:
+        if receipt_key is None or command.request_id is None:
+            return ()
+        return (
+            Receipt(
+                receipt_id=receipt_key,
+                principal=submitter.principal,
+                request_id=command.request_id,
+                command=command.command_name,
+                fingerprint=command.fingerprint(),
+                resource=resource_name(aggregate),
+                resource_version=aggregate.version,
+            ),
+        )
+
+    def _cache(self, aggregate: Aggregate) -> None:
+        if self.repository.cache and not self.repository.fastforward:
+            self.repository.cache.put(aggregate.id, aggregate)
+
     def _execute(self, command: Command, submitter: Submitter) -> CommandResult:
         stamp = submitted_by(submitter.principal, submitter.client, command.request_id)
         request_id = command.request_id
@@ -186,19 +301,7 @@ class CommandHandlers(Application[UUID]):
                         return self._replay(receipt, command)
                 raise
             resource = resource_name(aggregate)
-            receipts: tuple[Receipt, ...] = ()
-            if receipt_key is not None and request_id is not None:
-                receipts = (
-                    Receipt(
-                        receipt_id=receipt_key,
-                        principal=submitter.principal,
-                        request_id=request_id,
-                        command=command.command_name,
-                        fingerprint=command.fingerprint(),
-                        resource=resource,
-                        resource_version=aggregate.version,
-                    ),
-                )
+            receipts = self._receipts(command, submitter, receipt_key, aggregate)
             try:
                 # A command decided again after losing a race is saved at once, not
                 # queued: a batch's wait would widen its window for losing again.
@@ -256,8 +359,7 @@ class CommandHandlers(Application[UUID]):
             )
             for event, record, notification_id in zip(events, stored, ids, strict=True)
         ]
-        if self.repository.cache and not self.repository.fastforward:
-            self.repository.cache.put(aggregate.id, aggregate)
+        self._cache(aggregate)
         return recordings
 
     def _replay(self, receipt: Receipt, command: Command) -> CommandResult:
