@@ -34,15 +34,19 @@ class NamedWriter:
     every logger on that stream, so lines from many threads never interleave), and knows
     the module it logs for: ``add_logger_name`` reads ``name`` as from a stdlib logger."""
 
-    def __init__(self, name: str, stream: TextIO, lock: threading.Lock) -> None:
+    def __init__(self, name: str, stream: TextIO | None, lock: threading.Lock) -> None:
         self.name = name
         self._stream = stream
         self._lock = lock
 
     def msg(self, message: str) -> None:
+        # No stream given: whatever ``sys.stderr`` is now, not the one at configuration
+        # (a process that swaps it, a CLI run inside a host that captures it, would
+        # otherwise write every later line to a stream already closed).
+        stream = self._stream or sys.stderr
         with self._lock:
-            self._stream.write(message + "\n")
-            self._stream.flush()
+            stream.write(message + "\n")
+            stream.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -54,7 +58,7 @@ class NamedWriterFactory:
     the name costs nothing per line.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
         self._lock = threading.Lock()
 
@@ -82,7 +86,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
             structlog.processors.format_exc_info if json_output else _identity,
             renderer,
         ],
-        logger_factory=NamedWriterFactory(sys.stderr),
+        logger_factory=NamedWriterFactory(),
         # Filtering in the bound logger itself: a line below the level is a no-op method.
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
@@ -95,11 +99,24 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on whatever ``sys.stderr`` is when a line is written (see
+    :meth:`NamedWriter.msg`)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
 
 
 def _orjson_dumps(value: Any, **options: Any) -> str:

@@ -141,6 +141,23 @@ class GroupCommitContract:
                               source={"name": "late"}))  # fmt: skip
         assert app.head_position() == head + 1
 
+    def test_a_batch_of_retries_is_replayed_not_unavailable(
+        self, app: FlashpointApplication
+    ) -> None:
+        """A re-sent batch (an import run twice) collides on its receipts inside the batch's
+        transaction: every command is answered from its receipt. On PostgreSQL the
+        collision once surfaced as PipelineAborted at commit, read as a store outage."""
+        app.execute(command(c.ReportIncursion))  # the log holds something: no read first
+        burst = [command(c.ReportStrike, request_id=f"again-{i}") for i in range(40)]
+        first = [app.begin(cmd) for cmd in burst]
+        recorded = [a if isinstance(a, CommandResult) else app.finish(a) for a in first]
+        head = app.head_position()
+        second = [app.begin(cmd) for cmd in burst]
+        replayed = [a if isinstance(a, CommandResult) else app.finish(a) for a in second]
+        assert all(r.replayed for r in replayed), replayed
+        assert [r.position for r in replayed] == [r.position for r in recorded]
+        assert app.head_position() == head
+
 
 class TestGroupCommitOnSQLite(GroupCommitContract):
     @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import pycountry
 import pytest
+import structlog
 
+from service import logs
 from service.api import translation as tr
 from service.cli.ingest import FollowState, Progress, Tally, follow, gdelt_outcomes, send_all
 from service.cli.main import main
@@ -34,6 +37,27 @@ from service.ingest.fips import FIPS_TO_ISO3
 from service.ingest.mapping import Party, unknown_actors
 from service.ingest.records import Mapped, Skipped
 from tests.api_support import running_server
+
+
+@pytest.fixture(autouse=True)
+def process_logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``main`` configures the process's logging with loggers cached on first use: in the
+    test process that would outlive the test and hide later tests' captured logs. Here it
+    configures without the cache, and the defaults come back after the test."""
+    configure = logs.configure_logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def configure_uncached(level: str = "info", fmt: str = "auto") -> None:
+        configure(level, fmt)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(logs, "configure_logging", configure_uncached)
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT.parent / "shared" / "data" / "gdelt" / "20170601234500.export.CSV"
@@ -315,6 +339,8 @@ def test_cli_ingest_twice_then_verify(sqlite_url: str, capsys: pytest.CaptureFix
 def test_cli_ingest_through_server_flag(
     sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The in-process server logs as this process is configured: to stderr, as the CLI does.
+    logs.configure_logging("error", "json")
     with running_server(sqlite_url) as server:
         code = main(["--log-level", "error", "ingest", "gdelt", str(SAMPLE), "--json",
                      "--server", server.address])  # fmt: skip

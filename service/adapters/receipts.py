@@ -244,6 +244,12 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
         if receipts:
             ordered = sorted(receipts, key=lambda r: r.receipt_id)
             curs.executemany(self.insert_receipt_statement, [self._params(r) for r in ordered])
+            # Synced here, so a receipt that collides (a retry) raises its UniqueViolation
+            # (an IntegrityError: answered from the receipt). Left to the library's sync,
+            # the error is caught there and the transaction's commit raises PipelineAborted
+            # instead, which reads as a store outage (UNAVAILABLE for every replay).
+            with curs.connection.pipeline() as pipeline:
+                pipeline.sync()
         super()._insert_events(curs, stored_events, **kwargs)
 
     def find_receipt(self, key: UUID) -> FoundReceipt | None:
