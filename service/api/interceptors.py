@@ -106,9 +106,9 @@ class _Call:
             )
         )
 
-    def ok(self) -> None:
+    def ok(self, **extra: Any) -> None:
         self.context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
-        self.finish(grpc.StatusCode.OK)
+        self.finish(grpc.StatusCode.OK, **extra)
 
 
 class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -164,7 +164,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                self._bidi(method, handler.stream_stream),
+                self._stream(method, handler.stream_stream, bidi=True),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -215,14 +215,19 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return behaviour
 
     def _stream(
-        self, method: str, inner: Callable[[Any, Any], Iterator[Any]]
+        self, method: str, inner: Callable[[Any, Any], Iterator[Any]], *, bidi: bool = False
     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        """A response stream. With ``bidi`` its requests are a stream too: the call is
+        authenticated and authorized once, at its start (its metadata does not change), and
+        each request is the behaviour's to judge (an undecodable one reaches it as such, not
+        as the call's end); its log line counts the answers sent."""
+
         def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             metadata = dict(context.invocation_metadata() or ())
             call = _Call(method, metadata, context, self._metrics)
             sent = 0
             try:
-                tokens = self._enter(call, metadata, request)
+                tokens = self._enter(call, metadata, None if bidi else request)
                 try:
                     for item in inner(request, context):
                         yield item
@@ -234,36 +239,10 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 raise
             except Exception as error:
                 call.fail(error)
-            call.ok()
-
-        return behaviour
-
-    def _bidi(
-        self, method: str, inner: Callable[[Any, Any], Iterator[Any]]
-    ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
-        """A bidirectional stream: authenticated and authorized once, at its start (the
-        call's metadata does not change), with one log line at its end. Each request is the
-        behaviour's to judge: an undecodable one reaches it as such, not as the call's end."""
-
-        def behaviour(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            metadata = dict(context.invocation_metadata() or ())
-            call = _Call(method, metadata, context, self._metrics)
-            sent = 0
-            try:
-                tokens = self._enter(call, metadata, None)
-                try:
-                    for item in inner(requests, context):
-                        yield item
-                        sent += 1
-                finally:
-                    _reset(tokens)
-            except GeneratorExit:
-                call.finish(grpc.StatusCode.CANCELLED, messages=sent)
-                raise
-            except Exception as error:
-                call.fail(error)
-            call.context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
-            call.finish(grpc.StatusCode.OK, messages=sent)
+            if bidi:
+                call.ok(messages=sent)
+            else:
+                call.ok()
 
         return behaviour
 

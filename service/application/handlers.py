@@ -233,22 +233,51 @@ class CommandHandlers(Application[UUID]):
     ) -> CommandResult | tuple[Aggregate, tuple[Receipt, ...]]:
         """A command's first attempt: its replay where its receipt answers it, else its
         aggregate with the new events pending and the receipt to record with them."""
-        stamp = submitted_by(submitter.principal, submitter.client, command.request_id)
+        stamp, receipt_key = self._stamp_and_receipt_key(command, submitter)
+        replayed = self._legacy_replay(command, receipt_key)
+        if replayed is not None:
+            return replayed
+        decided = self._decide_or_replay(command, stamp, receipt_key)
+        if isinstance(decided, CommandResult):
+            return decided
+        return decided, self._receipts(command, submitter, receipt_key, decided)
+
+    @staticmethod
+    def _stamp_and_receipt_key(
+        command: Command, submitter: Submitter
+    ) -> tuple[dict[str, Any], UUID | None]:
         request_id = command.request_id
-        receipt_key = receipt_id(submitter.principal, request_id) if request_id else None
+        return (
+            submitted_by(submitter.principal, submitter.client, request_id),
+            receipt_id(submitter.principal, request_id) if request_id else None,
+        )
+
+    def _legacy_replay(self, command: Command, receipt_key: UUID | None) -> CommandResult | None:
+        # A retry of a recorded request collides with its receipt (or, creating, with its
+        # resource's first version) and is answered from the receipt then, so the receipt
+        # is read first only where old receipts (events, no row to collide with) may be:
+        # the read cost every first attempt a transaction queued behind the committer's
+        # fsync, where a retry now costs its batch one rollback.
         if receipt_key is not None and self.may_hold_legacy_receipts():
             receipt = self.find_receipt(receipt_key)
             if receipt is not None:
                 return self._replay(receipt, command)
+        return None
+
+    def _decide_or_replay(
+        self, command: Command, stamp: dict[str, Any], receipt_key: UUID | None
+    ) -> Aggregate | CommandResult:
         try:
-            aggregate = self._decide(command, stamp, receipt_key)
+            return self._decide(command, stamp, receipt_key)
         except (DomainError, VersionConflict, NotFound, CommandValidationError):
+            # This may be a retry of a recorded request (its first attempt changed the
+            # state this decision saw) or a reuse of its id for another request (on
+            # another resource, maybe a missing one): the receipt answers either way.
             if receipt_key is not None:
                 receipt = self.find_receipt(receipt_key)
                 if receipt is not None:
                     return self._replay(receipt, command)
             raise
-        return aggregate, self._receipts(command, submitter, receipt_key, aggregate)
 
     def _receipts(
         self,
@@ -276,30 +305,15 @@ class CommandHandlers(Application[UUID]):
             self.repository.cache.put(aggregate.id, aggregate)
 
     def _execute(self, command: Command, submitter: Submitter) -> CommandResult:
-        stamp = submitted_by(submitter.principal, submitter.client, command.request_id)
-        request_id = command.request_id
-        receipt_key = receipt_id(submitter.principal, request_id) if request_id else None
-        # A retry of a recorded request collides with its receipt (or, creating, with its
-        # resource's first version) and is answered from the receipt below, so the receipt
-        # is read first only where old receipts (events, no row to collide with) may be:
-        # the read cost every first attempt a transaction queued behind the committer's
-        # fsync, where a retry now costs its batch one rollback.
-        if receipt_key is not None and self.may_hold_legacy_receipts():
-            receipt = self.find_receipt(receipt_key)
-            if receipt is not None:
-                return self._replay(receipt, command)
+        stamp, receipt_key = self._stamp_and_receipt_key(command, submitter)
+        replayed = self._legacy_replay(command, receipt_key)
+        if replayed is not None:
+            return replayed
         for attempt in range(MAX_ATTEMPTS):
-            try:
-                aggregate = self._decide(command, stamp, receipt_key)
-            except (DomainError, VersionConflict, NotFound, CommandValidationError):
-                # This may be a retry of a recorded request (its first attempt changed the
-                # state this decision saw) or a reuse of its id for another request (on
-                # another resource, maybe a missing one): the receipt answers either way.
-                if receipt_key is not None:
-                    receipt = self.find_receipt(receipt_key)
-                    if receipt is not None:
-                        return self._replay(receipt, command)
-                raise
+            decided = self._decide_or_replay(command, stamp, receipt_key)
+            if isinstance(decided, CommandResult):
+                return decided
+            aggregate = decided
             resource = resource_name(aggregate)
             receipts = self._receipts(command, submitter, receipt_key, aggregate)
             try:
