@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 
 from service.adapters.store import FlashpointApplication
 from service.api.auth import Authenticator, TokenEntry, parse_tokens
@@ -89,3 +91,28 @@ def run_flashpoint(*args: str, timeout: float = 60.0) -> subprocess.CompletedPro
         timeout=timeout,
         check=False,
     )
+
+
+@contextmanager
+def cli_logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that run the CLI's ``main`` in the test process: ``main`` configures the
+    process's logging with loggers cached on first use, which would outlive the test and
+    hide later tests' captured logs. Inside, it configures without the cache; after, the
+    defaults come back."""
+    from service import logs
+
+    configure = logs.configure_logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def configure_uncached(level: str = "info", fmt: str = "auto") -> None:
+        configure(level, fmt)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(logs, "configure_logging", configure_uncached)
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -4,39 +4,23 @@ licence, so none of it is here)."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
-from service import logs
 from service.cli.main import main
 from service.domain.commands import COMMANDS, ReportClash, ReportCodedEvent, ReportStrike
 from service.ingest import acled, cameo
 from service.ingest.mapping import Party
 from service.ingest.records import Mapped, Skipped
+from tests.api_support import cli_logging_restored
 
 
 @pytest.fixture(autouse=True)
 def process_logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``main`` configures the process's logging with loggers cached on first use: in the
-    test process that would outlive the test and hide later tests' captured logs. Here it
-    configures without the cache, and the defaults come back after the test."""
-    configure = logs.configure_logging
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-
-    def configure_uncached(level: str = "info", fmt: str = "auto") -> None:
-        configure(level, fmt)
-        structlog.configure(cache_logger_on_first_use=False)
-
-    monkeypatch.setattr(logs, "configure_logging", configure_uncached)
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with cli_logging_restored(monkeypatch):
+        yield
 
 
 ROWS = Path(__file__).parent / "fixtures" / "acled_codebook_rows.csv"

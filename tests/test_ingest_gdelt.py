@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import pycountry
 import pytest
-import structlog
 
 from service import logs
 from service.api import translation as tr
@@ -36,27 +34,13 @@ from service.ingest import cameo, gdelt
 from service.ingest.fips import FIPS_TO_ISO3
 from service.ingest.mapping import Party, unknown_actors
 from service.ingest.records import Mapped, Skipped
-from tests.api_support import running_server
+from tests.api_support import cli_logging_restored, running_server
 
 
 @pytest.fixture(autouse=True)
 def process_logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``main`` configures the process's logging with loggers cached on first use: in the
-    test process that would outlive the test and hide later tests' captured logs. Here it
-    configures without the cache, and the defaults come back after the test."""
-    configure = logs.configure_logging
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-
-    def configure_uncached(level: str = "info", fmt: str = "auto") -> None:
-        configure(level, fmt)
-        structlog.configure(cache_logger_on_first_use=False)
-
-    monkeypatch.setattr(logs, "configure_logging", configure_uncached)
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with cli_logging_restored(monkeypatch):
+        yield
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from datetime import datetime
+from typing import Any, NoReturn, Protocol
 
 import grpc
 import structlog
@@ -256,6 +257,23 @@ class CommandServicer(command_grpc.CommandServiceServicer):
                 if mapped.internal:
                     log.error("bulk.unexpected_error", index=outcome.index, exc_info=outcome.error)
                 yield bulk_tr.bulk_response(outcome.index, entry.request_id, status=mapped.status)
+
+
+def _log_filter(asked: Any, **recorded: datetime | None) -> log_views.LogFilter:
+    """The log filter of a read or a subscription (``asked``): its resource, by any
+    collection's name, its event types and its valid-time window (and ``recorded``, the
+    knowledge-time window, where the request has one)."""
+    resource_id, collection = None, None
+    if asked.resource:
+        collection, resource_id = queries.parse_any_name(asked.resource, "resource")
+    return log_views.LogFilter(
+        resource_id=resource_id,
+        collection=collection,
+        types=asked.types,
+        occurred_after=asked.occurred_after,
+        occurred_before=asked.occurred_before,
+        **recorded,
+    )
 
 
 def _until_gone(requests: Iterator[tr.Message]) -> Iterator[tr.Message]:
@@ -582,17 +600,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: tr.audit_pb.ReadEventsRequest, context: Context
     ) -> Iterator[tr.audit_pb.ReadEventsResponse]:
         asked = tr.events_query(request)
-        resource_id, collection = None, None
-        if asked.resource:
-            collection, resource_id = queries.parse_any_name(asked.resource, "resource")
-        log_filter = log_views.LogFilter(
-            resource_id=resource_id,
-            collection=collection,
-            types=asked.types,
-            recorded_after=asked.recorded_after,
-            recorded_before=asked.recorded_before,
-            occurred_after=asked.occurred_after,
-            occurred_before=asked.occurred_before,
+        log_filter = _log_filter(
+            asked, recorded_after=asked.recorded_after, recorded_before=asked.recorded_before
         )
         with self._streams.held(context, "ReadEvents"):
             check = _stop_check(context)
@@ -607,16 +616,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: tr.audit_pb.SubscribeEventsRequest, context: Context
     ) -> Iterator[tr.audit_pb.SubscribeEventsResponse]:
         asked = tr.subscribe_query(request)
-        resource_id, collection = None, None
-        if asked.resource:
-            collection, resource_id = queries.parse_any_name(asked.resource, "resource")
-        log_filter = log_views.LogFilter(
-            resource_id=resource_id,
-            collection=collection,
-            types=asked.types,
-            occurred_after=asked.occurred_after,
-            occurred_before=asked.occurred_before,
-        )
+        log_filter = _log_filter(asked)
         # Validated before a stream slot is taken: a bad request is answered at once.
         items = log_views.subscribe_events(
             self._app,
