@@ -232,12 +232,13 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """The events and their receipts in one transaction sent in ONE round trip: the
-        deadline's ``SET LOCAL``, the receipts, the table lock, the notification, the events
-        and the commit, pipelined up to a single sync. The library's insert syncs after the
-        events and again at the commit (and the receipts needed a sync of their own): three
-        round trips per batch, the table's lock held across the last, so a second server
-        process waited a whole client round trip for it."""
+        """The events and their receipts in one transaction sent in ONE round trip: BEGIN,
+        the deadline's ``SET LOCAL``, the receipts, the table lock, the notification, the
+        events and COMMIT, pipelined up to a single sync. The library's insert (with the
+        sync the receipts needed of their own) took five: BEGIN, receipts, events, COMMIT
+        and the pipeline's end each waited for the server, the table's lock held across
+        two of them, so a second server process waited client round trips for it. (The
+        pool's pre-ping, ``POSTGRES_PRE_PING``, is one more, before the batch.)"""
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
         if self.datastore.enable_db_functions:
             if receipts:
@@ -250,34 +251,34 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
         budget = datastore.budget_ms() if bound else None
         connection = datastore.get_connection(bind=False) if bound else datastore.get_connection()
         with connection as conn:
-            failure: Exception | None = None
-            with conn.pipeline() as pipeline:
-                try:
-                    with conn.transaction():
-                        curs = conn.cursor()
-                        if budget is not None:
-                            curs.execute(SET_LOCAL_TIMEOUT, (f"{budget}ms",))
-                        if receipts:
-                            # In id order: two batches never wait on each other's receipts
-                            # in opposite orders. Before the events: a lost race fails
-                            # before the events' insert takes numbers from the sequence.
-                            ordered = sorted(receipts, key=lambda r: r.receipt_id)
-                            curs.executemany(
-                                self.insert_receipt_statement, [self._params(r) for r in ordered]
-                            )
-                        inserted = conn.cursor()
-                        if stored_events:
-                            self._insert_stored_events(inserted, stored_events, **kwargs)
-                    pipeline.sync()
-                except Exception as error:
-                    # A receipt or version that collides fails the batch here, at the sync,
-                    # with its IntegrityError (nothing of it recorded); leaving the pipeline
-                    # with it would make psycopg warn of an aborted pipeline.
-                    failure = error
-            if failure is not None:
-                # Inside the connection's block: the datastore maps it (IntegrityError,
-                # DeadlineReached for a cancelled statement).
-                raise failure
+            inserted = conn.cursor()
+            try:
+                # BEGIN and COMMIT as plain statements of the pipeline: psycopg's
+                # transaction block syncs on entering and leaving it (two more round
+                # trips). The pipeline's exit is the one sync.
+                with conn.pipeline():
+                    curs = conn.cursor()
+                    curs.execute("BEGIN")
+                    if budget is not None:
+                        curs.execute(SET_LOCAL_TIMEOUT, (f"{budget}ms",))
+                    if receipts:
+                        # In id order: two batches never wait on each other's receipts in
+                        # opposite orders. Before the events: a lost race fails before the
+                        # events' insert takes numbers from the position sequence.
+                        ordered = sorted(receipts, key=lambda r: r.receipt_id)
+                        curs.executemany(
+                            self.insert_receipt_statement, [self._params(r) for r in ordered]
+                        )
+                    if stored_events:
+                        self._insert_stored_events(inserted, stored_events, **kwargs)
+                    curs.execute("COMMIT")
+            except BaseException:
+                # A receipt or version that collides fails the batch at the sync, with its
+                # IntegrityError (the datastore maps it): the server skipped the rest, the
+                # COMMIT too, and holds the failed transaction until it is rolled back.
+                if not conn.closed and not conn.broken:
+                    conn.rollback()
+                raise
         if not stored_events:
             return []
         return self._fetch_ids_after_insert_events(inserted, stored_events, **kwargs)
