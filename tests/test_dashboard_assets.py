@@ -1,0 +1,52 @@
+"""The dashboard's generated assets (map geometry, escalation levels) are fresh and sound."""
+
+from __future__ import annotations
+
+import json
+
+import pycountry
+import pytest
+
+from projections import parameters
+from service.cli import dashboard_assets
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, bytes]:
+    if not dashboard_assets.TOPOLOGY.exists():
+        pytest.fail("world-atlas is missing: scripts/bootstrap dev installs it (npm ci)")
+    return dashboard_assets.build()
+
+
+class TestDashboardAssets:
+    def test_the_committed_assets_are_what_the_build_makes(
+        self, generated: dict[str, bytes]
+    ) -> None:
+        """scripts/build-map regenerates byte for byte what is committed in static/."""
+        for name, content in generated.items():
+            committed = (dashboard_assets.STATIC / name).read_bytes()
+            assert committed == content, f"{name} is stale: run scripts/build-map"
+
+    def test_the_map_keys_countries_by_alpha3(self, generated: dict[str, bytes]) -> None:
+        """Every drawn country but the two unrecognised ones has a real alpha-3 key, each
+        once, with a closed SVG path inside the viewBox."""
+        world = json.loads(generated["world.json"])
+        keyed = [country["id"] for country in world["countries"] if country["id"]]
+        assert len(keyed) == len(set(keyed)) > 170
+        assert {"POL", "RUS", "UKR", "BLR", "USA", "FRA", "GBR", "XKX"} <= set(keyed)
+        assert "ATA" not in keyed
+        for code in keyed:
+            assert code == "XKX" or pycountry.countries.get(alpha_3=code) is not None, code
+        for country in world["countries"]:
+            assert country["d"].startswith("M") and country["d"].endswith("Z")
+            for pair in country["d"].replace("M", "L").replace("Z", "").split("L")[1:]:
+                x, y = (float(value) for value in pair.split(","))
+                assert 0 <= x <= world["width"] and 0 <= y <= world["height"] + 1, country
+
+    def test_the_levels_follow_the_model(self, generated: dict[str, bytes]) -> None:
+        """The legend's levels are the model's names and thresholds, not a copy of them."""
+        levels = json.loads(generated["levels.json"])
+        assert levels["parameters_version"] == parameters.VERSION
+        for entry in levels["levels"]:
+            assert entry["name"] == parameters.LEVEL_NAMES[entry["level"]]
+            assert parameters.level_of(entry["min_score"]) == entry["level"]
