@@ -20,6 +20,7 @@ import structlog
 
 from service import bootstrap
 from service.api.auth import Authenticator
+from service.api.http import check_http, start_http
 from service.api.server import (
     ServeRefused,
     check_exposure,
@@ -66,6 +67,7 @@ def serve(settings: Settings) -> int:
     if not shared:
         check_port_free(settings.listen)  # before opening the store: fail fast
     check_exposure(settings, authenticator)
+    check_http(settings, authenticator, share_port=shared)
     if settings.workers > 1:
         return serve_workers(settings)
     service = bootstrap.build_server(settings)
@@ -79,8 +81,19 @@ def serve(settings: Settings) -> int:
     if follower is not None:
         follower.start()
     running.start()
+    http = None
+    if settings.http:
+        try:
+            http = start_http(settings, running, service.log_tables, authenticator,
+                              share_port=shared)  # fmt: skip
+        except BaseException:
+            running.stop(0)
+            service.close()
+            raise
     log.info(
         "server.started",
+        http=settings.http,
+        http_port=http.port if http is not None else None,
         listen=settings.listen,
         port=running.port,
         tls=bool(settings.tls_cert),
@@ -91,6 +104,8 @@ def serve(settings: Settings) -> int:
     )
     try:
         stopping.wait()
+        if http is not None:
+            http.stop(settings.grace_seconds)
         running.stop(settings.grace_seconds)
     finally:
         if follower is not None:
