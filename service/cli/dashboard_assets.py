@@ -86,6 +86,55 @@ def ring_points(indices: Sequence[int], arcs: list[Ring]) -> Ring:
     return ring
 
 
+def clipped(ring: Ring, limit: float, below: bool) -> Ring:
+    """The part of ``ring`` on one side of the meridian ``limit`` (Sutherland-Hodgman with
+    one edge): the map's edge is curved, so what lies past ±180° must be cut, not hidden."""
+
+    def inside(point: Point) -> bool:
+        return point[0] <= limit if below else point[0] >= limit
+
+    def crossing(a: Point, b: Point) -> Point:
+        t = (limit - a[0]) / (b[0] - a[0])
+        return (limit, a[1] + t * (b[1] - a[1]))
+
+    out: Ring = []
+    for index, current in enumerate(ring):
+        previous = ring[index - 1]
+        if inside(current):
+            if not inside(previous):
+                out.append(crossing(previous, current))
+            out.append(current)
+        elif inside(previous):
+            out.append(crossing(previous, current))
+    return out
+
+
+def unwrapped(ring: Ring) -> list[Ring]:
+    """A ring that crosses the antimeridian (Russia's Chukotka, Fiji) jumps by ~360° of
+    longitude; drawn as is, it would streak across the whole map. Its longitudes are made
+    continuous (some then lie beyond ±180°), then it is cut at the antimeridian and the part
+    beyond is drawn on the other side."""
+    points: Ring = []
+    shift = 0.0
+    for index, (longitude, latitude) in enumerate(ring):
+        if index:
+            jump = longitude + shift - points[-1][0]
+            if jump > 180:
+                shift -= 360
+            elif jump < -180:
+                shift += 360
+        points.append((longitude + shift, latitude))
+    if all(-180 <= longitude <= 180 for longitude, _ in points):
+        return [points]
+    if max(longitude for longitude, _ in points) > 180:
+        near, far = clipped(points, 180.0, below=True), clipped(points, 180.0, below=False)
+        far = [(longitude - 360, latitude) for longitude, latitude in far]
+    else:
+        near, far = clipped(points, -180.0, below=False), clipped(points, -180.0, below=True)
+        far = [(longitude + 360, latitude) for longitude, latitude in far]
+    return [part for part in (near, far) if len(part) >= 3]
+
+
 def polygons_of(geometry: dict[str, Any]) -> list[list[Sequence[int]]]:
     if geometry["type"] == "Polygon":
         return [geometry["arcs"]]
@@ -122,11 +171,12 @@ def world(topology: dict[str, Any]) -> dict[str, Any]:
         path: list[str] = []
         for polygon in polygons_of(geometry):
             for indices in polygon:
-                points = [svg(point) for point in ring_points(indices, arcs)]
-                # Consecutive points that round to the same pixel only add bytes.
-                kept = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
-                if len(kept) >= 3:
-                    path.append("M" + "L".join(kept) + "Z")
+                for ring in unwrapped(ring_points(indices, arcs)):
+                    points = [svg(point) for point in ring]
+                    # Consecutive points that round to the same pixel only add bytes.
+                    kept = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+                    if len(kept) >= 3:
+                        path.append("M" + "L".join(kept) + "Z")
         if path:
             countries.append(
                 {"id": alpha3_of(geometry.get("id"), name), "name": name, "d": "".join(path)}
