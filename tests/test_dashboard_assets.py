@@ -45,7 +45,7 @@ class TestDashboardAssets:
                 ys = [float(pair.split(",")[1]) for pair in ring.split("L")]
                 assert max(xs) - min(xs) < world["width"] / 2, country["name"]
                 assert max(xs) > 0 and min(xs) < world["width"], country["name"]
-                assert 0 <= min(ys) and max(ys) <= world["height"] + 1, country["name"]
+                assert min(ys) >= 0 and max(ys) <= world["height"] + 1, country["name"]
 
     def test_the_levels_follow_the_model(self, generated: dict[str, bytes]) -> None:
         """The legend's levels are the model's names and thresholds, not a copy of them."""

@@ -19,6 +19,11 @@ const KINDS = [
 let teardown = [];
 let renderCount = 0;
 
+/** The page's content; absent parts (null, false) are left out, not written as text. */
+function show(...nodes) {
+  main.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined && node !== false));
+}
+
 function announce(text) {
   announcer.textContent = "";
   // A fresh text node after a tick, so screen readers announce a repeat of the same text.
@@ -143,7 +148,7 @@ async function mapPage(params) {
   } }, "Back to now (live)");
   controls.append(valid.element, known.element, h("div", { class: "field" }, h("span", { class: "label" }, "Live updates"), now));
 
-  main.replaceChildren(
+  show(
     h("h1", {}, "Escalation map"),
     controls,
     status,
@@ -191,18 +196,19 @@ async function mapPage(params) {
 
   function startLive() {
     stopLive?.();
-    let pending = new Set();
+    let pending = new Map();
     let timer;
     stopLive = stream("QueryService", "WatchEscalation", { fromPosition: position }, {
       onMessage(change) {
         if (Number(change.position || 0) <= Number(position)) return;
-        pending.add(change.country);
-        announce(`${names.get(change.country) || change.country} is now level ${change.level}, ${change.levelName}.`);
+        pending.set(change.country, `${names.get(change.country) || change.country} is now level ${change.level}, ${change.levelName}.`);
         clearTimeout(timer);
+        // Changes of one report arrive together: one refresh and one announcement for them.
         timer = setTimeout(() => {
-          const codes = pending;
-          pending = new Set();
-          refresh(change.position, codes).catch((error) => showStatus(`Live update failed: ${error.message}`));
+          const changes = pending;
+          pending = new Map();
+          announce([...changes.values()].join(" "));
+          refresh(change.position, new Set(changes.keys())).catch((error) => showStatus(`Live update failed: ${error.message}`));
         }, 150);
       },
       onState(value) {
@@ -282,7 +288,7 @@ async function countryPage(code, params) {
   const escalation = figure.escalation || {};
   const contributions = escalation.contributions || [];
   const pairSection = h("div", { class: "two-col", id: "pairs" }, h("p", { class: "muted" }, "Loading pairs…"));
-  main.replaceChildren(
+  show(
     h("p", {}, h("a", { href: hashOf("map", { at, asof: asOf }) }, "← Back to the map")),
     h("h1", {}, `${name} (${code})`),
     h("dl", { class: "facts", id: "country-facts" },
@@ -347,7 +353,7 @@ async function incidentsPage(params) {
     field("kind", "Kind", kind),
     field("after", "Occurred from (UTC)", h("input", { type: "datetime-local", value: localValue(timeParam(values.after)) })),
     field("before", "Occurred before (UTC)", h("input", { type: "datetime-local", value: localValue(timeParam(values.before)) })),
-    field("minconf", "Minimum confidence (0–1)", h("input", { type: "number", min: 0, max: 1, step: 0.05, value: values.minconf })),
+    field("minconf", "Minimum confidence (0 to 1)", h("input", { type: "number", min: 0, max: 1, step: 0.05, value: values.minconf })),
     h("div", { class: "field" }, h("span", { class: "label", id: "retracted-label" }, "Retracted"),
       h("label", {}, h("input", { type: "checkbox", name: "retracted", id: "retracted", checked: values.retracted === "1" }), " include retracted")),
     h("div", { class: "buttons" }, h("button", { type: "submit" }, "Apply filters"), h("a", { href: "#/incidents" }, "Clear")));
@@ -362,7 +368,7 @@ async function incidentsPage(params) {
   });
   const results = h("div", { id: "incident-results" });
   const more = h("p", { class: "buttons" });
-  main.replaceChildren(h("h1", {}, "Incidents"), form, results, more);
+  show(h("h1", {}, "Incidents"), form, results, more);
 
   const request = {
     country: values.country || undefined, kind: values.kind || undefined,
@@ -397,7 +403,7 @@ function detailsList(details) {
   const entries = Object.entries(details || {});
   if (!entries.length) return null;
   return h("dl", { class: "facts" }, entries.map(([key, value]) =>
-    h("div", {}, h("dt", {}, key.replaceAll("_", " ")), h("dd", {}, typeof value === "object" ? JSON.stringify(value) : String(value)))));
+    h("div", {}, h("dt", {}, key.replaceAll("_", " ")), h("dd", { class: "break" }, value === null || value === undefined ? "—" : Array.isArray(value) ? value.join(", ") : typeof value === "object" ? JSON.stringify(value) : String(value)))));
 }
 
 async function incidentPage(id) {
@@ -408,7 +414,7 @@ async function incidentPage(id) {
   const history = h("section", { "aria-labelledby": "log-heading", id: "incident-history" },
     h("h2", { id: "log-heading" }, "Full history"), h("p", { class: "muted" }, "Loading…"));
   document.title = `${title} · Flashpoint`;
-  main.replaceChildren(
+  show(
     h("p", {}, h("a", { href: "#/incidents" }, "← All incidents")),
     h("h1", { class: "break" }, title),
     incident.retracted ? h("p", { class: "notice error" }, `Retracted: ${incident.retractionReason || "no reason given"}. It counts for nothing.`) : null,
@@ -463,7 +469,7 @@ async function negotiationsPage(params) {
   const answer = await call("QueryService", "ListNegotiations", { party: params.get("party") || undefined, status: params.get("status") || undefined });
   const tracks = answer.negotiations || [];
   const selected = params.get("track");
-  main.replaceChildren(
+  show(
     h("h1", {}, "Negotiations"),
     table("Negotiation tracks", ["Parties", "Mediator", "Subject", "Status", { label: "Rounds", numeric: true }, "History"],
       tracks.map((track) => ({
@@ -485,7 +491,7 @@ async function sanctionsPage(params) {
   const answer = await call("QueryService", "ListSanctions", { includeLifted: true, authority: params.get("authority") || undefined, target: params.get("target") || undefined });
   const regimes = answer.regimes || [];
   const selected = params.get("regime");
-  main.replaceChildren(
+  show(
     h("h1", {}, "Sanctions"),
     table("Sanctions regimes, lifted ones included", ["Authority", "Target", "Programme", { label: "Entities", numeric: true }, "Sectors", "In force", "Status"],
       regimes.map((regime) => ({
@@ -515,11 +521,11 @@ async function auditPage() {
   const parsed = (seals.sealsJson || []).map((text) => { try { return JSON.parse(text); } catch { return {}; } });
   const exportStatus = h("span", { role: "status", class: "muted" });
   const broken = verify.firstBreak;
-  main.replaceChildren(
+  show(
     h("h1", {}, "Audit"),
     h("section", { "aria-labelledby": "verify-heading" },
       h("h2", { id: "verify-heading" }, "Log verification"),
-      h("p", { id: "verify-status", class: `notice${verify.intact ? "" : " error"}` },
+      h("p", { id: "verify-status", class: `notice break${verify.intact ? "" : " error"}` },
         verify.intact ? `Intact up to position ${verify.checkedUpTo || 0}` : `Broken at position ${broken?.position}: ${broken?.kind}`,
         `. ${verify.summary || ""}`),
       h("dl", { class: "facts" },
@@ -585,7 +591,7 @@ async function render() {
     await page.render(parts, params);
   } catch (error) {
     if (mine !== renderCount) return;
-    main.replaceChildren(h("h1", {}, page.title), errorView(error, { role: page.role }));
+    show(h("h1", {}, page.title), errorView(error, { role: page.role }));
   }
   if (mine !== renderCount) return;
   main.removeAttribute("aria-busy");
