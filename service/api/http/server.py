@@ -116,6 +116,10 @@ CONTENT_TYPES = {
 
 JSON_TYPE = "application/json"
 
+#: A request's id (given or made), and the code it was answered with, for its log line.
+REQUEST_ID = web.RequestKey("request_id", str)
+CODE = web.RequestKey("code", str)
+
 
 @dataclass(frozen=True)
 class HttpParts:
@@ -235,7 +239,7 @@ class HttpApi:
         started = time.perf_counter()
         given = request.headers.get(REQUEST_ID_KEY, "")
         request_id = given if 0 < len(given) <= 128 and given.isprintable() else new_request_id()
-        request["request_id"] = request_id
+        request[REQUEST_ID] = request_id
         try:
             response = await handler(request)
         except web.HTTPException as error:
@@ -256,7 +260,7 @@ class HttpApi:
             method=request.method,
             path=request.path,
             status=response.status,
-            code=request.get("code") or ("ok" if response.status < 400 else None),
+            code=request.get(CODE) or ("ok" if response.status < 400 else None),
             duration_ms=_ms(started),
             request_id=request_id,
             peer=request.remote,
@@ -265,7 +269,7 @@ class HttpApi:
 
     @staticmethod
     def _headers(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers[REQUEST_ID_KEY] = request["request_id"]
+        response.headers[REQUEST_ID_KEY] = request[REQUEST_ID]
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
 
@@ -283,7 +287,7 @@ class HttpApi:
         self, request: web.Request, status: int, body: Any, *, cache: str = "no-store"
     ) -> web.Response:
         if isinstance(body, dict) and "code" in body and status >= 400:
-            request["code"] = body["code"]
+            request[CODE] = body["code"]
         response = web.Response(
             status=status,
             body=body if isinstance(body, bytes) else json_api.encode_json(body),
@@ -298,7 +302,7 @@ class HttpApi:
         return self._json(request, HTTP_STATUS[code], body)
 
     def _context(self, request: web.Request) -> HttpCallContext:
-        metadata: list[tuple[str, str | bytes]] = [(REQUEST_ID_KEY, request["request_id"])]
+        metadata: list[tuple[str, str | bytes]] = [(REQUEST_ID_KEY, request[REQUEST_ID])]
         for header, key in (("Authorization", "authorization"), ("User-Agent", "user-agent"),
                             (CLIENT_KEY, CLIENT_KEY)):  # fmt: skip
             value = request.headers.get(header)
@@ -455,10 +459,10 @@ class HttpApi:
             self._streams.discard(context)
             if stream.overflowed:
                 log.warning(
-                    "http.stream_dropped", path=path, request_id=request["request_id"],
+                    "http.stream_dropped", path=path, request_id=request[REQUEST_ID],
                     reason="the client reads slower than messages come", sent=sent,
                 )  # fmt: skip
-            request["code"] = "ok"
+            request[CODE] = "ok"
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(producer), 1.0)
         return events
@@ -532,7 +536,7 @@ class HttpApi:
             await loop.run_in_executor(self._unary_pool, produce)
         except Exception as error:
             # Headers are gone: the export ends short (no trailer line), which import refuses.
-            log.error("http.export_failed", request_id=request["request_id"], exc_info=error)
+            log.error("http.export_failed", request_id=request[REQUEST_ID], exc_info=error)
             if request.transport is not None:
                 request.transport.abort()
             return response
