@@ -37,6 +37,9 @@ from service.domain import commands as c
 from tests.api_support import free_port
 from tests.factories import command
 
+#: ``scripts/bench all --quick``: a few reports are enough to see it work.
+QUICK_ARGS: list[str] = ["--reports", "3"]
+
 #: Countries the demo does not concern: a strike on each changes its level from nothing.
 TARGETS = (
     "NOR", "SWE", "ISL", "DNK", "IRL", "PRT", "ESP", "ITA", "GRC", "BGR", "ROU", "HUN", "SVK",
