@@ -46,6 +46,7 @@ SCENARIO_AT = "2025-09-13T12:00:00Z"
 #: Generous waits: the machine is shared and slow; nothing here measures speed.
 WAIT_MS = 30_000
 START_SECONDS = 60.0
+LONG_NAME = "MinistryOfForeignAffairsOfTheRepublic" * 5
 PHONE: ViewportSize = {"width": 390, "height": 844}
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
@@ -170,6 +171,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     if GDELT_SAMPLE.exists():
         cli("--store", url, "ingest", "gdelt", str(GDELT_SAMPLE))
     cli("--store", url, "seal")
+    # Names and texts far longer than a phone is wide, with no space to break at.
+    cli(
+        "--store", url, "report", "condemnation", "--actor", "EST", "--target", "RUS",
+        "--occurred-at", "2025-09-12", "--reliability", "C", "--credibility", "3",
+        "--source", LONG_NAME, "--summary", LONG_NAME, "--text", LONG_NAME,
+        "--request-id", "dashboard-long-names",
+    )  # fmt: skip
     return url, directory
 
 
@@ -477,6 +485,32 @@ class TestRegisters:
             regime["authority"] for regime in regimes
         ]
 
+    def test_the_registers_filter_as_the_api_does(
+        self, dashboard: Dashboard, watched: Watched
+    ) -> None:
+        """The negotiations form filters by status, the sanctions form by authority, each
+        giving the rows the API gives for the same filter."""
+        page = watched.page
+        open_page(page, dashboard, "#/negotiations")
+        page.get_by_label("Status").select_option("paused")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(page).to_have_url(re.compile(re.escape("status=paused")), timeout=WAIT_MS)
+        wait_ready(page)
+        paused = dashboard.api("QueryService", "ListNegotiations", {"status": "paused"})
+        assert paused["negotiations"], "the demo's talks are paused"
+        expect(page.locator(".negotiations tbody tr")).to_have_count(len(paused["negotiations"]))
+        open_page(page, dashboard, "#/sanctions")
+        page.get_by_label("Authority (code)").fill("gbr")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(page).to_have_url(re.compile(re.escape("authority=GBR")), timeout=WAIT_MS)
+        wait_ready(page)
+        british = dashboard.api(
+            "QueryService", "ListSanctions", {"authority": "GBR", "includeLifted": True}
+        )
+        rows = page.locator(".sanctions tbody tr")
+        expect(rows).to_have_count(len(british["regimes"]))
+        assert {row.locator("td").nth(0).inner_text() for row in rows.all()} == {"GBR"}
+
 
 class TestAudit:
     def test_the_audit_page_shows_verification_seals_and_lag(
@@ -515,7 +549,7 @@ class TestAudit:
 ROUTES = {
     "map": f"#/map?at={SCENARIO_AT}",
     "country": f"#/country/POL?at={SCENARIO_AT}",
-    "incidents": "#/incidents?country=POL",
+    "incidents": "#/incidents?country=EST",
     "incident": "",  # filled in with a real id
     "negotiations": "#/negotiations",
     "sanctions": "#/sanctions",
@@ -531,8 +565,9 @@ def test_every_page_is_screenshotted_and_has_no_serious_accessibility_finding(
     and no page is wider than the phone's screen (long names wrap, tables scroll)."""
     if not AXE.exists():
         pytest.fail("axe-core is missing: scripts/bootstrap dev installs it (npm ci)")
-    listed = dashboard.api("QueryService", "ListIncidents", {"country": "POL", "pageSize": 1})
-    routes = {**ROUTES, "incident": f"#/incidents/{listed['incidents'][0]['id']}"}
+    listed = dashboard.api("QueryService", "ListIncidents", {"country": "EST", "pageSize": 50})
+    long = next(one for one in listed["incidents"] if one["sources"][0]["name"] == LONG_NAME)
+    routes = {**ROUTES, "incident": f"#/incidents/{long['id']}"}
     # axe is injected as a script; only this context lets that past the page's CSP.
     context = browser.new_context(viewport=PHONE if width == "phone" else DESKTOP, bypass_csp=True)
     page = context.new_page()

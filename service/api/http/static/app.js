@@ -403,7 +403,7 @@ function detailsList(details) {
   const entries = Object.entries(details || {});
   if (!entries.length) return null;
   return h("dl", { class: "facts" }, entries.map(([key, value]) =>
-    h("div", {}, h("dt", {}, key.replaceAll("_", " ")), h("dd", { class: "break" }, value === null || value === undefined ? "—" : Array.isArray(value) ? value.join(", ") : typeof value === "object" ? JSON.stringify(value) : String(value)))));
+    h("div", {}, h("dt", {}, key.replaceAll("_", " ")), h("dd", { class: "break" }, value === null || value === undefined ? "—" : Array.isArray(value) ? value.join(", ") || "—" : typeof value === "object" ? JSON.stringify(value) : String(value)))));
 }
 
 async function incidentPage(id) {
@@ -465,12 +465,37 @@ async function incidentPage(id) {
 
 // ---------------------------------------------------------------------------- registers
 
+/** A register's filter form: text fields and selects, applied into the route's query. */
+function registerFilters(route, label, fields, params) {
+  const form = h("form", { class: "filters", id: `${route}-filters`, "aria-label": label },
+    fields.map(([name, text, options]) => field(name, text, options
+      ? h("select", {}, options.map(([value, shown]) => h("option", { value, selected: (params.get(name) || "") === value }, shown)))
+      : h("input", { type: "text", value: params.get(name) || "", maxlength: 8, autocomplete: "off" }))),
+    h("div", { class: "buttons" }, h("button", { type: "submit" }, "Apply filters"), h("a", { href: `#/${route}` }, "Clear")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    // Codes are upper case in the ledger; a select's value is taken as it is.
+    location.hash = hashOf(route, Object.fromEntries(fields.map(([name, , options]) => {
+      const value = String(data.get(name) || "").trim();
+      return [name, options ? value : value.toUpperCase()];
+    })));
+  });
+  return form;
+}
+
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
 async function negotiationsPage(params) {
   const answer = await call("QueryService", "ListNegotiations", { party: params.get("party") || undefined, status: params.get("status") || undefined });
   const tracks = answer.negotiations || [];
   const selected = params.get("track");
+  const statuses = [["", "any status"], ...["proposed", "active", "paused", "rejected", "agreed"].map((status) => [status, status])];
   show(
     h("h1", {}, "Negotiations"),
+    registerFilters("negotiations", "Filter negotiation tracks", [["party", "Party or mediator (code)"], ["status", "Status", statuses]], params),
     table("Negotiation tracks", ["Parties", "Mediator", "Subject", "Status", { label: "Rounds", numeric: true }, "History"],
       tracks.map((track) => ({
         attrs: { id: `track-${track.id}`, class: track.id === selected ? "changed" : undefined },
@@ -480,7 +505,7 @@ async function negotiationsPage(params) {
           h("span", { class: "break" }, track.subject || "—"),
           h("span", { class: "badge" }, track.status),
           String(track.rounds || 0),
-          h("details", { open: track.id === selected }, h("summary", {}, `${(track.history || []).length} steps`),
+          h("details", { open: track.id === selected }, h("summary", {}, plural((track.history || []).length, "step", "steps")),
             h("ol", {}, (track.history || []).map((step) => h("li", { class: "break" },
               `${day(step.occurredAt)} ${step.event}${step.by ? ` by ${step.by}` : ""}${step.reason ? `: ${step.reason}` : ""} → ${step.status}`)))),
         ],
@@ -488,12 +513,18 @@ async function negotiationsPage(params) {
 }
 
 async function sanctionsPage(params) {
-  const answer = await call("QueryService", "ListSanctions", { includeLifted: true, authority: params.get("authority") || undefined, target: params.get("target") || undefined });
+  const inForce = params.get("show") === "inforce";
+  const answer = await call("QueryService", "ListSanctions", {
+    includeLifted: !inForce || undefined, inForceOn: inForce ? new Date().toISOString() : undefined,
+    authority: params.get("authority") || undefined, target: params.get("target") || undefined,
+  });
   const regimes = answer.regimes || [];
   const selected = params.get("regime");
   show(
     h("h1", {}, "Sanctions"),
-    table("Sanctions regimes, lifted ones included", ["Authority", "Target", "Programme", { label: "Entities", numeric: true }, "Sectors", "In force", "Status"],
+    registerFilters("sanctions", "Filter sanctions regimes", [["authority", "Authority (code)"], ["target", "Target (alpha-3)"],
+      ["show", "Show", [["", "all, lifted included"], ["inforce", "in force today"]]]], params),
+    table(inForce ? "Sanctions regimes in force today" : "Sanctions regimes, lifted ones included", ["Authority", "Target", "Programme", { label: "Entities", numeric: true }, "Sectors", "In force", "Status"],
       regimes.map((regime) => ({
         attrs: { id: `regime-${regime.id}`, class: regime.id === selected ? "changed" : undefined },
         cells: [
