@@ -763,6 +763,31 @@ class TestServe:
             process.communicate(timeout=TIMEOUT)
         assert process.returncode == 0
 
+    def test_serve_workers_serve_http_on_one_port(self, tmp_path: Any) -> None:
+        """``serve --workers 2 --http``: each worker serves HTTP on the shared port, and
+        every one answers (connections spread among them; each asked until both did)."""
+        grpc_port, http_port = free_port(), free_port()
+        process = subprocess.Popen(
+            [flashpoint(), "serve", "--store", f"sqlite:///{tmp_path}/f.db", "--workers", "2",
+             "--listen", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"],
+            env=clean_env(), stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            started = 0
+            for line in process.stderr:
+                started += "server.started" in line
+                if started == 2:
+                    break
+            assert started == 2, "both workers started"
+            for _ in range(20):
+                status, _, body = post(http_port, "/api/flashpoint.v1.AuditService/ListSeals", {})
+                assert (status, json.loads(body)) == (200, {})
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 0
+
 
 def test_the_placeholder_page_is_packaged() -> None:
     assert (http_server.STATIC_ROOT / "index.html").is_file()

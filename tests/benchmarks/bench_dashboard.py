@@ -1,165 +1,173 @@
-"""How soon the dashboard's map shows a new report: browser delay against the gRPC watch.
+"""The map page's data over HTTP: ``GET ListEscalations`` from ``flashpoint serve --http``.
 
-    scripts/bench dashboard [--reports 20]
+    scripts/bench dashboard [--events 1000000] [--countries 200] [--calls 500] [--dir DIR]
 
-Starts ``flashpoint serve --http`` on a fresh SQLite file loaded with ``flashpoint demo``,
-opens the map live (valid and knowledge time now) in Debian's headless chromium, and holds a
-gRPC ``WatchEscalation`` stream open from this process: the baseline, the same change as the
-server's stream delivers it, in the same run. Then it reports ``--reports`` strikes, one a
-second, each on a country nothing concerned before (so its level changes), and measures
-from the ``ReportStrike`` answer (the commit) to (a) the watch stream's message for that
-country and (b) the ranking row for that country appearing in the page (a MutationObserver
-in the page stamps it). The goal is (b) within 2 s.
+The log is the rebuild benchmark's generator with ``--countries`` countries (kept in
+``--dir`` and reused); a ``flashpoint serve --http`` subprocess serves it, and every
+projection is caught up (``ListProjections`` shows each at the head) before anything is
+measured. Then ``--calls`` rounds, one after the other, each of three calls timed alone:
+
+- ``GET /healthz`` over HTTP (the HTTP floor: aiohttp, the middleware, the headers);
+- gRPC ``ListEscalations`` over one channel (the query itself, the baseline);
+- ``GET /api/flashpoint.v1.QueryService/ListEscalations`` over one kept-alive HTTP
+  connection (what the map page fetches), the same request.
+
+Rounds interleave the three so that the machine's noise falls on all of them alike. The
+request asks for every country at the end of the generated period (2025-12-18, as the
+queries benchmark does: "now" would find few developments still in their windows), known
+now. The goal: the HTTP p99 under 50 ms; the HTTP layer's own cost is the HTTP figure
+minus the gRPC one. Load averages are printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import uuid
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.protobuf import json_format
 
-from service.api import translation as tr
-from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
-from service.domain import commands as c
 from tests.api_support import free_port
-from tests.factories import command
+from tests.benchmarks import bench_queries, bench_rebuild, bench_throughput
 
-#: ``scripts/bench all --quick``: a few reports are enough to see it work.
-QUICK_ARGS: list[str] = ["--reports", "3"]
-
-#: Countries the demo does not concern: a strike on each changes its level from nothing.
-TARGETS = (
-    "NOR", "SWE", "ISL", "DNK", "IRL", "PRT", "ESP", "ITA", "GRC", "BGR", "ROU", "HUN", "SVK",
-    "CZE", "AUT", "CHE", "NLD", "BEL", "LUX", "SVN", "HRV", "SRB", "ALB", "MKD", "MNE", "BIH",
-    "MDA", "GEO", "ARM", "AZE", "KAZ", "MNG", "JPN", "KOR", "AUS", "NZL", "CAN", "MEX", "BRA",
-)  # fmt: skip
-
-OBSERVER = """() => {
-  window.__seen = {};
-  const stamp = () => {
-    for (const row of document.querySelectorAll('#ranking tr[data-country]')) {
-      window.__seen[row.dataset.country] ??= Date.now() / 1000;
-    }
-  };
-  stamp();
-  new MutationObserver(stamp).observe(document.getElementById('main'),
-    {subtree: true, childList: true});
-}"""
+QUICK_ARGS = ["--events", "100000", "--calls", "100"]
+GOAL_P99_MS = 50.0
+AT = bench_queries.AT
 
 
-def wait_serving(stub: health_pb2_grpc.HealthStub, seconds: float = 60) -> None:
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def wait_http(port: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         try:
-            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                connection.close()
                 return
-        except grpc.RpcError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"HTTP on port {port} did not answer within {seconds:g} s")
+        time.sleep(0.2)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
-def row(label: str, delays: list[float], baseline: float | None) -> float:
-    p50 = statistics.median(delays) * 1000
-    ratio = f"{p50 / baseline:8.2f}" if baseline else f"{'1.00':>8}"
-    sys.stdout.write(
-        f"{label:44}{p50:9.0f}{percentile(delays, 0.95) * 1000:9.0f}"
-        f"{max(delays) * 1000:9.0f}{ratio}\n"
-    )
-    return p50
+def known_at_stripped(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without its knowledge times: "now" is a moment later in the second call."""
+    return {**answer, "escalations": [
+        {k: v for k, v in view.items() if k != "asOf"} for view in answer.get("escalations", [])
+    ]}  # fmt: skip
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reports", type=int, default=20)
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--countries", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--dir", default="/tmp/flashpoint-bench")
+    parser.add_argument("--catch-up-seconds", type=float, default=1800.0)
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
+    out = sys.stdout
+    out.write(f"load average before: {load_average()}\n")
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"dashboard-{args.events}-{args.countries}c.db"
+    generated = bench_rebuild.ensure_log(path, args.events, countries=args.countries)
+    if generated:
+        out.write(f"generated {args.events:,} events in {generated:.1f} s ({path})\n")
+    store = f"sqlite:///{path}"
+    rebuilt = bench_queries.escalation_built(store, args.events)
+    if rebuilt:
+        out.write(f"escalation rebuilt in bulk first: {rebuilt:.0f} s\n")
+    address, http_port = f"127.0.0.1:{free_port()}", free_port()
+    serve = [bench_throughput.flashpoint(), "--store", store, "serve", "--listen", address,
+             "--http", f"127.0.0.1:{http_port}"]  # fmt: skip
+    request = query_pb.ListEscalationsRequest()
+    request.at.FromDatetime(AT)
+    message = json.dumps(json_format.MessageToDict(request), separators=(",", ":"))
+    http_path = "/api/flashpoint.v1.QueryService/ListEscalations?" + urllib.parse.urlencode(
+        {"message": message}
+    )
+    with bench_throughput.process(serve) as server:
+        bench_throughput.wait_serving(address, server, seconds=600)
+        wait_http(http_port, 60)
+        started = time.monotonic()
+        with grpc.insecure_channel(address) as channel:
+            head = bench_queries.caught_up(channel, args.catch_up_seconds)
+            query = query_grpc.QueryServiceStub(channel)
+            connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=60)
 
-    reports = min(args.reports, len(TARGETS))
-    folder = Path(tempfile.mkdtemp(prefix="flashpoint-bench-dashboard-"))
-    store = f"sqlite:///{folder}/bench.db"
-    flashpoint = shutil.which("flashpoint", path=os.path.dirname(sys.executable)) or "flashpoint"
-    subprocess.run([flashpoint, "--store", store, "--log-level", "warning", "demo"],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    grpc_port, http_port = free_port(), free_port()
-    server = subprocess.Popen(
-        [flashpoint, "--store", store, "--log-level", "warning", "serve",
-         "--listen", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    watched: dict[str, float] = {}
-    sys.stdout.write(f"load averages before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel, sync_playwright() as pw:
-            wait_serving(health_pb2_grpc.HealthStub(channel))
-            commands = command_grpc.CommandServiceStub(channel)
-            watch = query_grpc.QueryServiceStub(channel).WatchEscalation(
-                query_pb.WatchEscalationRequest(countries=TARGETS[:reports])
-            )
+            def http_get(target: str) -> bytes:
+                connection.request("GET", target)
+                response = connection.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    raise SystemExit(f"GET {target}: {response.status} {body[:300]!r}")
+                return body
 
-            def follow() -> None:
-                try:
-                    for change in watch:
-                        watched.setdefault(change.country, time.time())
-                except grpc.RpcError:
-                    pass  # cancelled at the end
+            def grpc_list() -> bytes:
+                return bytes(query.ListEscalations(request, timeout=60).SerializeToString())
 
-            follower = threading.Thread(target=follow, daemon=True)
-            follower.start()
-            browser = pw.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{http_port}/#/map")
-            page.wait_for_selector("#live-status:has-text('Live: the map')", timeout=60_000)
-            page.evaluate(OBSERVER)
-            template = command(c.ReportStrike)
-            answered: dict[str, float] = {}
-            for code in TARGETS[:reports]:
-                strike = template.model_copy(
-                    update={
-                        "target": template.target.model_copy(update={"country": code}),  # type: ignore[union-attr]
-                        "request_id": uuid.uuid4().hex,
-                    }
-                )
-                commands.ReportStrike(tr.request_from_command(strike), timeout=30)  # type: ignore[arg-type]
-                answered[code] = time.time()
-                page.wait_for_function(f"() => window.__seen['{code}']", timeout=60_000)
-                time.sleep(1.0)
-            seen: dict[str, float] = page.evaluate("() => window.__seen")
-            browser.close()
-            watch.cancel()  # type: ignore[no-untyped-call]
-        browser_delays = [seen[code] - answered[code] for code in answered]
-        watch_delays = [watched[code] - answered[code] for code in answered if code in watched]
-        sys.stdout.write(
-            f"\nfrom the ReportStrike answer to the change shown, {reports} reports, one a second\n"
-            f"{'':44}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'ratio':>8}\n"
-        )
-        baseline = row("baseline: gRPC WatchEscalation message", watch_delays, None)
-        row("dashboard: ranking row in the browser (SSE)", browser_delays, baseline)
-        within = sum(delay <= 2.0 for delay in browser_delays)
-        sys.stdout.write(f"browser within 2 s: {within}/{len(browser_delays)}\n")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
-    sys.stdout.write(f"load averages after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+            calls: dict[str, Callable[[], bytes]] = {
+                "baseline: GET /healthz (HTTP floor)": lambda: http_get("/healthz"),
+                "baseline: gRPC ListEscalations": grpc_list,
+                "GET ListEscalations (HTTP/JSON)": lambda: http_get(http_path),
+            }
+            sizes = {label: len(call()) for label, call in calls.items()}
+            answer = json.loads(http_get(http_path))
+            grpc_answer = json_format.MessageToDict(query.ListEscalations(request, timeout=60))
+            if known_at_stripped(answer) != known_at_stripped(grpc_answer):
+                raise SystemExit("the HTTP answer is not gRPC's MessageToDict")
+            for _ in range(20):  # warm-up: connections, caches
+                for call in calls.values():
+                    call()
+            latencies: dict[str, list[float]] = {label: [] for label in calls}
+            for _ in range(args.calls):
+                for label, call in calls.items():
+                    begun = time.perf_counter()
+                    call()
+                    latencies[label].append(time.perf_counter() - begun)
+            connection.close()
+    countries = len(answer.get("escalations", []))
+    out.write(
+        f"{head:,} events among {args.countries} countries, every projection caught up "
+        f"({time.monotonic() - started:.0f} s after the server answered); the answer lists "
+        f"{countries} countries, {sizes['GET ListEscalations (HTTP/JSON)']:,} bytes of JSON "
+        f"({sizes['baseline: gRPC ListEscalations']:,} of protobuf)\n"
+        f"{args.calls} interleaved rounds, one connection each; at = {AT:%Y-%m-%d}, as_of = now\n"
+        f"{'':40}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}\n"
+    )
+    figures = {}
+    for label, values in latencies.items():
+        p50, p99 = bench_queries.percentiles(values)
+        mean = sum(values) / len(values) * 1000
+        figures[label] = (p50, p99, mean)
+        out.write(f"{label:40}{p50:9.2f}{p99:9.2f}{mean:9.2f}\n")
+    http_p50, http_p99, http_mean = figures["GET ListEscalations (HTTP/JSON)"]
+    grpc_p50, grpc_p99, grpc_mean = figures["baseline: gRPC ListEscalations"]
+    out.write(
+        f"HTTP layer's own cost (HTTP minus gRPC): p50 {http_p50 - grpc_p50:+.2f} ms, "
+        f"p99 {http_p99 - grpc_p99:+.2f} ms, mean {http_mean - grpc_mean:+.2f} ms; "
+        f"ratio HTTP/gRPC p50 {http_p50 / grpc_p50:.2f}\n"
+        f"goal: HTTP p99 < {GOAL_P99_MS:g} ms: {'met' if http_p99 < GOAL_P99_MS else 'NOT met'} "
+        f"({http_p99:.2f} ms)\n"
+        f"load average after: {load_average()}\n"
+    )
     return 0
 
 
