@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pycountry
 import pytest
@@ -54,3 +55,26 @@ class TestDashboardAssets:
         for entry in levels["levels"]:
             assert entry["name"] == parameters.LEVEL_NAMES[entry["level"]]
             assert parameters.level_of(entry["min_score"]) == entry["level"]
+
+
+class TestDashboardStaticFiles:
+    """What the CSP (default-src 'self') and the offline rule demand of static/."""
+
+    def test_nothing_is_fetched_from_elsewhere_and_nothing_is_inline(self) -> None:
+        """No URL but the SVG namespace in the code (no CDN, no web font), no inline
+        script or style, no style attribute, and no innerHTML for data to become markup."""
+        sources = {
+            path.name: path.read_text()
+            for path in dashboard_assets.STATIC.iterdir()
+            if path.suffix in (".html", ".js", ".css")
+        }
+        assert {"index.html", "app.js", "api.js", "charts.js", "dom.js", "app.css"} <= set(sources)
+        for name, text in sources.items():
+            urls = set(re.findall(r"https?://[^\s\"'`)]+", text))
+            assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)
+            assert "innerHTML" not in text and "outerHTML" not in text, name
+            assert "style=" not in text and "<style" not in text, name
+            assert "eval(" not in text and "new Function" not in text, name
+        assert re.findall(r"<script[^>]*>", sources["index.html"]) == [
+            '<script type="module" src="app.js">'
+        ]

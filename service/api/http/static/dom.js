@@ -1,4 +1,4 @@
-// Building the page from data without innerHTML: every text is a text node, so a name from
+// Building the page from data with text nodes only (never HTML strings), so a name from
 // the ledger can never become markup.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
