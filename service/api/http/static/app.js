@@ -24,10 +24,11 @@ function show(...nodes) {
   main.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined && node !== false));
 }
 
+/** Adds a line to the live region (polite: read out after what is being read); the last
+ * few stay, so two changes close together are both announced, neither replaces the other. */
 function announce(text) {
-  announcer.textContent = "";
-  // A fresh text node after a tick, so screen readers announce a repeat of the same text.
-  setTimeout(() => { announcer.textContent = text; }, 30);
+  announcer.append(h("p", {}, text));
+  while (announcer.childElementCount > 5) announcer.firstElementChild.remove();
 }
 
 function route() {
@@ -209,7 +210,7 @@ async function mapPage(params) {
           pending = new Map();
           announce([...changes.values()].join(" "));
           refresh(change.position, new Set(changes.keys())).catch((error) => showStatus(`Live update failed: ${error.message}`));
-        }, 150);
+        }, 50);
       },
       onState(value) {
         showStatus(value === "open" ? "Live: the map follows new reports as they arrive." : "Live updates interrupted; reconnecting…");
