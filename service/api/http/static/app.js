@@ -301,7 +301,11 @@ async function countryPage(code, params) {
       h("div", {}, h("dt", {}, "As known at"), h("dd", {}, when(escalation.asOf)))),
     h("section", { "aria-labelledby": "history-heading" },
       h("h2", { id: "history-heading" }, "History (90 days)"),
-      historyChart(series.points || [], table_, name)),
+      historyChart(series.points || [], table_, name),
+      h("details", {}, h("summary", {}, "The chart's points as a table (weekly)"),
+        table(`${name}'s score, every seventh day`, ["Day", "Level", { label: "Score", numeric: true }],
+          (series.points || []).filter((point, index, all) => (all.length - 1 - index) % 7 === 0)
+            .map((point) => [day(point.at), String(point.level || 1), number(point.score)])))),
     h("section", { "aria-labelledby": "contrib-heading" },
       h("h2", { id: "contrib-heading" }, "Top contributing developments"),
       table(`What makes up ${name}'s score`, ["Development", "Kind", "Occurred", { label: "Contribution", numeric: true }],
