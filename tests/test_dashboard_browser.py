@@ -160,8 +160,17 @@ def serve(store: str, directory: Path, *flags: str) -> Iterator[Dashboard]:
             process.wait()
 
 
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        _unavailable(
+            f"dashboard browser tests skipped: no chromium at {CHROMIUM} "
+            "(scripts/bootstrap dev installs Debian's chromium when run as root)"
+        )
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    require_chromium()  # before the minute of loading, which only a browser would use
     directory = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{directory}/flashpoint.db"
     cli("--store", url, "demo")
@@ -188,11 +197,7 @@ def dashboard(store: tuple[str, Path]) -> Iterator[Dashboard]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        _unavailable(
-            f"dashboard browser tests skipped: no chromium at {CHROMIUM} "
-            "(scripts/bootstrap dev installs Debian's chromium when run as root)"
-        )
+    require_chromium()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
