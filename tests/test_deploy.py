@@ -490,8 +490,8 @@ def test_kubernetes_validate_passes_strict() -> None:
     assert output.count(" passed for resource ") == len(kubernetes_resources()), output
     kinds = sorted(resource["kind"] for resource in kubernetes_resources())
     assert kinds == sorted(
-        ["ConfigMap", "Deployment", "Deployment", "Service", "Service", "PodDisruptionBudget",
-         "Job"]
+        ["ConfigMap", "Deployment", "Deployment", "Service", "Service", "Service",
+         "PodDisruptionBudget", "Job"]
     )  # fmt: skip
     assert not any("namespace" in r["metadata"] for r in kubernetes_resources())
 

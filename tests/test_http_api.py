@@ -792,3 +792,28 @@ class TestServe:
 def test_the_placeholder_page_is_packaged() -> None:
     assert (http_server.STATIC_ROOT / "index.html").is_file()
     assert os.path.isdir(http_server.STATIC_ROOT)
+
+
+class TestJsonMapping:
+    def test_message_json_is_json_formats_message_to_dict(self, dashboard: Dashboard) -> None:
+        """The HTTP side's planned converter answers json_format's mapping exactly, key
+        order included, over real answers and the values json_format spells specially."""
+        from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+
+        messages: list[Any] = []
+        with grpc.insecure_channel(dashboard.grpc_address) as channel:
+            stub = query_grpc.QueryServiceStub(channel)
+            messages.append(stub.ListIncidents(query_pb.ListIncidentsRequest(page_size=50)))
+            messages.append(stub.ListProjections(query_pb.ListProjectionsRequest()))
+            at = query_pb.ListEscalationsRequest()
+            at.at.FromJsonString(AT)
+            messages.append(stub.ListEscalations(at))
+        special = query_pb.Escalation(score=float("nan"), earlier_score=float("-inf"),
+                                      actor_score=float("inf"), level=0)  # fmt: skip
+        special.at.FromJsonString("2025-09-13T12:00:00.120Z")
+        messages.append(special)
+        for message in messages:
+            expected = json_format.MessageToDict(message)
+            assert json_api.message_json(message) == expected
+            assert list(json_api.message_json(message)) == list(expected)
+            assert json_api.response_json(message) == json_api.encode_json(expected)

@@ -20,7 +20,6 @@ import structlog
 
 from service import bootstrap
 from service.api.auth import Authenticator
-from service.api.http import check_http, start_http
 from service.api.server import (
     ServeRefused,
     check_exposure,
@@ -67,7 +66,11 @@ def serve(settings: Settings) -> int:
     if not shared:
         check_port_free(settings.listen)  # before opening the store: fail fast
     check_exposure(settings, authenticator)
-    check_http(settings, authenticator, share_port=shared)
+    if settings.http:
+        # Imported only when asked for: aiohttp is not every server's to load.
+        from service.api.http import check_http
+
+        check_http(settings, authenticator, share_port=shared)
     if settings.workers > 1:
         return serve_workers(settings)
     service = bootstrap.build_server(settings)
@@ -83,6 +86,8 @@ def serve(settings: Settings) -> int:
     running.start()
     http = None
     if settings.http:
+        from service.api.http import start_http
+
         try:
             http = start_http(settings, running, service.log_tables, authenticator,
                               share_port=shared)  # fmt: skip
