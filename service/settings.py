@@ -24,6 +24,9 @@ class Settings(BaseModel):
     store: str = DEFAULT_STORE
     #: Where ``serve`` listens.
     listen: str = "127.0.0.1:50051"
+    #: Where ``serve`` also serves the web dashboard and the HTTP/JSON API (HOST:PORT,
+    #: e.g. 127.0.0.1:8080); None serves none.
+    http: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``auto`` writes JSON when stderr is not a terminal and readable lines when it is.
     log_format: Literal["auto", "json", "console"] = "auto"

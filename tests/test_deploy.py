@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -273,7 +274,8 @@ def test_dockerfile_final_stage_is_slim_non_root_and_checks_health() -> None:
     assert environment["PATH"].startswith("/opt/venv/bin:")
     settings = settings_for(["serve"], environment)
     port = settings.listen.rsplit(":", 1)[1]
-    assert final.arguments("EXPOSE") == [port]
+    assert settings.http is not None, "the image serves the web dashboard"
+    assert final.arguments("EXPOSE") == [f"{port} {settings.http.rsplit(':', 1)[1]}"]
     assert exec_form(final.arguments("ENTRYPOINT")[-1]) == ["flashpoint"]
     command = exec_form(final.arguments("CMD")[-1])
     assert command == ["serve"]
@@ -341,14 +343,18 @@ def test_compose_topology_postgres_servers_worker_prometheus() -> None:
     for name, server in servers.items():
         assert server["command"] == ["serve", "--projections", "external"], name
         listen_port = server["environment"]["FLASHPOINT_LISTEN"].rsplit(":", 1)[1]
-        (mapping,) = server["ports"]
-        host_port, container_port = mapping.split(":")
+        http_port = server["environment"]["FLASHPOINT_HTTP"].rsplit(":", 1)[1]
+        grpc_mapping, http_mapping = server["ports"]
+        host_port, container_port = grpc_mapping.split(":")
         assert container_port == listen_port, name
+        host_ports.add(host_port)
+        host_port, container_port = http_mapping.split(":")
+        assert container_port == http_port, name
         host_ports.add(host_port)
         # The tokens come from ./tokens, mounted as a compose secret.
         (secret,) = server["secrets"]
         assert server["environment"]["FLASHPOINT_TOKENS_FILE"] == f"/run/secrets/{secret}"
-    assert len(host_ports) == 2, "the two servers publish different host ports"
+    assert len(host_ports) == 4, "the two servers publish different host ports"
     compose = yaml.safe_load(COMPOSE.read_text())
     assert compose["secrets"][secret]["file"] == "./tokens"
     # The store URL's credentials are the ones the postgres service is created with.
@@ -484,8 +490,8 @@ def test_kubernetes_validate_passes_strict() -> None:
     assert output.count(" passed for resource ") == len(kubernetes_resources()), output
     kinds = sorted(resource["kind"] for resource in kubernetes_resources())
     assert kinds == sorted(
-        ["ConfigMap", "Deployment", "Deployment", "Service", "Service", "PodDisruptionBudget",
-         "Job"]
+        ["ConfigMap", "Deployment", "Deployment", "Service", "Service", "Service",
+         "PodDisruptionBudget", "Job"]
     )  # fmt: skip
     assert not any("namespace" in r["metadata"] for r in kubernetes_resources())
 
@@ -583,10 +589,18 @@ def test_kubernetes_servers_probe_grpc_health_and_are_highly_available() -> None
     worker_ports = {entry["name"]: entry["containerPort"] for entry in worker_container["ports"]}
     assert worker_ports["metrics"] == int(worker_environment["FLASHPOINT_METRICS_PORT"])
     assert worker_environment["FLASHPOINT_METRICS_HOST"] == "0.0.0.0"  # noqa: S104
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    for probe in ("livenessProbe", "startupProbe"):
         assert container[probe]["grpc"] == {"port": port}, probe
+    # Readiness asks the HTTP side's /healthz, which answers as the gRPC health check.
+    http_port = int(environment["FLASHPOINT_HTTP"].rsplit(":", 1)[1])
+    assert ports["http"] == http_port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     labels = server["spec"]["template"]["metadata"]["labels"]
     assert server["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    http_service = named("Service", "flashpoint-http", resources)
+    (http_service_port,) = http_service["spec"]["ports"]
+    assert http_service_port["targetPort"] in (http_port, "http")
+    assert http_service["spec"]["selector"].items() <= labels.items()
     service = named("Service", "flashpoint", resources)
     assert service["spec"]["type"] == "ClusterIP"
     (service_port,) = service["spec"]["ports"]
@@ -852,8 +866,10 @@ def test_container_install_serves_and_passes_the_images_health_check(
     assert implementation == "binary", implementation
     assert not any("apt-get" in step for step in final.arguments("RUN"))
     # The image's CMD with its ENV, except a free loopback port: no tokens are needed there.
-    port = free_port()
-    serve_env = image_settings_environment(final, FLASHPOINT_LISTEN=f"127.0.0.1:{port}")
+    port, http_port = free_port(), free_port()
+    serve_env = image_settings_environment(
+        final, FLASHPOINT_LISTEN=f"127.0.0.1:{port}", FLASHPOINT_HTTP=f"127.0.0.1:{http_port}"
+    )
     command = exec_form(final.arguments("CMD")[-1])
     health = [
         argument.replace("127.0.0.1:50051", f"127.0.0.1:{port}")
@@ -864,6 +880,10 @@ def test_container_install_serves_and_passes_the_images_health_check(
         result = wait_until_healthy([flashpoint, *health[1:]], server, env, tmp_path)
         assert result.returncode == EXIT_OK, result.stderr + server.output()
         assert result.stdout.strip() == "SERVING"
+        # The dashboard's files are in the installed package (package data), beside /healthz.
+        for path, kind in (("/healthz", "application/json"), ("/", "text/html")):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as page:
+                assert page.status == 200 and page.headers["Content-Type"].startswith(kind), path
         assert server.stop() == 0, server.output()
     assert (tmp_path / "flashpoint.db").exists(), "the default store lands in the WORKDIR"
     # As the image sets it (all interfaces) but without tokens, serve refuses to start.

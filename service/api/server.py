@@ -26,7 +26,7 @@ from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import CallInterceptor
-from service.api.servicers import ServiceParts, servicers_for
+from service.api.servicers import ServiceParts, Servicers, servicers_for
 from service.metrics import Metrics, stop_serving
 from service.settings import Settings
 
@@ -160,6 +160,8 @@ class RunningServer:
     #: Where ``/metrics`` is served (host, port), or None when metrics are off.
     metrics_address: tuple[str, int] | None = None
     _metrics_http: WSGIServer | None = field(default=None, repr=False)
+    #: The servicers it serves (the HTTP API serves the very same: ``service.api.http``).
+    servicers: Servicers | None = None
 
     @property
     def metrics_port(self) -> int | None:
@@ -317,4 +319,5 @@ def create_server(
         metrics=metrics,
         store_watcher=watcher,
         metrics_address=settings.metrics_address(),
+        servicers=servicers,
     )

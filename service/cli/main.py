@@ -111,7 +111,7 @@ def _version() -> str:
 
 
 def _command_settings(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("listen", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure",
+    names = ("listen", "http", "tokens_file", "tls_cert", "tls_key", "tls_client_ca", "insecure",
              "projections", "metrics_port", "metrics_host", "group_commit")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gRPC server")
     serve.add_argument(
         "--listen", help="HOST:PORT (default 127.0.0.1:50051; env FLASHPOINT_LISTEN)"
+    )
+    serve.add_argument(
+        "--http",
+        help="also serve the web dashboard and the HTTP/JSON API on HOST:PORT, e.g. "
+        "127.0.0.1:8080 (default off; env FLASHPOINT_HTTP)",
     )
     serve.add_argument("--tokens-file", help="bearer tokens, one 'NAME ROLES sha256:HEX' per line")
     serve.add_argument("--tls-cert", help="server certificate (PEM) for TLS")

@@ -67,6 +67,11 @@ def serve(settings: Settings) -> int:
     if not shared:
         check_port_free(settings.listen)  # before opening the store: fail fast
     check_exposure(settings, authenticator)
+    if settings.http:
+        # Imported only when asked for: aiohttp is not every server's to load.
+        from service.api.http import check_http
+
+        check_http(settings, authenticator, share_port=shared)
     if settings.workers > 1:
         return serve_workers(settings)
     service = bootstrap.build_server(settings)
@@ -80,9 +85,22 @@ def serve(settings: Settings) -> int:
     if follower is not None:
         follower.start()
     running.start()
+    http = None
+    if settings.http:
+        from service.api.http import start_http
+
+        try:
+            http = start_http(settings, running, service.log_tables, authenticator,
+                              share_port=shared)  # fmt: skip
+        except BaseException:
+            running.stop(0)
+            service.close()
+            raise
     settle_garbage_collector()
     log.info(
         "server.started",
+        http=settings.http,
+        http_port=http.port if http is not None else None,
         listen=settings.listen,
         port=running.port,
         tls=bool(settings.tls_cert),
@@ -93,6 +111,8 @@ def serve(settings: Settings) -> int:
     )
     try:
         stopping.wait()
+        if http is not None:
+            http.stop(settings.grace_seconds)
         running.stop(settings.grace_seconds)
     finally:
         if follower is not None:

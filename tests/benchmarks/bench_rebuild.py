@@ -30,7 +30,22 @@ COUNTRIES = ["RUS", "UKR", "POL", "BLR", "LTU", "LVA", "EST", "FIN", "DEU", "FRA
              "ARM", "AZE", "SRB", "MDA", "GEO", "VEN", "GUY"]  # fmt: skip
 
 
-def _template_commands(rng: random.Random, count: int) -> list[Any]:
+def country_codes(count: int | None) -> list[str]:
+    """``COUNTRIES``, then (for a larger ``count``) more ISO 3166 alpha-3 codes in order."""
+    if count is None or count == len(COUNTRIES):
+        return COUNTRIES
+    import pycountry
+
+    others = sorted(c.alpha_3 for c in pycountry.countries if c.alpha_3 not in COUNTRIES)
+    codes = [*COUNTRIES, *others][:count]
+    if len(codes) < max(count, 2):
+        raise ValueError(f"between 2 and {len(COUNTRIES) + len(others)} countries, not {count}")
+    return codes
+
+
+def _template_commands(
+    rng: random.Random, count: int, countries: list[str] = COUNTRIES
+) -> list[Any]:
     from service.domain import commands as c
     from tests.factories import raw_command
 
@@ -40,7 +55,7 @@ def _template_commands(rng: random.Random, count: int) -> list[Any]:
     for index in range(count):
         command_class = kinds[index % len(kinds)]
         raw = raw_command(command_class)
-        actor, target = rng.sample(COUNTRIES, 2)
+        actor, target = rng.sample(countries, 2)
         raw["actor"] = {"country": actor}
         if "target" in raw or command_class in (c.ReportIncursion, c.ReportClash):
             raw["target"] = {"country": target}
@@ -57,8 +72,9 @@ def _template_commands(rng: random.Random, count: int) -> list[Any]:
     return templates
 
 
-def generate(path: Path, events: int, seed: int = 7) -> None:
-    """A log of ``events`` stored events, written straight into the events table."""
+def generate(path: Path, events: int, seed: int = 7, countries: int | None = None) -> None:
+    """A log of ``events`` stored events, written straight into the events table, among
+    ``countries`` countries (default: the 30 of ``COUNTRIES``, the output of old)."""
     from service.adapters.store import FlashpointApplication
     from service.adapters.store_url import store_environment
     from service.domain import commands as c
@@ -70,7 +86,8 @@ def generate(path: Path, events: int, seed: int = 7) -> None:
     mapper = app.mapper
     app.close()
     stamp = submitted_by("bench", "generator", None)
-    templates = _template_commands(rng, 500)
+    codes = country_codes(countries)
+    templates = _template_commands(rng, 500, codes)
     lifecycle = [c.CorroborateIncident, c.DisputeIncident, c.RetractIncident]
     rows: list[tuple[str, int, str, bytes]] = []
     open_incidents: list[tuple[UUID, int]] = []
@@ -100,7 +117,7 @@ def generate(path: Path, events: int, seed: int = 7) -> None:
                 incident.corroborate(source={"name": "AP", "url": None}, reliability="A",
                                      credibility=2, note="", submitted_by=stamp)  # fmt: skip
             elif step is c.DisputeIncident:
-                incident.dispute(party=rng.choice(COUNTRIES), denial=True, statement="",
+                incident.dispute(party=rng.choice(codes), denial=True, statement="",
                                  sources=[], submitted_by=stamp)  # fmt: skip
             else:
                 incident.retract(reason="withdrawn", submitted_by=stamp)
@@ -140,13 +157,13 @@ def count_events(path: Path) -> int:
             return 0
 
 
-def ensure_log(path: Path, events: int) -> float:
+def ensure_log(path: Path, events: int, countries: int | None = None) -> float:
     if count_events(path) == events:
         return 0.0
     for stale in path.parent.glob(path.stem + "*"):
         stale.unlink()
     started = time.perf_counter()
-    generate(path, events)
+    generate(path, events, countries=countries)
     return time.perf_counter() - started
 
 
