@@ -657,9 +657,8 @@ class TestQueryErrors:
         api.ask("ListIncidents", min_position=head)  # the read models are at the head
         wanted = head + 1_000_000
         request = getattr(q, f"{rpc}Request")(min_position=wanted, **fields)
-        started = time.monotonic()
+        # An answer past the client's deadline would be DEADLINE_EXCEEDED, not UNAVAILABLE.
         error = failure(lambda: getattr(api.queries, rpc)(request, timeout=1.0))
-        assert time.monotonic() - started < 2.0
         assert error.code() == grpc.StatusCode.UNAVAILABLE, (error.code(), error.details())
         info = error_info(error)
         assert (info.reason, info.domain) == ("NOT_CAUGHT_UP", "flashpoint.v1")
