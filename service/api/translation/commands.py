@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -267,12 +267,18 @@ def request_from_command(command: Command) -> Message:
     JSON dump cost several times more); anything the writer does not know (an enum, a
     map) takes the JSON path, whose message is the same."""
     request = request_class(type(command))()
+    write_request(request, command)
+    return request
+
+
+def write_request(request: Message, command: Command) -> None:
+    """Write ``command`` into ``request``, an empty message of its request type (a bulk
+    batch's, written in place rather than built apart and copied in)."""
     try:
         _writer(request.DESCRIPTOR)(request, command.model_dump(exclude_none=True))
     except _Unwritable:
-        request = request_class(type(command))()
+        request.Clear()
         json_format.ParseDict(command.model_dump(mode="json", exclude_none=True), request)
-    return request
 
 
 class _Unwritable(Exception):
@@ -416,6 +422,9 @@ def bulk_command(request: Message) -> Command:
         raise CommandValidationError.single(
             "command", "set exactly one command (e.g. report_incursion)"
         )
+    if which == "batch":
+        # The stream reads a batch's commands itself: one reaching here is inside another.
+        raise CommandValidationError.single("batch", "a batch may not hold a batch")
     return command_from_request(BULK_REQUEST_FIELDS[which], getattr(request, which))
 
 
@@ -424,13 +433,47 @@ def bulk_request_id(request: Message) -> str:
     if not isinstance(request, BulkRequest):
         return ""
     which = request.WhichOneof("command")
-    return str(getattr(request, which).request_id) if which is not None else ""
+    if which is None or which == "batch":
+        return ""
+    return str(getattr(request, which).request_id)
 
 
 def bulk_request(command: Command) -> BulkRequest:
     request = BulkRequest()
-    getattr(request, _BULK_FIELD_OF[command.command_name]).CopyFrom(request_from_command(command))
+    write_request(getattr(request, _BULK_FIELD_OF[command.command_name]), command)
     return request
+
+
+#: The most commands one DevelopmentBatch may hold (its proto says so).
+MAX_BATCH = 1024
+
+
+def bulk_batch_request(commands: Iterable[Command]) -> BulkRequest:
+    """One message of a bulk stream carrying ``commands`` (a DevelopmentBatch)."""
+    request = BulkRequest()
+    batch = request.batch
+    batch.SetInParent()
+    add = batch.commands.add
+    for command in commands:
+        write_request(getattr(add(), _BULK_FIELD_OF[command.command_name]), command)
+    return request
+
+
+def bulk_requests_of(request: Message) -> list[Message] | None:
+    """The single-command requests a batch message carries, or None for a message that is
+    not a batch (a command of its own)."""
+    if isinstance(request, BulkRequest) and request.WhichOneof("command") == "batch":
+        return list(request.batch.commands)
+    return None
+
+
+def bulk_batch_response(index: int, answers: Iterable[BulkResponse]) -> BulkResponse:
+    """The answer to a DevelopmentBatch: each of its commands' answers, in order."""
+    response = BulkResponse(index=index)
+    results = response.batch
+    results.SetInParent()
+    results.results.extend(answers)
+    return response
 
 
 def bulk_response(
@@ -452,6 +495,13 @@ def bulk_response(
     else:  # pragma: no cover - the servicer gives one or the other
         raise ValueError("a bulk answer needs a result or a status")
     return response
+
+
+def bulk_answers(response: Any) -> list[Any]:
+    """The single-command answers one bulk response carries (a batch's, or itself)."""
+    if response.WhichOneof("result") == "batch":
+        return list(response.batch.results)
+    return [response]
 
 
 def bulk_outcome(response: Any) -> tuple[CommandResult | None, Any]:
