@@ -147,11 +147,8 @@ def run_batched(
             start = end
             room.release(message.room)
 
-    def launch(gathered: list[_Read[T]]) -> None:
+    def launch(gathered: list[_Read[T]], names: Counter[Hashable]) -> None:
         items = [item for message in gathered for item in message.items]
-        names: Counter[Hashable] = Counter(
-            name for name in (key(item) for item in items) if name is not None
-        )
         waiting: Callable[[], Sequence[R | Exception]]
         try:
             waiting = begin(items)
@@ -189,9 +186,14 @@ def run_batched(
                     break
                 gathered.append(more)
                 count += len(more.items)
-            unit_keys = {key(item) for message in gathered for item in message.items}
-            while started and any(name in keys for name in unit_keys if name is not None):
+            names: Counter[Hashable] = Counter(
+                name
+                for message in gathered
+                for name in (key(item) for item in message.items)
+                if name is not None
+            )
+            while started and any(name in keys for name in names):
                 yield from settle()
-            launch(gathered)
+            launch(gathered, names)
     finally:
         abandoned.set()

@@ -9,6 +9,7 @@ its new version and the log position of its last new event.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -442,7 +443,7 @@ class CommandHandlers(Application[UUID]):
         request_id = command.request_id
         return (
             submitted_by(submitter.principal, submitter.client, request_id),
-            receipt_id(submitter.principal, request_id) if request_id else None,
+            _receipt_key(submitter.principal, request_id) if request_id else None,
         )
 
     def _legacy_replay(self, command: Command, receipt_key: UUID | None) -> CommandResult | None:
@@ -587,7 +588,7 @@ class CommandHandlers(Application[UUID]):
     ) -> Aggregate:
         # A new resource's id derives from the request id, so even a store without the
         # receipt (an import, say) cannot hold two resources for one request.
-        new_id = uuid5(receipt_key, "resource") if receipt_key is not None else uuid4()
+        new_id = _created_id(receipt_key) if receipt_key is not None else uuid4()
         if isinstance(command, ReportDevelopment):
             return Incident.report_development(
                 incident_id=new_id,
@@ -776,8 +777,20 @@ def resource_key(command: Command, principal: str) -> UUID | None:
     if isinstance(command, NegotiationCommand):
         return command.track_id
     if command.request_id is not None:
-        return uuid5(receipt_id(principal, command.request_id), "resource")
+        return _created_id(_receipt_key(principal, command.request_id))
     return None
+
+
+# A bulk command's keys are asked for several times (ordering, receipts, its new id):
+# each uuid5 is a SHA-1, together an eighth of the server's CPU per command uncached.
+@functools.lru_cache(maxsize=8192)
+def _receipt_key(principal: str, request_id: str) -> UUID:
+    return receipt_id(principal, request_id)
+
+
+@functools.lru_cache(maxsize=8192)
+def _created_id(receipt_key: UUID) -> UUID:
+    return uuid5(receipt_key, "resource")
 
 
 def resource_name(aggregate: Aggregate) -> str:
