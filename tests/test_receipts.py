@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
+from service.adapters.deadlines import deadline_after, deadline_at
 from service.adapters.store import FlashpointApplication
 from service.adapters.store_url import store_environment
 from service.application.errors import RequestIdReused
@@ -281,3 +282,31 @@ def _redigested(lines: list[str]) -> list[str]:
     trailer = json.loads(lines[-1])
     trailer["receipts_digest"] = chained.hex()
     return [*lines[:-1], json.dumps(trailer, sort_keys=True, separators=(",", ":")) + "\n"]
+
+
+def test_postgresql_records_a_batch_in_one_round_trip(postgres_url: str, tmp_path: Path) -> None:
+    """Receipts, lock, events and commit of one append reach PostgreSQL as one pipeline with
+    ONE sync (the client waits for the server once), even with a deadline to bind; the
+    deadline's bound ends with the transaction."""
+    app = FlashpointApplication(env=store_environment(f"{postgres_url}&pool_size=1&max_overflow=0"))
+    try:
+        datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+        # These learn that the store (not empty) holds no receipts of the old kind: the
+        # next command's only statements are its append.
+        for request_id in ("first", "second"):
+            app.execute(command(c.ReportIncursion, request_id=request_id))
+        trace_path = tmp_path / "libpq.trace"
+        with trace_path.open("w") as trace:
+            with datastore.get_connection() as connection:
+                connection.pgconn.trace(trace.fileno())  # the pool's one connection
+            with deadline_at(deadline_after(2)):  # within the store's lock timeout: bound
+                app.execute(command(c.ReportIncursion, request_id="one-round-trip"))
+            with datastore.get_connection() as connection:
+                connection.pgconn.untrace()
+                timeout = connection.execute("SHOW statement_timeout").fetchone()
+        assert timeout["statement_timeout"] == "0"
+        sent = [line.split("\t") for line in trace_path.read_text().splitlines()]
+        syncs = [fields for fields in sent if fields[1:2] == ["F"] and fields[3:4] == ["Sync"]]
+        assert len(syncs) == 1, trace_path.read_text()
+    finally:
+        app.close()

@@ -73,25 +73,25 @@ class DeadlineBoundPostgresDatastore(PostgresDatastore):
     """
 
     @contextmanager
-    def get_connection(self) -> Iterator[Any]:
-        deadline = call_deadline.get()
-        if deadline is None or (
-            self.lock_timeout > 0 and deadline - time.monotonic() >= self.lock_timeout
-        ):
-            # A caller who allows more than the store's own lock timeout is served within
-            # it anyway (our statements are index look-ups and appends; what waits is a
-            # lock): binding would only cost two more round trips, about a fifth of a
-            # command's CPU time here.
-            with super().get_connection() as connection:
-                yield connection
-            return
+    def get_connection(self, *, bind: bool = True) -> Iterator[Any]:
+        """A connection from the pool, its statements bound by the call's deadline.
+
+        ``bind=False``: the caller binds its own transaction instead (``budget_ms`` and
+        ``SET_LOCAL_TIMEOUT``), sent in the transaction's one round trip rather than as a
+        statement before it and a reset after it (the group commit's batch).
+        """
         try:
+            budget = self.budget_ms() if bind else None
+            if budget is None:
+                with super().get_connection() as connection:
+                    yield connection
+                return
             with super().get_connection() as connection:
                 # Measured once the pool has handed the connection over: the wait for it
                 # spent part of the budget. The library's connections are in autocommit
                 # mode and open their own transactions, so the bound is set on the session
                 # for this use and reset before the connection goes back to the pool.
-                budget = remaining_ms()
+                budget = remaining_ms() or budget
                 connection.execute(
                     "SELECT set_config('statement_timeout', %s, false)", (f"{budget}ms",)
                 )
@@ -100,18 +100,36 @@ class DeadlineBoundPostgresDatastore(PostgresDatastore):
                 finally:
                     _reset_statement_timeout(connection)
         except OperationalError as error:
-            if isinstance(error.__cause__, psycopg.errors.QueryCanceled):
+            deadline = call_deadline.get()
+            if deadline is not None and isinstance(error.__cause__, psycopg.errors.QueryCanceled):
                 raise DeadlineReached(
                     "the call's deadline passed while the store was working; the statement "
                     "was cancelled and its transaction rolled back"
                 ) from error
-            deadline = call_deadline.get()
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineReached(
                     f"the call's deadline passed while the store failed ({error}); "
                     "retry with the same request_id"
                 ) from error
             raise
+
+    def budget_ms(self) -> int | None:
+        """The ``statement_timeout`` the current call's deadline asks for, or None where
+        none is needed (raising once the deadline has passed)."""
+        deadline = call_deadline.get()
+        if deadline is None or (
+            self.lock_timeout > 0 and deadline - time.monotonic() >= self.lock_timeout
+        ):
+            # A caller who allows more than the store's own lock timeout is served within
+            # it anyway (our statements are index look-ups and appends; what waits is a
+            # lock): binding would only cost round trips.
+            return None
+        return remaining_ms()
+
+
+#: Bounds the statements of the transaction it is sent in (``SET LOCAL``: it ends with the
+#: transaction, so nothing needs resetting before the connection goes back to the pool).
+SET_LOCAL_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 
 def _reset_statement_timeout(connection: Any) -> None:

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
+from service.adapters.deadlines import SET_LOCAL_TIMEOUT, DeadlineBoundPostgresDatastore
 from service.domain.receipt import Receipt
 
 #: The receipts table's name beside ``flashpoint_events``.
@@ -257,31 +259,60 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
             receipt.resource_version,
         )  # fmt: skip
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if kwargs.get("receipts") and self.datastore.enable_db_functions:
-            # The library's insert function takes events only: receipts would be lost.
-            raise NotImplementedError("receipts need POSTGRES_ENABLE_DB_FUNCTIONS off")
-        ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-        return ids
-
-    def _insert_events(
-        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        # Called inside the events' transaction and pipeline, before they are inserted
-        # (a collision here surfaces at the pipeline's sync, failing the whole insert).
+        """The events and their receipts in one transaction sent in ONE round trip: BEGIN,
+        the deadline's ``SET LOCAL``, the receipts, the table lock, the notification, the
+        events and COMMIT, pipelined up to a single sync. The library's insert (with the
+        sync the receipts needed of their own) took five: BEGIN, receipts, events, COMMIT
+        and the pipeline's end each waited for the server, the table's lock held across
+        two of them, so a second server process waited client round trips for it. (The
+        pool's pre-ping, ``POSTGRES_PRE_PING``, is one more, before the batch.)"""
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
-        if receipts:
-            ordered = sorted(receipts, key=lambda r: r.receipt_id)
-            curs.executemany(self.insert_receipt_statement, [self._params(r) for r in ordered])
-            # Synced here, so a receipt that collides (a retry) raises its UniqueViolation
-            # (an IntegrityError: answered from the receipt). Left to the library's sync,
-            # the error is caught there and the transaction's commit raises PipelineAborted
-            # instead, which reads as a store outage (UNAVAILABLE for every replay).
-            with curs.connection.pipeline() as pipeline:
-                pipeline.sync()
-        super()._insert_events(curs, stored_events, **kwargs)
+        if self.datastore.enable_db_functions:
+            if receipts:
+                # The library's insert function takes events only: receipts would be lost.
+                raise NotImplementedError("receipts need POSTGRES_ENABLE_DB_FUNCTIONS off")
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        datastore: Any = self.datastore
+        bound = isinstance(datastore, DeadlineBoundPostgresDatastore)
+        budget = datastore.budget_ms() if bound else None
+        connection = datastore.get_connection(bind=False) if bound else datastore.get_connection()
+        with connection as conn:
+            inserted = conn.cursor()
+            try:
+                # BEGIN and COMMIT as plain statements of the pipeline: psycopg's
+                # transaction block syncs on entering and leaving it (two more round
+                # trips). The pipeline's exit is the one sync.
+                with conn.pipeline():
+                    curs = conn.cursor()
+                    curs.execute("BEGIN")
+                    if budget is not None:
+                        curs.execute(SET_LOCAL_TIMEOUT, (f"{budget}ms",))
+                    if receipts:
+                        # In id order: two batches never wait on each other's receipts in
+                        # opposite orders. Before the events: a lost race fails before the
+                        # events' insert takes numbers from the position sequence.
+                        ordered = sorted(receipts, key=lambda r: r.receipt_id)
+                        curs.executemany(
+                            self.insert_receipt_statement, [self._params(r) for r in ordered]
+                        )
+                    if stored_events:
+                        self._insert_stored_events(inserted, stored_events, **kwargs)
+                    curs.execute("COMMIT")
+            except BaseException:
+                # A receipt or version that collides fails the batch at the sync, with its
+                # IntegrityError (the datastore maps it): the server skipped the rest, the
+                # COMMIT too, and holds the failed transaction until it is rolled back.
+                if not conn.closed and not conn.broken:
+                    conn.rollback()
+                raise
+        if not stored_events:
+            return []
+        return self._fetch_ids_after_insert_events(inserted, stored_events, **kwargs)
 
     def find_receipt(self, key: UUID) -> FoundReceipt | None:
         with self.datastore.transaction(commit=False) as curs:
