@@ -265,15 +265,18 @@ class CommandServicer(command_grpc.CommandServiceServicer):
                 window=self._window,
             )  # fmt: skip
             for message in answered:
-                answers = [
-                    _bulk_answer(entry, outcome)
-                    for entry, outcome in zip(message.items, message.outcomes, strict=True)
-                ]
                 read_as = message.items
+                pairs = zip(message.items, message.outcomes, strict=True)
                 if isinstance(read_as, _Message) and read_as.batch:
-                    yield bulk_tr.bulk_batch_response(read_as.first, answers)
+                    response = bulk_tr.bulk_batch_response(read_as.first, ())
+                    add = response.batch.results.add
+                    for entry, outcome in pairs:
+                        _write_answer(add(), entry, outcome)
                 else:
-                    yield answers[0]
+                    response = bulk_tr.BulkResponse()
+                    for entry, outcome in pairs:
+                        _write_answer(response, entry, outcome)
+                yield response
 
 
 class _Message(list["_Bulk"]):
@@ -301,15 +304,18 @@ def _decoded(request: tr.Message, index: int) -> _Bulk:
         return _Bulk(index, request_id, None, error)
 
 
-def _bulk_answer(entry: _Bulk, outcome: CommandResult | Exception) -> bulk_tr.BulkResponse:
+def _write_answer(
+    response: bulk_tr.BulkResponse, entry: _Bulk, outcome: CommandResult | Exception
+) -> None:
     if isinstance(outcome, CommandResult):
-        return bulk_tr.bulk_response(
-            entry.index, entry.request_id, command=entry.command, result=outcome
+        bulk_tr.write_bulk_response(
+            response, entry.index, entry.request_id, command=entry.command, result=outcome
         )
+        return
     mapped = map_error(outcome)
     if mapped.internal:
         log.error("bulk.unexpected_error", index=entry.index, exc_info=outcome)
-    return bulk_tr.bulk_response(entry.index, entry.request_id, status=mapped.status)
+    bulk_tr.write_bulk_response(response, entry.index, entry.request_id, status=mapped.status)
 
 
 def _log_filter(asked: Any, **recorded: datetime | None) -> log_views.LogFilter:

@@ -497,15 +497,35 @@ def bulk_response(
 ) -> BulkResponse:
     """The answer to one bulk request: ``command``'s response of ``result``, or ``status``
     (a google.rpc.Status, as the command's own RPC would have failed)."""
-    response = BulkResponse(index=index, request_id=request_id)
+    response = BulkResponse()
+    write_bulk_response(response, index, request_id, command=command, result=result, status=status)
+    return response
+
+
+def write_bulk_response(
+    response: Any,
+    index: int,
+    request_id: str,
+    *,
+    command: Command | None = None,
+    result: CommandResult | None = None,
+    status: Any = None,
+) -> None:
+    """:func:`bulk_response` written into ``response``, an empty one (a batch's answers are
+    written in place: built apart, each was copied twice)."""
+    response.index = index
+    response.request_id = request_id
     if status is not None:
         response.error.CopyFrom(status)
     elif command is not None and result is not None:
         inner = getattr(response, _BULK_FIELD_OF[command.command_name])
-        inner.CopyFrom(response_from_result(result, response_class(type(command))))
+        inner.name = result.resource
+        inner.id = str(result.id)
+        inner.version = result.version
+        inner.position = result.position
+        inner.replayed = result.replayed
     else:  # pragma: no cover - the servicer gives one or the other
         raise ValueError("a bulk answer needs a result or a status")
-    return response
 
 
 def bulk_answers(response: Any) -> list[Any]:
