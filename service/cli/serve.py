@@ -7,6 +7,7 @@ the server, runs it until SIGTERM or SIGINT, then drains in-flight calls.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -79,6 +80,7 @@ def serve(settings: Settings) -> int:
     if follower is not None:
         follower.start()
     running.start()
+    settle_garbage_collector()
     log.info(
         "server.started",
         listen=settings.listen,
@@ -98,6 +100,23 @@ def serve(settings: Settings) -> int:
         service.close()
     log.info("server.stopped")
     return 0
+
+
+#: Allocations between two collections of the youngest generation while serving (Python's
+#: default is 700: a command allocates hundreds of objects, so it ran every few calls).
+SERVING_GC_THRESHOLD = 20_000
+
+
+def settle_garbage_collector() -> None:
+    """Collect once, then freeze what start-up made (modules, schemas, descriptors: most
+    of the heap, and never garbage) out of the collector's reach, and collect the young
+    generation less often. Under load the collector took about 3% of the serving process's
+    CPU (perf: ``gc_collect_main`` and its visits), most of it walking those objects again;
+    a call's garbage is freed by reference counting, it holds no cycles."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(SERVING_GC_THRESHOLD, middle, old)
 
 
 # ------------------------------------------------------------------ the follower process
