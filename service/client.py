@@ -136,25 +136,96 @@ class _Sending:
             self._generation += 1
             return self._generation
 
-    def wait_for_room(self, generation: int) -> bool:
-        """Whether stream ``generation`` may send more (False once it is stopped or the
-        source ended). Called holding ``lock``."""
-        while self.in_flight >= self.window and self._live(generation):
+    def wait_for_room(self, generation: int, need: int = 1) -> bool:
+        """Whether stream ``generation`` may send ``need`` more (False once it is stopped
+        or the source ended). Called holding ``lock``."""
+        need = min(max(need, 1), self.window)
+        while self.in_flight + need > self.window and self.live(generation):
             self._room.wait(0.5)
-        return self._live(generation) and not self.done
+        return self.live(generation) and not self.done
 
-    def _live(self, generation: int) -> bool:
+    def live(self, generation: int) -> bool:
         return not self._stopped and generation == self._generation
 
-    def answered(self) -> None:
+    def answered(self, count: int = 1) -> None:
         with self._room:
-            self.in_flight -= 1
+            self.in_flight -= count
             self._room.notify_all()
 
     def stop(self) -> None:
         with self._room:
             self._stopped = True
             self._room.notify_all()
+
+
+class _Feed:
+    """The commands of one submit_many, pulled from its source by a thread of their own
+    (the source may be slow, a pipe, say: a batch is sent with what has arrived, not held
+    back until it fills), at most ``limit`` ahead of the sending."""
+
+    def __init__(self, source: Iterator[Command], limit: int) -> None:
+        self._source = source
+        self._limit = max(limit, 1)
+        self._items: collections.deque[Command] = collections.deque()
+        self._changed = threading.Condition()
+        self._closed = False
+        self.ended = False
+        #: What the source raised, if it did (raised to the caller once the rest is answered).
+        self.error: BaseException | None = None
+        threading.Thread(target=self._pull, name="submit-many-feed", daemon=True).start()
+
+    def _pull(self) -> None:
+        try:
+            for command in self._source:
+                if command.request_id is None:
+                    command = command.model_copy(update={"request_id": uuid.uuid4().hex})
+                with self._changed:
+                    while len(self._items) >= self._limit and not self._closed:
+                        self._changed.wait(0.5)
+                    if self._closed:
+                        return
+                    self._items.append(command)
+                    self._changed.notify_all()
+        except BaseException as error:  # the caller's to hear, after the answers
+            self.error = error
+        finally:
+            with self._changed:
+                self.ended = True
+                self._changed.notify_all()
+
+    def wait(self, count: int, timeout: float) -> None:
+        """Until ``count`` commands are ready, the source is spent, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._items) < count and not self.ended and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._changed.wait(remaining)
+
+    def take(self, most: int) -> list[Command]:
+        with self._changed:
+            taken = [self._items.popleft() for _ in range(min(most, len(self._items)))]
+            self._changed.notify_all()
+            return taken
+
+    @property
+    def spent(self) -> bool:
+        with self._changed:
+            return self.ended and not self._items
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+#: Commands per DevelopmentBatch message: enough that the transport's cost per message is
+#: small beside the commands', few enough that a batch is answered while the next is sent.
+BATCH = 128
+#: How long the sender waits for a batch to fill while earlier ones are still out (it
+#: sends at once when nothing is: a slow source's commands are not held back).
+_FILL_SECONDS = 0.005
 
 
 class FlashpointClient:
@@ -236,20 +307,29 @@ class FlashpointClient:
         return tr.result_from_response(self.call(method, request, retry=True))
 
     def submit_many(
-        self, commands: Iterable[Command], *, window: int = 256, attempts: int | None = None
+        self,
+        commands: Iterable[Command],
+        *,
+        window: int = 512,
+        attempts: int | None = None,
+        batch: int = BATCH,
     ) -> Iterator[BulkResult]:
         """Send ``commands`` over one SubmitDevelopments stream and yield, in their order,
         each one's result or its own error (an :class:`ApiError`; one failing command never
         stops the others).
 
-        Every command carries a request id (one is made when it has none). If the stream
-        is lost (UNAVAILABLE, the connection reset), a new one re-sends every command not
-        yet answered, in order: those the server had recorded are answered ``replayed``,
-        so nothing is recorded twice. It gives up, raising :class:`ApiError`, after
+        Commands go in DevelopmentBatch messages of up to ``batch`` (what has arrived from
+        the source: a batch is not held back to fill when none is out). Every command
+        carries a request id (one is made when it has none). If the stream is lost
+        (UNAVAILABLE, the connection reset), a new one re-sends every command not yet
+        answered, in order: those the server had recorded are answered ``replayed``, so
+        nothing is recorded twice. It gives up, raising :class:`ApiError`, after
         ``attempts`` (default: the client's) losses in a row without an answer between
-        them. At most ``window`` commands are sent ahead of their answers.
+        them. At most ``window`` commands are sent ahead of their answers. An exception
+        raised by ``commands`` is raised once the commands before it are answered.
         """
-        source = iter(commands)
+        batch = min(max(batch, 1), bulk_tr.MAX_BATCH, max(window, 1))
+        feed = _Feed(iter(commands), max(window, batch))
         #: Sent (or about to be re-sent) and not yet answered, oldest first.
         unanswered: collections.deque[Command] = collections.deque()
         state = _Sending(window)
@@ -257,57 +337,70 @@ class FlashpointClient:
         limit = self.attempts if attempts is None else max(attempts, 1)
 
         def requests(resend: list[Command], generation: int) -> Iterator[bulk_tr.BulkRequest]:
-            for command in resend:
-                yield bulk_tr.bulk_request(command)
+            for start in range(0, len(resend), batch):
+                yield bulk_tr.bulk_batch_request(resend[start : start + batch])
             while True:
                 with state.lock:
-                    # Pulled and queued under the lock, by this stream only: a stream
-                    # that was lost must not take a command the next one would miss.
-                    if not state.wait_for_room(generation):
+                    if not state.wait_for_room(generation, batch):
                         return
-                    pulled = next(source, None)
-                    if pulled is None:
-                        state.done = True
+                    busy = state.in_flight > 0
+                feed.wait(batch, _FILL_SECONDS if busy else 0.2)
+                with state.lock:
+                    # Taken and queued under the lock, by this stream only: a stream that
+                    # was lost must not take a command the next one would miss.
+                    if not state.live(generation):
                         return
-                    if pulled.request_id is None:
-                        pulled = pulled.model_copy(update={"request_id": uuid.uuid4().hex})
-                    unanswered.append(pulled)
-                    state.in_flight += 1
-                yield bulk_tr.bulk_request(pulled)
+                    taken = feed.take(min(batch, state.window - state.in_flight))
+                    if not taken:
+                        if feed.spent:
+                            state.done = True
+                            return
+                        continue
+                    unanswered.extend(taken)
+                    state.in_flight += len(taken)
+                yield bulk_tr.bulk_batch_request(taken)
 
-        while True:
-            resend = list(unanswered)
-            generation = state.start(len(resend))
-            metadata = (*self._metadata, ("x-request-id", uuid.uuid4().hex))
-            responses = self.commands.SubmitDevelopments(
-                requests(resend, generation), metadata=metadata
-            )
-            try:
-                for response in responses:
-                    with state.lock:
-                        command = unanswered.popleft()
-                    state.answered()
-                    failures = 0
-                    result, status = bulk_tr.bulk_outcome(response)
-                    if status is not None:
-                        error = api_error(
-                            bulk_tr.status_code(status), status.message, tr.details_of(status)
-                        )
-                        yield BulkResult(command, None, error)
-                    else:
-                        yield BulkResult(command, result, None)
-            except grpc.RpcError as error:
-                failures += 1
-                if error.code() not in RETRYABLE or failures >= limit:
+        try:
+            while True:
+                resend = list(unanswered)
+                generation = state.start(len(resend))
+                metadata = (*self._metadata, ("x-request-id", uuid.uuid4().hex))
+                responses = self.commands.SubmitDevelopments(
+                    requests(resend, generation), metadata=metadata
+                )
+                try:
+                    for response in responses:
+                        answers = bulk_tr.bulk_answers(response)
+                        with state.lock:
+                            sent = [unanswered.popleft() for _ in answers]
+                        state.answered(len(answers))
+                        failures = 0
+                        for command, answer in zip(sent, answers, strict=True):
+                            result, status = bulk_tr.bulk_outcome(answer)
+                            if status is not None:
+                                error = api_error(
+                                    bulk_tr.status_code(status), status.message,
+                                    tr.details_of(status),
+                                )  # fmt: skip
+                                yield BulkResult(command, None, error)
+                            else:
+                                yield BulkResult(command, result, None)
+                except grpc.RpcError as error:
+                    failures += 1
+                    if error.code() not in RETRYABLE or failures >= limit:
+                        state.stop()
+                        raise error_from_rpc(error) from None
+                    time.sleep(min(0.05 * 2**failures, 1.0) * (0.5 + random.random()))
+                    continue
+                finally:
                     state.stop()
-                    raise error_from_rpc(error) from None
-                time.sleep(min(0.05 * 2**failures, 1.0) * (0.5 + random.random()))
-                continue
-            finally:
-                state.stop()
-                responses.cancel()  # type: ignore[no-untyped-call]
-            if not unanswered and state.done:
-                return
+                    responses.cancel()  # type: ignore[no-untyped-call]
+                if not unanswered and state.done:
+                    if feed.error is not None:
+                        raise feed.error
+                    return
+        finally:
+            feed.close()
 
     # ------------------------------------------------------------------ queries
 

@@ -8,6 +8,7 @@ the window, not buffered without bound.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -181,6 +182,96 @@ class TestABurst:
             assert answer.error.details[0].Unpack(bad)
             assert [v.field for v in bad.field_violations] == [field]
         assert events_in(server) == 2
+
+    def test_a_batch_is_answered_in_one_message_each_command_on_its_own(
+        self, server: ServerUnderTest
+    ) -> None:
+        """A DevelopmentBatch beside single commands: its commands counted in the stream's
+        indexes, answered in one response in their order, an empty or nested one refused
+        alone (INVALID_ARGUMENT naming the field) while its neighbours are recorded."""
+        batch = bulk_tr.bulk_batch_request([incursion("batch-1"), incursion("batch-2")])
+        batch.batch.commands.add()  # holds no command
+        batch.batch.commands.add().batch.SetInParent()  # a batch inside the batch
+        batch.batch.commands.append(bulk_tr.bulk_request(incursion("batch-3")))
+        requests = [
+            bulk_tr.bulk_request(incursion("batch-0")),
+            batch,
+            bulk_tr.bulk_batch_request([]),
+            bulk_tr.bulk_request(incursion("batch-4")),
+        ]
+        with server.channel() as channel:
+            stub = command_grpc.CommandServiceStub(channel)
+            answers = list(stub.SubmitDevelopments(iter(requests), timeout=TIMEOUT))
+        assert [a.WhichOneof("result") for a in answers] == [
+            "report_incursion", "batch", "batch", "report_incursion",
+        ]  # fmt: skip
+        assert [a.index for a in answers] == [0, 1, 6, 6]
+        results = answers[1].batch.results
+        assert [r.index for r in results] == [1, 2, 3, 4, 5]
+        assert [r.request_id for r in results] == ["batch-1", "batch-2", "", "", "batch-3"]
+        assert [r.WhichOneof("result") for r in results] == [
+            "report_incursion", "report_incursion", "error", "error", "report_incursion",
+        ]  # fmt: skip
+        for answer, field in ((results[2], "command"), (results[3], "batch")):
+            assert bulk_tr.status_code(answer.error) is grpc.StatusCode.INVALID_ARGUMENT
+            bad = error_details_pb2.BadRequest()
+            assert answer.error.details[0].Unpack(bad)
+            assert [v.field for v in bad.field_violations] == [field]
+        assert not answers[2].batch.results
+        assert sum(stored_reports(server).values()) == 5
+
+    def test_a_batch_beyond_the_limit_is_refused_command_by_command(
+        self, server: ServerUnderTest
+    ) -> None:
+        commands = [incursion(f"huge-{n}") for n in range(bulk_tr.MAX_BATCH + 1)]
+        with server.channel() as channel:
+            stub = command_grpc.CommandServiceStub(channel)
+            (answer,) = stub.SubmitDevelopments(
+                iter([bulk_tr.bulk_batch_request(commands)]), timeout=TIMEOUT
+            )
+        results = answer.batch.results
+        assert len(results) == len(commands)
+        codes = {bulk_tr.status_code(r.error) for r in results}
+        assert codes == {grpc.StatusCode.INVALID_ARGUMENT}
+        assert results[-1].request_id == f"huge-{bulk_tr.MAX_BATCH}"
+        assert events_in(server) == 0
+
+    def test_a_batch_sent_again_is_answered_from_its_receipts_recording_nothing(
+        self, server: ServerUnderTest
+    ) -> None:
+        commands: list[c.Command] = [incursion(f"again-{n}") for n in range(300)]
+        with FlashpointClient(server.address, timeout=TIMEOUT) as client:
+            first = list(client.submit_many(commands, batch=100))
+            recorded = events_in(server)
+            changed = incursion("again-7", count=99)  # the id reused for another request
+            again = list(client.submit_many([*commands[:150], changed, *commands[150:]]))
+        assert all(r.ok and r.result and not r.result.replayed for r in first)
+        assert [r.result for r in again if r.result] == [
+            dataclasses.replace(r.result, replayed=True) for r in first if r.result
+        ]
+        assert isinstance(again[150].error, AlreadyExistsError)
+        assert events_in(server) == recorded == 300
+
+    def test_a_source_that_fails_is_raised_after_the_commands_before_it(
+        self, server: ServerUnderTest
+    ) -> None:
+        def source() -> Iterator[c.Command]:
+            yield incursion("source-1")
+            yield incursion("source-2")
+            raise ValueError("the file broke")
+
+        answered: list[bool] = []
+
+        def submit(client: FlashpointClient) -> None:
+            answered.extend(result.ok for result in client.submit_many(source()))
+
+        with (
+            FlashpointClient(server.address, timeout=TIMEOUT) as client,
+            pytest.raises(ValueError, match="the file broke"),
+        ):
+            submit(client)
+        assert answered == [True, True]
+        assert sum(stored_reports(server).values()) == 2
 
     def test_commands_on_one_resource_keep_their_order_in_the_stream(
         self, server: ServerUnderTest

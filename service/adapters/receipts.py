@@ -61,6 +61,11 @@ class ReceiptRecorder:
     def find_receipt(self, key: UUID) -> FoundReceipt | None:
         raise NotImplementedError
 
+    def find_receipts(self, keys: Sequence[UUID]) -> dict[UUID, Receipt]:
+        """The receipts of the table recorded under any of ``keys``, with their positions,
+        in one statement (a bulk batch's lookup; receipts of the old kind are not read)."""
+        raise NotImplementedError
+
     def has_legacy_receipts(self) -> bool:
         """Whether the log holds any receipt of the old kind (a scan, when it holds none:
         asked once per process)."""
@@ -114,6 +119,12 @@ class SQLiteReceiptRecorder(SQLiteApplicationRecorder, ReceiptRecorder):
             "UNION ALL SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, rowid, state "
             f"FROM {events} WHERE originator_id = ? AND originator_version = 1 AND topic = ?"
         )
+        self.find_receipts_statement = (
+            "SELECT r.receipt_id, r.principal, r.request_id, r.command, r.fingerprint, "
+            "r.resource, r.resource_version, e.rowid AS position "
+            f"FROM {RECEIPTS_TABLE} r LEFT JOIN {events} e ON e.originator_id = r.resource_id "
+            "AND e.originator_version = r.resource_version WHERE r.receipt_id IN ("
+        )
         self.legacy_receipt_statement = (
             f"SELECT 1 FROM {events} WHERE originator_version = 1 AND topic = ? LIMIT 1"
         )
@@ -157,6 +168,19 @@ class SQLiteReceiptRecorder(SQLiteApplicationRecorder, ReceiptRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.find_receipt_statement, (key.hex, key.hex, LEGACY_RECEIPT_TYPE))
             return _found(c.fetchall(), key)
+
+    def find_receipts(self, keys: Sequence[UUID]) -> dict[UUID, Receipt]:
+        found: dict[UUID, Receipt] = {}
+        # Within SQLite's smallest default limit of bound parameters (999).
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            statement = self.find_receipts_statement + ", ".join("?" * len(chunk)) + ")"
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(statement, [key.hex for key in chunk])
+                for row in c.fetchall():
+                    key = UUID(row["receipt_id"])
+                    found[key] = _receipt(row, key)
+        return found
 
     def has_legacy_receipts(self) -> bool:
         with self.datastore.transaction(commit=False) as c:
@@ -207,6 +231,13 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
             "WHERE r.receipt_id = %s UNION ALL SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, "
             "notification_id, state FROM {schema}.{events} WHERE originator_id = %s "
             "AND originator_version = 1 AND topic = %s"
+        ).format(schema=schema, table=table, events=events)
+        self.find_receipts_statement = SQL(
+            "SELECT r.receipt_id, r.principal, r.request_id, r.command, r.fingerprint, "
+            "r.resource, r.resource_version, e.notification_id AS position "
+            "FROM {schema}.{table} r LEFT JOIN {schema}.{events} e "
+            "ON e.originator_id = r.resource_id AND e.originator_version = r.resource_version "
+            "WHERE r.receipt_id = ANY(%s::uuid[])"
         ).format(schema=schema, table=table, events=events)
         self.legacy_receipt_statement = SQL(
             "SELECT 1 FROM {schema}.{events} WHERE originator_version = 1 AND topic = %s LIMIT 1"
@@ -287,6 +318,11 @@ class PostgresReceiptRecorder(PostgresApplicationRecorder, ReceiptRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self.find_receipt_statement, (key, key, LEGACY_RECEIPT_TYPE))
             return _found(curs.fetchall(), key)
+
+    def find_receipts(self, keys: Sequence[UUID]) -> dict[UUID, Receipt]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.find_receipts_statement, (list(keys),))
+            return {row["receipt_id"]: _receipt(row, row["receipt_id"]) for row in curs.fetchall()}
 
     def has_legacy_receipts(self) -> bool:
         with self.datastore.transaction(commit=False) as curs:

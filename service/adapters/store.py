@@ -3,7 +3,7 @@ deadlines, group commit, and the log reader behind its reads of the log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -115,6 +115,12 @@ class FlashpointApplication(CommandHandlers):
             resource_version=event.resource_version,
             position=found.legacy_position,
         )
+
+    def find_receipts(self, keys: Sequence[UUID]) -> dict[UUID, Receipt]:
+        recorder = self.recorder
+        if not isinstance(recorder, ReceiptRecorder):  # pragma: no cover - set up above
+            raise TypeError(f"{type(recorder).__name__} keeps no receipts")
+        return recorder.find_receipts(keys) if keys else {}
 
     def receipts(self) -> Iterator[Receipt]:
         """Every receipt of the receipts table (not the old kind's, which are events)."""

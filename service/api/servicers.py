@@ -213,50 +213,109 @@ class CommandServicer(command_grpc.CommandServiceServicer):
     def SubmitDevelopments(
         self, requests: Iterator[tr.Message], context: Context
     ) -> Iterator[bulk_tr.BulkResponse]:
-        """Each command decided as its own RPC would decide it, concurrently (through the
-        group committer), answered in order with its response or its own error status."""
+        """Each command decided as its own RPC would decide it, answered in order with its
+        response or its own error status: a batch message's commands in one response.
+        Commands waiting together are decided as one batch (one receipts read, one
+        transaction through the group committer) while the batch before commits."""
         with self._streams.held(context, "SubmitDevelopments"):
             submitter = Submitter(current_principal.get().name, current_client.get())
+            counted = 0
 
-            def decode(request: tr.Message) -> _Bulk:
-                request_id = bulk_tr.bulk_request_id(request)
-                try:
-                    return _Bulk(request_id, bulk_tr.bulk_command(request), None)
-                except CommandValidationError as error:
-                    return _Bulk(request_id, None, error)
+            def read(request: tr.Message) -> _Message:
+                nonlocal counted
+                inner = bulk_tr.bulk_requests_of(request)
+                if inner is None:
+                    message = _Message([_decoded(request, counted)], first=counted, batch=False)
+                elif len(inner) > bulk_tr.MAX_BATCH:
+                    message = _Message(
+                        [_too_many(one, counted + n) for n, one in enumerate(inner)],
+                        first=counted, batch=True,
+                    )  # fmt: skip
+                else:
+                    message = _Message(
+                        [_decoded(one, counted + n) for n, one in enumerate(inner)],
+                        first=counted, batch=True,
+                    )  # fmt: skip
+                counted += len(message)
+                return message
 
-            def begin(entry: _Bulk) -> Callable[[], CommandResult]:
+            def begin(entries: list[_Bulk]) -> Callable[[], list[CommandResult | Exception]]:
                 # Begun in this call's own thread: its deadline and identity apply.
-                if entry.command is None:
-                    raise entry.error or CommandValidationError.single("command", "missing")
-                started = self._app.begin(entry.command, submitter)
-                if isinstance(started, CommandResult):
-                    return lambda: started
-                return lambda: self._app.finish(started)
+                valid = [entry.command for entry in entries if entry.command is not None]
+                started = self._app.begin_many(valid, submitter)
+
+                def finish() -> list[CommandResult | Exception]:
+                    results = iter(self._app.finish_many(started))
+                    return [
+                        next(results)
+                        if entry.command is not None
+                        else entry.error or CommandValidationError.single("command", "missing")
+                        for entry in entries
+                    ]
+
+                return finish
 
             def key(entry: _Bulk) -> Hashable | None:
                 if entry.command is None:
                     return None
                 return resource_key(entry.command, submitter.principal)
 
-            outcomes = bulk.run_pipelined(
-                (decode(request) for request in _until_gone(requests)),
-                begin,
-                key,
+            answered = bulk.run_batched(
+                (read(request) for request in _until_gone(requests)), begin, key,
                 window=self._window,
-            )
-            for outcome in outcomes:
-                entry = outcome.item
-                if outcome.error is None and outcome.result is not None:
-                    yield bulk_tr.bulk_response(
-                        outcome.index, entry.request_id, command=entry.command,
-                        result=outcome.result,
-                    )  # fmt: skip
-                    continue
-                mapped = map_error(outcome.error or RuntimeError("no result"))
-                if mapped.internal:
-                    log.error("bulk.unexpected_error", index=outcome.index, exc_info=outcome.error)
-                yield bulk_tr.bulk_response(outcome.index, entry.request_id, status=mapped.status)
+            )  # fmt: skip
+            for message in answered:
+                read_as = message.items
+                pairs = zip(message.items, message.outcomes, strict=True)
+                if isinstance(read_as, _Message) and read_as.batch:
+                    response = bulk_tr.bulk_batch_response(read_as.first, ())
+                    add = response.batch.results.add
+                    for entry, outcome in pairs:
+                        _write_answer(add(), entry, outcome)
+                else:
+                    response = bulk_tr.BulkResponse()
+                    for entry, outcome in pairs:
+                        _write_answer(response, entry, outcome)
+                yield response
+
+
+class _Message(list["_Bulk"]):
+    """One request of a bulk stream, read: its commands, and whether it was a batch."""
+
+    def __init__(self, entries: list[_Bulk], *, first: int, batch: bool) -> None:
+        super().__init__(entries)
+        #: The stream index of its first command (of the next command, when empty).
+        self.first = first
+        self.batch = batch
+
+
+def _too_many(request: tr.Message, index: int) -> _Bulk:
+    error = CommandValidationError.single(
+        "batch.commands", f"at most {bulk_tr.MAX_BATCH} commands in one batch"
+    )
+    return _Bulk(index, bulk_tr.bulk_request_id(request), None, error)
+
+
+def _decoded(request: tr.Message, index: int) -> _Bulk:
+    request_id = bulk_tr.bulk_request_id(request)
+    try:
+        return _Bulk(index, request_id, bulk_tr.bulk_command(request), None)
+    except CommandValidationError as error:
+        return _Bulk(index, request_id, None, error)
+
+
+def _write_answer(
+    response: bulk_tr.BulkResponse, entry: _Bulk, outcome: CommandResult | Exception
+) -> None:
+    if isinstance(outcome, CommandResult):
+        bulk_tr.write_bulk_response(
+            response, entry.index, entry.request_id, command=entry.command, result=outcome
+        )
+        return
+    mapped = map_error(outcome)
+    if mapped.internal:
+        log.error("bulk.unexpected_error", index=entry.index, exc_info=outcome)
+    bulk_tr.write_bulk_response(response, entry.index, entry.request_id, status=mapped.status)
 
 
 def _log_filter(asked: Any, **recorded: datetime | None) -> log_views.LogFilter:
@@ -289,6 +348,8 @@ def _until_gone(requests: Iterator[tr.Message]) -> Iterator[tr.Message]:
 class _Bulk:
     """One request of a bulk stream, read: its command, or why it has none."""
 
+    #: Its place in the stream, counting each command of a batch.
+    index: int
     request_id: str
     command: c.Command | None
     error: CommandValidationError | None

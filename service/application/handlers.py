@@ -9,9 +9,10 @@ its new version and the log position of its last new event.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4, uuid5
 
@@ -124,6 +125,56 @@ class PendingCommand:
     positions: Future[list[int]]
 
 
+@dataclass(eq=False)
+class _BatchPart:
+    """Commands of one batch decided together and queued as one append."""
+
+    indexes: list[int] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    aggregates: list[Aggregate] = field(default_factory=list)
+    #: How many of ``stored`` each command appended, in order.
+    counts: list[int] = field(default_factory=list)
+    stored: list[StoredEvent] = field(default_factory=list)
+    receipts: list[Receipt] = field(default_factory=list)
+    resources: set[UUID] = field(default_factory=set)
+    positions: Future[list[int]] | None = None
+
+    def add(
+        self,
+        index: int,
+        command: Command,
+        aggregate: Aggregate,
+        receipts: Sequence[Receipt],
+        mapper: Any,
+        events: Sequence[Any],
+        resource: UUID | None,
+    ) -> None:
+        self.indexes.append(index)
+        self.commands.append(command)
+        self.aggregates.append(aggregate)
+        self.counts.append(len(events))
+        self.stored.extend(mapper.to_stored_event(event) for event in events)
+        self.receipts.extend(receipts)
+        if resource is not None:
+            self.resources.add(resource)
+
+
+@dataclass(frozen=True)
+class PendingCommands:
+    """A batch ``CommandHandlers.begin_many`` decided: the outcomes known already (replays,
+    refusals) and the parts queued for the committer."""
+
+    submitter: Submitter
+    outcomes: list[CommandResult | Exception | None]
+    parts: list[_BatchPart]
+
+
+def _unavailable(error: PersistenceError) -> Exception:
+    if isinstance(error, IntegrityError):
+        return error
+    return StoreUnavailable(f"the event store is unavailable: {error}")
+
+
 class CommandHandlers(Application[UUID]):
     """The application: decides commands on their aggregates, records them with their
     receipts, and reads aggregates back. What it is stored on (names, pools, deadlines,
@@ -168,6 +219,11 @@ class CommandHandlers(Application[UUID]):
         """Whether the log may hold receipts of the old kind (``CommandAccepted`` events),
         which an append cannot collide with: a retry must then be looked up first."""
         return True
+
+    def find_receipts(self, keys: Sequence[UUID]) -> dict[UUID, Receipt]:
+        """The receipts of the receipts table under any of ``keys``, by key (one read)."""
+        found = (self.find_receipt(key) for key in keys)
+        return {receipt.receipt_id: receipt for receipt in found if receipt is not None}
 
     # ------------------------------------------------------------------ commands
 
@@ -228,6 +284,144 @@ class CommandHandlers(Application[UUID]):
             position=position,
         )
 
+    def begin_many(
+        self, commands: Sequence[Command], submitter: Submitter = LOCAL
+    ) -> PendingCommands:
+        """Decide ``commands`` in order as one batch and queue their appends as ONE item of
+        the group committer (one transaction: one receipts and one events executemany),
+        without waiting; ``finish_many`` answers each as ``execute`` would have alone.
+
+        The batch's receipts are read first in one statement, so a re-sent batch (every
+        request recorded) is answered from them with no decision and no write. A command on
+        a resource an earlier command of the batch changed waits for that part of the batch
+        to be recorded first, so the batch means what its commands would mean one by one.
+        """
+        outcomes: list[CommandResult | Exception | None] = [None] * len(commands)
+        parts: list[_BatchPart] = []
+        try:
+            keyed = [self._stamp_and_receipt_key(command, submitter) for command in commands]
+            recorded = self.find_receipts([key for _, key in keyed if key is not None])
+            legacy = bool(len(recorded) < len(commands) and self.may_hold_legacy_receipts())
+        except PersistenceError as error:
+            unavailable = _unavailable(error)
+            return PendingCommands(submitter, [unavailable] * len(commands), [])
+        part = _BatchPart()
+        for index, command in enumerate(commands):
+            stamp, receipt_key = keyed[index]
+            try:
+                receipt = recorded.get(receipt_key) if receipt_key is not None else None
+                if receipt is not None:
+                    outcomes[index] = self._replay(receipt, command)
+                    continue
+                if legacy:
+                    replayed = self._legacy_replay(command, receipt_key)
+                    if replayed is not None:
+                        outcomes[index] = replayed
+                        continue
+                resource = resource_key(command, submitter.principal)
+                if resource is not None and resource in part.resources:
+                    # Decided on what the batch's earlier commands recorded.
+                    self._record_part(part, outcomes, submitter, parts)
+                    part = _BatchPart()
+                decided = self._decide_or_replay(command, stamp, receipt_key)
+                if isinstance(decided, CommandResult):
+                    outcomes[index] = decided
+                    continue
+                receipts = self._receipts(command, submitter, receipt_key, decided)
+                events = decided.collect_events()
+                part.add(index, command, decided, receipts, self.mapper, events, resource)
+            except PersistenceError as error:
+                outcomes[index] = _unavailable(error)
+            except Exception as error:
+                outcomes[index] = error
+        self._submit_part(part, parts)
+        return PendingCommands(submitter, outcomes, parts)
+
+    def finish_many(self, pending: PendingCommands) -> list[CommandResult | Exception]:
+        """Each command's result or error (see ``begin_many``), once its part is recorded."""
+        outcomes = pending.outcomes
+        self._settle_parts(pending.parts, outcomes, pending.submitter)
+        return [
+            outcome if outcome is not None else StoreUnavailable("the command was not decided")
+            for outcome in outcomes
+        ]
+
+    def _submit_part(self, part: _BatchPart, parts: list[_BatchPart]) -> None:
+        if not part.indexes:
+            return
+        committer = self._committer
+        if committer is not None:
+            part.positions = committer.submit(part.stored, part.receipts)
+        else:
+            part.positions = Future()
+            try:
+                ids = self.recorder.insert_events(part.stored, receipts=part.receipts)
+                part.positions.set_result(list(ids or []))
+            except BaseException as error:
+                part.positions.set_exception(error)
+        parts.append(part)
+
+    def _record_part(
+        self,
+        part: _BatchPart,
+        outcomes: list[CommandResult | Exception | None],
+        submitter: Submitter,
+        parts: list[_BatchPart],
+    ) -> None:
+        """Record ``part`` (and everything queued before it) now: what follows reads it."""
+        self._submit_part(part, parts)
+        self._settle_parts(parts, outcomes, submitter)
+        parts.clear()
+
+    def _settle_parts(
+        self,
+        parts: Sequence[_BatchPart],
+        outcomes: list[CommandResult | Exception | None],
+        submitter: Submitter,
+    ) -> None:
+        head = 0
+        for part in parts:
+            assert part.positions is not None
+            try:
+                ids = part.positions.result()
+            except IntegrityError:
+                # A race lost to another writer (a version, a receipt): each command is
+                # decided again alone, answered as it would have been without the batch.
+                for index, command in zip(part.indexes, part.commands, strict=True):
+                    outcomes[index] = self._execute_outcome(command, submitter)
+                continue
+            except PersistenceError as error:
+                for index in part.indexes:
+                    outcomes[index] = _unavailable(error)
+                continue
+            except Exception as error:
+                for index in part.indexes:
+                    outcomes[index] = error
+                continue
+            start = 0
+            for index, aggregate, count in zip(
+                part.indexes, part.aggregates, part.counts, strict=True
+            ):
+                self._cache(aggregate)
+                position = ids[start + count - 1]
+                start += count
+                head = max(head, position)
+                outcomes[index] = CommandResult(
+                    resource=resource_name(aggregate),
+                    id=aggregate.id,
+                    version=aggregate.version,
+                    position=position,
+                )
+        if head:
+            for listener in self.append_listeners:
+                listener(head)
+
+    def _execute_outcome(self, command: Command, submitter: Submitter) -> CommandResult | Exception:
+        try:
+            return self.execute(command, submitter)
+        except Exception as error:
+            return error
+
     def _first_decision(
         self, command: Command, submitter: Submitter
     ) -> CommandResult | tuple[Aggregate, tuple[Receipt, ...]]:
@@ -249,7 +443,7 @@ class CommandHandlers(Application[UUID]):
         request_id = command.request_id
         return (
             submitted_by(submitter.principal, submitter.client, request_id),
-            receipt_id(submitter.principal, request_id) if request_id else None,
+            _receipt_key(submitter.principal, request_id) if request_id else None,
         )
 
     def _legacy_replay(self, command: Command, receipt_key: UUID | None) -> CommandResult | None:
@@ -394,7 +588,7 @@ class CommandHandlers(Application[UUID]):
     ) -> Aggregate:
         # A new resource's id derives from the request id, so even a store without the
         # receipt (an import, say) cannot hold two resources for one request.
-        new_id = uuid5(receipt_key, "resource") if receipt_key is not None else uuid4()
+        new_id = _created_id(receipt_key) if receipt_key is not None else uuid4()
         if isinstance(command, ReportDevelopment):
             return Incident.report_development(
                 incident_id=new_id,
@@ -583,8 +777,20 @@ def resource_key(command: Command, principal: str) -> UUID | None:
     if isinstance(command, NegotiationCommand):
         return command.track_id
     if command.request_id is not None:
-        return uuid5(receipt_id(principal, command.request_id), "resource")
+        return _created_id(_receipt_key(principal, command.request_id))
     return None
+
+
+# A bulk command's keys are asked for several times (ordering, receipts, its new id):
+# each uuid5 is a SHA-1, together an eighth of the server's CPU per command uncached.
+@functools.lru_cache(maxsize=8192)
+def _receipt_key(principal: str, request_id: str) -> UUID:
+    return receipt_id(principal, request_id)
+
+
+@functools.lru_cache(maxsize=8192)
+def _created_id(receipt_key: UUID) -> UUID:
+    return uuid5(receipt_key, "resource")
 
 
 def resource_name(aggregate: Aggregate) -> str:

@@ -124,6 +124,7 @@ def main() -> int:
         sequential = unary_sequential(address, args.unary)
         threaded = unary_threads(address, args.unary, args.threads)
         streamed, failed = stream(address, args.commands)
+        after = os.getloadavg()
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -137,7 +138,8 @@ def main() -> int:
     sys.stdout.write(
         f"ReportIncursion on the embedded store (SQLite), `flashpoint serve`, projections "
         f"{args.projections}; "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n\n"
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} before, "
+        f"{after[0]:.2f} {after[1]:.2f} {after[2]:.2f} after\n\n"
         f"{'path':40}{'commands':>10}{'seconds':>10}{'commands/s':>12}{'ratio':>8}\n"
     )
     for label, count, seconds in rows:

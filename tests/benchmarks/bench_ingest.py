@@ -18,6 +18,7 @@ Each figure is printed beside the parse-only rate, and the stream's beside unary
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -88,7 +89,9 @@ def main() -> int:
         outcomes: list[Outcome] = list(gdelt_outcomes(args.file))
         rows = len(outcomes)
         commands = sum(1 for o in outcomes if isinstance(o, Mapped))
+        load = os.getloadavg()
         sys.stdout.write(
+            f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
             f"{args.file.name}: {rows} rows, {commands} mapped to commands\n"
             f"{'':40}{'rows/s':>12}{'x parse':>10}\n"
         )
@@ -124,6 +127,8 @@ def main() -> int:
             finally:
                 server.terminate()
                 server.wait(30)
+        load = os.getloadavg()
+        sys.stdout.write(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
         if "stream" in rates:
             sys.stdout.write(f"stream / unary: {rates['stream'] / rates['unary']:.1f}x\n")
         else:

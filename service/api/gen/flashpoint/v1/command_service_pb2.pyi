@@ -3330,6 +3330,7 @@ class SubmitDevelopmentsRequest(_message.Message):
     CORRECT_INCIDENT_FIELD_NUMBER: _builtins.int
     RETRACT_INCIDENT_FIELD_NUMBER: _builtins.int
     END_MILITARY_EXERCISE_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def report_incursion(self) -> Global___ReportIncursionRequest:
         """ReportIncursion, as its own RPC takes it."""
@@ -3450,6 +3451,13 @@ class SubmitDevelopmentsRequest(_message.Message):
     def end_military_exercise(self) -> Global___EndMilitaryExerciseRequest:
         """EndMilitaryExercise, as its own RPC takes it."""
 
+    @_builtins.property
+    def batch(self) -> Global___DevelopmentBatch:
+        """Many commands in one message, each answered as if sent alone (in one
+        SubmitDevelopmentsResponse carrying a DevelopmentBatchResult): one message per
+        command costs the transport more than the server spends deciding it.
+        """
+
     def __init__(
         self,
         *,
@@ -3483,16 +3491,69 @@ class SubmitDevelopmentsRequest(_message.Message):
         correct_incident: Global___CorrectIncidentRequest | None = ...,
         retract_incident: Global___RetractIncidentRequest | None = ...,
         end_military_exercise: Global___EndMilitaryExerciseRequest | None = ...,
+        batch: Global___DevelopmentBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "command", b"command", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "command", b"command", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["report_incursion", "report_strike", "report_clash", "start_military_exercise", "deploy_troops", "raise_alert", "report_threat", "record_statement", "issue_condemnation", "summon_envoy", "expel_diplomats", "report_cyber_attack", "report_ceasefire_violation", "impose_blockade", "report_coded_event", "impose_sanctions", "extend_sanctions", "ease_sanctions", "lift_sanctions", "propose_negotiations", "hold_negotiation_round", "pause_negotiations", "resume_negotiations", "reject_negotiations", "sign_agreement", "corroborate_incident", "dispute_incident", "correct_incident", "retract_incident", "end_military_exercise"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["report_incursion", "report_strike", "report_clash", "start_military_exercise", "deploy_troops", "raise_alert", "report_threat", "record_statement", "issue_condemnation", "summon_envoy", "expel_diplomats", "report_cyber_attack", "report_ceasefire_violation", "impose_blockade", "report_coded_event", "impose_sanctions", "extend_sanctions", "ease_sanctions", "lift_sanctions", "propose_negotiations", "hold_negotiation_round", "pause_negotiations", "resume_negotiations", "reject_negotiations", "sign_agreement", "corroborate_incident", "dispute_incident", "correct_incident", "retract_incident", "end_military_exercise", "batch"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
 Global___SubmitDevelopmentsRequest: _TypeAlias = SubmitDevelopmentsRequest  # noqa: Y015
+
+@_typing.final
+class DevelopmentBatch(_message.Message):
+    """Commands of a CommandService.SubmitDevelopments stream sent in one message, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitDevelopmentsRequest]:
+        """Each holds one command (a batch inside a batch is refused, INVALID_ARGUMENT); at most
+        1024. Their indexes in the stream follow each other, from the command before the batch.
+        """
+
+    def __init__(
+        self,
+        *,
+        commands: _abc.Iterable[Global___SubmitDevelopmentsRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DevelopmentBatch: _TypeAlias = DevelopmentBatch  # noqa: Y015
+
+@_typing.final
+class DevelopmentBatchResult(_message.Message):
+    """The answers to a DevelopmentBatch, one per command, in its order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitDevelopmentsResponse]:
+        """Each as the command sent alone would have been answered: its own index, request id
+        and result or error.
+        """
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SubmitDevelopmentsResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DevelopmentBatchResult: _TypeAlias = DevelopmentBatchResult  # noqa: Y015
 
 @_typing.final
 class SubmitDevelopmentsResponse(_message.Message):
@@ -3533,6 +3594,7 @@ class SubmitDevelopmentsResponse(_message.Message):
     CORRECT_INCIDENT_FIELD_NUMBER: _builtins.int
     RETRACT_INCIDENT_FIELD_NUMBER: _builtins.int
     END_MILITARY_EXERCISE_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The command's place in this stream, from 0 (a resumed stream counts from 0 again)."""
     request_id: _builtins.str
@@ -3661,6 +3723,12 @@ class SubmitDevelopmentsResponse(_message.Message):
     def end_military_exercise(self) -> Global___EndMilitaryExerciseResponse:
         """The answer EndMilitaryExercise would give."""
 
+    @_builtins.property
+    def batch(self) -> Global___DevelopmentBatchResult:
+        """The answers to a DevelopmentBatch (this response's index is its first command's,
+        its request_id empty).
+        """
+
     def __init__(
         self,
         *,
@@ -3697,12 +3765,13 @@ class SubmitDevelopmentsResponse(_message.Message):
         correct_incident: Global___CorrectIncidentResponse | None = ...,
         retract_incident: Global___RetractIncidentResponse | None = ...,
         end_military_exercise: Global___EndMilitaryExerciseResponse | None = ...,
+        batch: Global___DevelopmentBatchResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "error", b"error", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "result", b"result", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "error", b"error", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "result", b"result", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "error", b"error", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "index", b"index", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "request_id", b"request_id", "result", b"result", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "correct_incident", b"correct_incident", "corroborate_incident", b"corroborate_incident", "deploy_troops", b"deploy_troops", "dispute_incident", b"dispute_incident", "ease_sanctions", b"ease_sanctions", "end_military_exercise", b"end_military_exercise", "error", b"error", "expel_diplomats", b"expel_diplomats", "extend_sanctions", b"extend_sanctions", "hold_negotiation_round", b"hold_negotiation_round", "impose_blockade", b"impose_blockade", "impose_sanctions", b"impose_sanctions", "index", b"index", "issue_condemnation", b"issue_condemnation", "lift_sanctions", b"lift_sanctions", "pause_negotiations", b"pause_negotiations", "propose_negotiations", b"propose_negotiations", "raise_alert", b"raise_alert", "record_statement", b"record_statement", "reject_negotiations", b"reject_negotiations", "report_ceasefire_violation", b"report_ceasefire_violation", "report_clash", b"report_clash", "report_coded_event", b"report_coded_event", "report_cyber_attack", b"report_cyber_attack", "report_incursion", b"report_incursion", "report_strike", b"report_strike", "report_threat", b"report_threat", "request_id", b"request_id", "result", b"result", "resume_negotiations", b"resume_negotiations", "retract_incident", b"retract_incident", "sign_agreement", b"sign_agreement", "start_military_exercise", b"start_military_exercise", "summon_envoy", b"summon_envoy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "report_incursion", "report_strike", "report_clash", "start_military_exercise", "deploy_troops", "raise_alert", "report_threat", "record_statement", "issue_condemnation", "summon_envoy", "expel_diplomats", "report_cyber_attack", "report_ceasefire_violation", "impose_blockade", "report_coded_event", "impose_sanctions", "extend_sanctions", "ease_sanctions", "lift_sanctions", "propose_negotiations", "hold_negotiation_round", "pause_negotiations", "resume_negotiations", "reject_negotiations", "sign_agreement", "corroborate_incident", "dispute_incident", "correct_incident", "retract_incident", "end_military_exercise"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "report_incursion", "report_strike", "report_clash", "start_military_exercise", "deploy_troops", "raise_alert", "report_threat", "record_statement", "issue_condemnation", "summon_envoy", "expel_diplomats", "report_cyber_attack", "report_ceasefire_violation", "impose_blockade", "report_coded_event", "impose_sanctions", "extend_sanctions", "ease_sanctions", "lift_sanctions", "propose_negotiations", "hold_negotiation_round", "pause_negotiations", "resume_negotiations", "reject_negotiations", "sign_agreement", "corroborate_incident", "dispute_incident", "correct_incident", "retract_incident", "end_military_exercise", "batch"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 

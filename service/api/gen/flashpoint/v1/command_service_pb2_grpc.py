@@ -454,13 +454,14 @@ class CommandServiceServicer:
 
     def SubmitDevelopments(self, request_iterator, context):
         """Many commands over one stream, for bulk loads (imports, the demo): each request holds
-        one command of any kind, each answer says, in request order, what that command's own
-        RPC would have: its response, or its error as a google.rpc.Status (code, message and
-        the same details: BadRequest naming the field, ErrorInfo, ...). One bad command never
-        ends the stream or fails its neighbours. Commands are decided concurrently (a command
-        on a resource after the stream's earlier ones on that resource, including the report
-        that creates it) and recorded by group commit; at most 256 are read ahead of their
-        answers, so a client that stops reading stops the server reading too. Give every
+        one command of any kind, or a DevelopmentBatch of them; each answer says, in request
+        order, what that command's own RPC would have: its response, or its error as a
+        google.rpc.Status (code, message and the same details: BadRequest naming the field,
+        ErrorInfo, ...), a batch's answers in one response. One bad command never ends the
+        stream or fails its neighbours. Commands waiting together are decided as one batch (a
+        command on a resource after the stream's earlier ones on that resource, including the
+        report that creates it) and recorded by group commit; at most 512 commands are read
+        ahead of their answers, so a client that stops reading stops the server reading too. Give every
         command a request_id: a client that loses the stream re-sends from its first
         unanswered command, and what was recorded is answered `replayed`, never recorded
         twice. Needs the "reporter" (or "admin") role, and counts as one long-lived stream.
