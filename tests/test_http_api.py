@@ -529,6 +529,20 @@ class TestServerSentEvents:
         )
         assert status == 404
 
+    def test_a_quiet_stream_sends_keep_alive_comments(
+        self, dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A watch of a country nothing happens to still sends ``: keep-alive`` comments
+        (every 15 s; a fraction of a second here), so proxies keep the stream open."""
+        monkeypatch.setattr(http_server, "KEEPALIVE_SECONDS", 0.2)
+        events = sse_events(
+            dashboard.http_port, "/flashpoint.v1.QueryService/WatchEscalation",
+            {"countries": ["ISL"], "fromPosition": str(dashboard.head)},
+            until=lambda event: "comments" in event,
+        )  # fmt: skip
+        comments = [event for event in events if "comments" in event]
+        assert comments[0]["comments"] == ": keep-alive"
+
     def test_a_client_that_lags_is_dropped_not_waited_for(self) -> None:
         """A stream's queue is bounded: when full, the client's connection is closed and
         the stream ends, so the producer never blocks on it."""
