@@ -529,6 +529,20 @@ class TestServerSentEvents:
         )
         assert status == 404
 
+    def test_a_quiet_stream_sends_keep_alive_comments(
+        self, dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A watch of a country nothing happens to still sends ``: keep-alive`` comments
+        (every 15 s; a fraction of a second here), so proxies keep the stream open."""
+        monkeypatch.setattr(http_server, "KEEPALIVE_SECONDS", 0.2)
+        events = sse_events(
+            dashboard.http_port, "/flashpoint.v1.QueryService/WatchEscalation",
+            {"countries": ["ISL"], "fromPosition": str(dashboard.head)},
+            until=lambda event: "comments" in event,
+        )  # fmt: skip
+        comments = [event for event in events if "comments" in event]
+        assert comments[0]["comments"] == ": keep-alive"
+
     def test_a_client_that_lags_is_dropped_not_waited_for(self) -> None:
         """A stream's queue is bounded: when full, the client's connection is closed and
         the stream ends, so the producer never blocks on it."""
@@ -817,3 +831,25 @@ class TestJsonMapping:
             assert json_api.message_json(message) == expected
             assert list(json_api.message_json(message)) == list(expected)
             assert json_api.response_json(message) == json_api.encode_json(expected)
+
+
+class TestHostCheck:
+    def test_an_open_loopback_server_refuses_a_foreign_host_name(
+        self, dashboard: Dashboard
+    ) -> None:
+        """DNS rebinding: a page of evil.example resolved to 127.0.0.1 reads nothing."""
+        path = "/api/flashpoint.v1.QueryService/ListIncidents"
+        status, _, body = request(
+            dashboard.http_port, "GET", path, headers={"Host": "evil.example"}
+        )
+        assert status == 403
+        assert json.loads(body)["code"] == "permission_denied"
+        for host in ("localhost:8080", "127.0.0.1", "[::1]:8080", "app.localhost"):
+            status, _, _ = request(dashboard.http_port, "GET", path, headers={"Host": host})
+            assert status == 200, host
+
+    def test_a_server_with_tokens_answers_any_host(self, secured: SecuredDashboard) -> None:
+        status, _, _ = request(
+            secured.server.http_port, "GET", "/healthz", headers={"Host": "flashpoint.example"}
+        )
+        assert status == 200

@@ -36,7 +36,7 @@ QUICK = {
     "throughput": ["--seconds", "3", "--workers", "1,2"],
 }
 #: The benchmarks that generate a log take the folder to keep it in.
-TAKES_DIR = ("audit", "queries", "rebuild")
+TAKES_DIR = ("audit", "dashboard", "queries", "rebuild")
 
 
 def benchmarks() -> list[str]:

@@ -58,7 +58,12 @@ def start_http(
         metrics=running.metrics,
         store_up=running.store_watcher.is_available,
     )
-    api = HttpApi(parts, threads=settings.threads, max_body_bytes=settings.max_message_bytes)
+    api = HttpApi(
+        parts,
+        threads=settings.threads,
+        max_body_bytes=settings.max_message_bytes,
+        loopback=is_loopback(settings.http),
+    )
     context = None
     if settings.tls_cert and settings.tls_key:
         context = tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import mimetypes
 import socket
 import ssl
@@ -200,9 +201,10 @@ class HttpApi:
 
     def __init__(
         self, parts: HttpParts, *, threads: int, static_root: Path = STATIC_ROOT,
-        max_body_bytes: int = 4 * 1024 * 1024,
+        max_body_bytes: int = 4 * 1024 * 1024, loopback: bool = True,
     ) -> None:  # fmt: skip
         self._parts = parts
+        self._loopback = loopback
         self._authenticator = parts.authenticator
         interceptor = CallInterceptor(parts.authenticator, parts.metrics, parts.store_up)
         self._rpcs = InProcessRpcs(parts.servicers, interceptor)
@@ -240,8 +242,16 @@ class HttpApi:
         given = request.headers.get(REQUEST_ID_KEY, "")
         request_id = given if 0 < len(given) <= 128 and given.isprintable() else new_request_id()
         request[REQUEST_ID] = request_id
+        response: web.StreamResponse
         try:
-            response = await handler(request)
+            if self._foreign_host(request):
+                # An open loopback server answers only to loopback names: a page of another
+                # site whose name was rebound to 127.0.0.1 must not read it (DNS rebinding).
+                code = grpc.StatusCode.PERMISSION_DENIED
+                message = "an open (tokenless) server answers only Host: localhost or 127.0.0.1"
+                response = self._error(request, code, error_body(code, message, []))
+            else:
+                response = await handler(request)
         except web.HTTPException as error:
             # aiohttp's own refusals (a body too large, a malformed request line): JSON on
             # the API's paths, as every other answer there.
@@ -266,6 +276,18 @@ class HttpApi:
             peer=request.remote,
         )
         return response
+
+    def _foreign_host(self, request: web.Request) -> bool:
+        if not self._loopback or self._authenticator.enabled:
+            return False
+        host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+        host = host.strip("[]").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return True
 
     @staticmethod
     def _headers(request: web.Request, response: web.StreamResponse) -> None:
