@@ -164,6 +164,24 @@ class TestRoles:
         metadata = bearer(secured.tokens["reporter,analyst"])
         assert status_of(lambda: call_service(secured.channel, service, metadata)) == expected
 
+    @pytest.mark.parametrize("role", ROLES)
+    def test_one_resources_history_is_open_to_analysts_and_auditors(
+        self, secured: SecuredServer, role: str
+    ) -> None:
+        """GetHistory (an incident page's steps) takes analyst, auditor or admin; the rest
+        of AuditService stays the auditor's, as test_each_role_may_call_only_its_services
+        shows with ReadEvents."""
+        written = call_service(secured.channel, "command", bearer(secured.tokens["reporter"]))
+        code = status_of(
+            lambda: audit_grpc.AuditServiceStub(secured.channel).GetHistory(
+                audit_pb.GetHistoryRequest(name=written.name),
+                metadata=bearer(secured.tokens[role]),
+                timeout=TIMEOUT,
+            )
+        )
+        allowed = role in {"analyst", "auditor", "admin"}
+        assert code == (grpc.StatusCode.OK if allowed else grpc.StatusCode.PERMISSION_DENIED)
+
     def test_a_denial_names_the_roles_needed(self, secured: SecuredServer) -> None:
         """PERMISSION_DENIED carries ErrorInfo ROLE_REQUIRED listing the roles that may call."""
         error = rpc_error(

@@ -42,8 +42,11 @@ REQUIRED_ROLES: dict[str, frozenset[str]] = {
     "/flashpoint.v1.AuditService/": frozenset({"auditor", "admin"}),
 }
 
-#: Methods that need more than their service's roles (checked before REQUIRED_ROLES).
+#: Methods whose roles differ from their service's (checked before REQUIRED_ROLES): the
+#: administrative ones need admin; one resource's history is what an analyst reads beside
+#: the incident itself (the dashboard's incident page), so it is open to analysts too.
 EXACT_ROLES: dict[str, frozenset[str]] = {
+    "/flashpoint.v1.AuditService/GetHistory": frozenset({"analyst", "auditor", "admin"}),
     "/flashpoint.v1.AuditService/RebuildProjection": frozenset({"admin"}),
     "/flashpoint.v1.AuditService/SealLog": frozenset({"admin"}),
     "/flashpoint.v1.AuditService/RetryQuarantinedEvents": frozenset({"admin"}),
