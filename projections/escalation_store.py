@@ -539,6 +539,22 @@ def fast_country_sums(
 ) -> dict[str, tuple[Sums, Sums]]:
     """Every (or each of ``subjects``') country's (now, 30 days earlier) sums from live
     versions: one statement."""
+    found = current_country_sums(store, table, generation, at, subjects, as_of=math.inf)
+    assert found is not None  # (every version is known at an infinite knowledge time)
+    return found
+
+
+def current_country_sums(
+    store: ViewStore,
+    table: Table,
+    generation: int,
+    at: float,
+    subjects: Sequence[str] | None,
+    *,
+    as_of: float,
+) -> dict[str, tuple[Sums, Sums]] | None:
+    """As :func:`fast_country_sums` if ``as_of`` knows every version stored, else None
+    (the caller takes the full path): one statement, which also reads ``known_max``."""
     n = STORAGE.names(store, table, generation)
     if subjects is None:
         chosen, chosen_params = f"IN (SELECT subject FROM {n['subject']})", []
@@ -590,9 +606,19 @@ def fast_country_sums(
                 f"{day}{group}"
             )
             params += [*chosen_params, klass, *bound]
+    # The knowledge time of the latest version, in the same statement (a part of its own:
+    # window -1): whether these sums answer ``as_of`` at all.
+    parts.append(
+        "SELECT -1 AS w, 0 AS c, 0 AS sign, '' AS subject, 0 AS era, known_max AS a, "
+        f"0 AS t, 1 AS n FROM {n['meta']} WHERE id = 1"
+    )
     moments = (at, at - p.TREND_DAYS * DAY)
     totals: dict[str, tuple[Sums, Sums]] = {}
     for raw in store.query(" UNION ALL ".join(parts), tuple(params)):
+        if int(raw["w"]) < 0:
+            if as_of < float(raw["a"]):
+                return None
+            continue
         if not raw["n"]:
             continue  # a part that summed no row (without grouping it still answers)
         subject = str(raw["subject"])

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,6 +133,11 @@ class ReadModels:
     def _states(self, statement: str, params: tuple[Any, ...]) -> list[State]:
         return [orjson.loads(row["data"]) for row in self.store.query(statement, params)]
 
+    def reading(self) -> AbstractContextManager[None]:
+        """Within it, this thread's queries share one read transaction (and its position:
+        the ``position`` of an answer is that of the data it was computed from)."""
+        return self.store.reading()
+
     def position(self, name: str | None = None) -> int:
         names = [name] if name else [projection.name for projection in ALL]
         positions = self.store.live_positions()
@@ -197,13 +203,16 @@ class ReadModels:
     ) -> EscalationView:
         at, as_of = self._times(at, as_of)
         table, generation = ESCALATION.table, self._escalation_generation()
-        current = self._current(generation, as_of)
         earlier_at = at - p.TREND_DAYS * DAY
         keep = 5
         if pair is None:
             subject = country
-            if current:
-                sums = es.fast_country_sums(self.store, table, generation, at, [country])
+            # As known now (the usual question): the sums and whether they answer it, in one
+            # statement; else the full path.
+            sums = es.current_country_sums(
+                self.store, table, generation, at, [country], as_of=as_of
+            )
+            if sums is not None:
                 now, then = sums.get(country, (es.Sums(), es.Sums()))
                 check()
                 candidates = es.top_rows(
@@ -218,6 +227,7 @@ class ReadModels:
                 now, then = es.score_rows(rows, at), es.score_rows(rows, earlier_at)
                 best = es.top(rows, at, keep)
         else:
+            current = self._current(generation, as_of)
             target, ordered = pair
             subject = f"{country}{'->' if ordered else '<->'}{target}"
             subjects = [f"{country}>{target}"] + ([] if ordered else [f"{target}>{country}"])
@@ -282,9 +292,12 @@ class ReadModels:
         at, as_of = self._times(at, as_of)
         table, generation = ESCALATION.table, self._escalation_generation()
         earlier_at = at - p.TREND_DAYS * DAY
+        found = es.current_country_sums(
+            self.store, table, generation, at, countries or None, as_of=as_of
+        )
         scores: dict[str, tuple[es.Sums, es.Sums]]
-        if self._current(generation, as_of):
-            scores = es.fast_country_sums(self.store, table, generation, at, countries or None)
+        if found is not None:
+            scores = found
         else:
             rows = es.window_rows(self.store, table, generation, countries or [], earlier_at, at,
                                   live_only=False, as_of=as_of)  # fmt: skip

@@ -212,10 +212,12 @@ class ViewStore:
             return
         with self.transaction(commit=False) as cursor:
             self._reading.cursor = cursor
+            self._reading.live = None
             try:
                 yield
             finally:
                 self._reading.cursor = None
+                self._reading.live = None
 
     def install_append_notify(self, events_table: str, channel: str) -> None:
         """PostgreSQL: make every insert into the events table (by any writer) send
@@ -259,22 +261,41 @@ class ViewStore:
             )
 
     def live_generation(self, name: str) -> int | None:
-        rows = self.query(
-            f"SELECT live FROM {self.table('fp_generations')} WHERE name = ?", (name,)
-        )
-        return int(rows[0]["live"]) if rows else None
+        live = self._live().get(name)
+        return live[0] if live else None
 
     def generations(self) -> dict[str, tuple[int, int]]:
         """Every projection's live generation and the fold version that built it."""
-        rows = self.query(f"SELECT name, live, version FROM {self.table('fp_generations')}")
-        return {str(row["name"]): (int(row["live"]), int(row["version"])) for row in rows}
+        return {name: (live, version) for name, (live, version, _) in self._live().items()}
 
     def live_version(self, name: str) -> int | None:
         """The fold version the live generation was built with."""
+        live = self._live().get(name)
+        return live[1] if live else None
+
+    def _live(self) -> dict[str, tuple[int, int, int]]:
+        """name -> (live generation, fold version, position in it), in one statement.
+
+        Within :meth:`reading` it is read once: the snapshot cannot change under it, and a
+        query asks for its generation and its position (the answer's ``position``) in the
+        same transaction as its data.
+        """
+        cached: dict[str, tuple[int, int, int]] | None = getattr(self._reading, "live", None)
+        if cached is not None:
+            return cached
         rows = self.query(
-            f"SELECT version FROM {self.table('fp_generations')} WHERE name = ?", (name,)
+            f"SELECT g.name AS name, g.live AS live, g.version AS version, "
+            f"t.notification_id AS position FROM {self.table('fp_generations')} g "
+            f"LEFT JOIN {self._tracking_table()} t "
+            "ON t.application_name = g.name || ':g' || CAST(g.live AS TEXT)"
         )
-        return int(rows[0]["version"]) if rows else None
+        found = {
+            str(row["name"]): (int(row["live"]), int(row["version"]), int(row["position"] or 0))
+            for row in rows
+        }
+        if getattr(self._reading, "cursor", None) is not None:
+            self._reading.live = found
+        return found
 
     def state_table(self, table: Table, generation: int) -> str:
         return self.table(f"{table.stem}_g{generation}_state")
@@ -425,12 +446,7 @@ class ViewStore:
     def live_positions(self) -> dict[str, int]:
         """Every projection's position in its live generation, in one statement (a query
         reports its position, and ten statements per query cost more than the query)."""
-        rows = self.query(
-            f"SELECT g.name AS name, t.notification_id AS position "
-            f"FROM {self.table('fp_generations')} g LEFT JOIN {self._tracking_table()} t "
-            "ON t.application_name = g.name || ':g' || CAST(g.live AS TEXT)"
-        )
-        return {str(row["name"]): int(row["position"] or 0) for row in rows}
+        return {name: position for name, (_, _, position) in self._live().items()}
 
     def position(self, name: str, generation: int) -> int:
         return int(self.recorder.max_tracking_id(self.tracking_name(name, generation)) or 0)

@@ -415,13 +415,18 @@ class QueryServicer(query_grpc.QueryServiceServicer):
 
     def _caught_up(self, min_position: int, context: Context) -> int:
         """Wait until the read models reached ``min_position``; their position."""
+        self._wait_for(min_position, context)
+        return self._read.position()
+
+    def _wait_for(self, min_position: int, context: Context) -> None:
+        """Wait until the read models reached ``min_position`` (outside any read: a read
+        transaction's snapshot would never see them move)."""
         if min_position < 0:
             raise CommandValidationError.single("min_position", "must not be negative")
         if min_position and not self._read.wait_for(
             min_position, _wait_budget(context), self._nudge
         ):
             raise ReadNotCaughtUp(min_position, self._read.position())
-        return self._read.position()
 
     def _log_has(self, min_position: int, context: Context) -> None:
         """For reads from the log itself: wait only for a position not yet committed."""
@@ -512,10 +517,12 @@ class QueryServicer(query_grpc.QueryServiceServicer):
     ) -> tr.query_pb.GetEscalationResponse:
         asked = tr.escalation_query(request)
         country = queries.country(asked.country, "country")
-        position = self._caught_up(asked.min_position, context)
-        view = self._read.escalation(
-            country, at=asked.at, as_of=asked.as_of, check=_stop_check(context)
-        )
+        self._wait_for(asked.min_position, context)
+        with self._read.reading():  # the position and the answer from one snapshot
+            position = self._read.position()
+            view = self._read.escalation(
+                country, at=asked.at, as_of=asked.as_of, check=_stop_check(context)
+            )
         return tr.escalation_response(view, position)
 
     def GetPairEscalation(
@@ -526,14 +533,16 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         target = queries.country(asked.target, "target")
         if actor == target:
             raise CommandValidationError.single("target", "must differ from actor")
-        position = self._caught_up(asked.min_position, context)
-        view = self._read.escalation(
-            actor,
-            pair=(target, not asked.unordered),
-            at=asked.at,
-            as_of=asked.as_of,
-            check=_stop_check(context),
-        )
+        self._wait_for(asked.min_position, context)
+        with self._read.reading():
+            position = self._read.position()
+            view = self._read.escalation(
+                actor,
+                pair=(target, not asked.unordered),
+                at=asked.at,
+                as_of=asked.as_of,
+                check=_stop_check(context),
+            )
         return tr.pair_escalation_response(view, position)
 
     def ListEscalations(
@@ -548,15 +557,17 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             queries.country(code, f"countries[{index}]")
             for index, code in enumerate(asked.countries)
         ]
-        position = self._caught_up(asked.min_position, context)
-        ranking = self._read.ranking(
-            at=asked.at,
-            as_of=asked.as_of,
-            min_level=asked.min_level or 1,
-            countries=countries,
-            limit=asked.limit,
-            check=_stop_check(context),
-        )
+        self._wait_for(asked.min_position, context)
+        with self._read.reading():
+            position = self._read.position()
+            ranking = self._read.ranking(
+                at=asked.at,
+                as_of=asked.as_of,
+                min_level=asked.min_level or 1,
+                countries=countries,
+                limit=asked.limit,
+                check=_stop_check(context),
+            )
         return tr.ranking_response(ranking, position)
 
     def GetEscalationHistory(
