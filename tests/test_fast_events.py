@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import pytest
 from eventsourcing.domain import Aggregate, CanCreateTimestamp
@@ -15,8 +15,10 @@ from eventsourcing.domain import Aggregate, CanCreateTimestamp
 from service.adapters.store import FlashpointApplication
 from service.adapters.store_url import store_environment
 from service.domain import commands as c
-from service.domain import fast_events
+from service.domain import fast_events, vocabulary
+from service.domain.coding import coding_for
 from service.domain.incident import Incident
+from service.domain.receipt import RECEIPT_NAMESPACE, name_uuid
 from tests.factories import command
 
 #: Both runs stamp their events with this, so that their records can be compared whole.
@@ -136,3 +138,48 @@ def test_fast_events_equal_the_library_events_and_aggregates() -> None:
         list(vars(e).items()) for e in library_events_made
     ]
     assert vars(fast) == vars(library)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "resource", "local\x00req-1", "principal\x00é→漢字", "x" * 300]
+)
+def test_name_uuid_is_uuid5(name: str) -> None:
+    for namespace in (RECEIPT_NAMESPACE, NAMESPACE_URL, uuid4(), UUID(int=0)):
+        made, expected = name_uuid(namespace, name), uuid5(namespace, name)
+        assert made == expected
+        assert (str(made), made.bytes, made.version, made.variant, hash(made)) == (
+            str(expected),
+            expected.bytes,
+            expected.version,
+            expected.variant,
+            hash(expected),
+        )
+        assert made.is_safe == expected.is_safe
+
+
+def test_cached_coding_is_the_kinds_own_coding() -> None:
+    """``coding_for`` remembers codings by the details a kind's refinements read: what it
+    answers is what the vocabulary works out, for every kind, whatever the details."""
+    variants: list[dict[str, Any]] = [
+        {},
+        {"platform": "aircraft"},
+        {"platform": "drone"},
+        {"shots_fired": True},
+        {"shots_fired": 1},
+        {"event_code": "0874"},
+        {"event_code": "190", "goldstein": -10.0},
+        {"event_code": 190},
+        {"platform": ["aircraft"]},
+        {"event_code": ["0874"], "shots_fired": [True]},
+        {"participants": ["RUS", "BLR"], "troop_count": 30000},
+        {"weapon": "missile", "fatalities": 3},
+    ]
+    for kind in vocabulary.KINDS:
+        for details in variants * 2:
+            details_with_lists = {**details, "ports": ["Berdyansk"]}
+            for given in (details, details_with_lists):
+                expected = kind.coding_for(given).as_dict()
+                assert coding_for(kind.kind, given) == expected, (kind.kind, given)
+    first = coding_for("airspace_incursion", {"platform": "aircraft"})
+    first["cameo"] = "changed"
+    assert coding_for("airspace_incursion", {"platform": "aircraft"})["cameo"] != "changed"
