@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -62,7 +62,7 @@ from service.domain.commands import (
 )
 from service.domain.incident import Incident
 from service.domain.negotiation import NegotiationTrack
-from service.domain.receipt import CommandReceipt, Receipt, receipt_id
+from service.domain.receipt import CommandReceipt, Receipt, name_uuid, receipt_id
 from service.domain.sanctions import SanctionsRegime
 from service.domain.submitter import submitted_by
 
@@ -790,7 +790,7 @@ def _receipt_key(principal: str, request_id: str) -> UUID:
 
 @functools.lru_cache(maxsize=8192)
 def _created_id(receipt_key: UUID) -> UUID:
-    return uuid5(receipt_key, "resource")
+    return name_uuid(receipt_key, "resource")
 
 
 def resource_name(aggregate: Aggregate) -> str:

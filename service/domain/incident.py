@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from service.domain import fast_events
 from service.domain.coding import coding_for
 from service.domain.errors import RuleViolation
 from service.domain.grading import CREDIBILITY, RELIABILITY
@@ -154,7 +155,8 @@ class Incident(Aggregate):
             event_class = cls.REPORTED_EVENTS[kind]
         except KeyError:
             raise ValueError(f"unknown incident kind {kind!r}") from None
-        return cls._create(
+        return fast_events.create(
+            cls,
             event_class,
             id=incident_id,
             kind=kind,
@@ -174,7 +176,8 @@ class Incident(Aggregate):
         submitted_by: dict[str, Any],
     ) -> None:
         self._require_open()
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Corroborated,
             source=source,
             reliability=reliability,
@@ -193,7 +196,8 @@ class Incident(Aggregate):
         submitted_by: dict[str, Any],
     ) -> None:
         self._require_open()
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Disputed,
             party=party,
             denial=denial,
@@ -218,7 +222,8 @@ class Incident(Aggregate):
                 resource=self.resource_name,
                 reason="NO_CHANGE",
             )
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Corrected,
             report=report,
             details=details,
@@ -229,7 +234,7 @@ class Incident(Aggregate):
 
     def retract(self, *, reason: str, submitted_by: dict[str, Any]) -> None:
         self._require_open()
-        self.trigger_event(self.Retracted, reason=reason, submitted_by=submitted_by)
+        fast_events.trigger(self, self.Retracted, reason=reason, submitted_by=submitted_by)
 
     def end_exercise(
         self, *, ended_at: datetime, sources: list[dict[str, Any]], submitted_by: dict[str, Any]
@@ -255,7 +260,8 @@ class Incident(Aggregate):
                 resource=self.resource_name,
                 reason="ENDS_BEFORE_START",
             )
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.MilitaryExerciseEnded,
             ended_at=ended_at.isoformat(),
             sources=sources,

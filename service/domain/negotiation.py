@@ -14,6 +14,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from service.domain import fast_events
 from service.domain.coding import coding_for
 from service.domain.errors import RuleViolation
 
@@ -108,7 +109,8 @@ class NegotiationTrack(Aggregate):
         evidence: dict[str, Any],
         submitted_by: dict[str, Any],
     ) -> NegotiationTrack:
-        return cls._create(
+        return fast_events.create(
+            cls,
             cls.Proposed,
             id=track_id,
             parties=parties,
@@ -124,7 +126,8 @@ class NegotiationTrack(Aggregate):
         self, *, location: str, evidence: dict[str, Any], submitted_by: dict[str, Any]
     ) -> None:
         self._require_status({PROPOSED, ACTIVE}, "hold a round")
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.RoundHeld,
             location=location,
             evidence=evidence,
@@ -143,7 +146,8 @@ class NegotiationTrack(Aggregate):
                 reason="ALREADY_PAUSED",
             )
         self._require_status({PROPOSED, ACTIVE}, "pause")
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Paused,
             paused_by=paused_by,
             reason=reason,
@@ -157,7 +161,8 @@ class NegotiationTrack(Aggregate):
     ) -> None:
         self._require_party(resumed_by, "resumed_by")
         self._require_status({PAUSED}, "resume")
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Resumed,
             resumed_by=resumed_by,
             evidence=evidence,
@@ -175,7 +180,8 @@ class NegotiationTrack(Aggregate):
     ) -> None:
         self._require_party(rejected_by, "rejected_by")
         self._require_status({PROPOSED, ACTIVE, PAUSED}, "reject")
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Rejected,
             rejected_by=rejected_by,
             reason=reason,
@@ -195,7 +201,8 @@ class NegotiationTrack(Aggregate):
         for signatory in signatories:
             self._require_party(signatory, "signatories")
         self._require_status({PROPOSED, ACTIVE}, "sign an agreement on")
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.AgreementSigned,
             title=title,
             signatories=signatories,

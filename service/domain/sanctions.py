@@ -8,6 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from service.domain import fast_events
 from service.domain.coding import coding_for
 from service.domain.errors import RuleViolation
 
@@ -116,7 +117,8 @@ class SanctionsRegime(Aggregate):
                 resource=f"sanctions/{regime_id}",
                 reason="SELF_SANCTION",
             )
-        return cls._create(
+        return fast_events.create(
+            cls,
             cls.Imposed,
             id=regime_id,
             authority=authority,
@@ -163,7 +165,8 @@ class SanctionsRegime(Aggregate):
                 resource=self.resource_name,
                 reason="ALREADY_DESIGNATED",
             )
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Extended,
             entities_added=entities_added,
             entity_names_added=entity_names_added,
@@ -199,7 +202,8 @@ class SanctionsRegime(Aggregate):
                 resource=self.resource_name,
                 reason="NOT_DESIGNATED",
             )
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Eased,
             entities_removed=entities_removed,
             entity_names_removed=entity_names_removed,
@@ -211,7 +215,8 @@ class SanctionsRegime(Aggregate):
 
     def lift(self, *, reason: str, evidence: dict[str, Any], submitted_by: dict[str, Any]) -> None:
         self._require_in_force("lifted")
-        self.trigger_event(
+        fast_events.trigger(
+            self,
             self.Lifted,
             reason=reason,
             coding=coding_for("sanctions_lifted"),
