@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from service.api import translation as tr
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
@@ -35,6 +35,7 @@ from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.domain import commands as c
 from tests.api_support import free_port
+from tests.benchmarks.bench_api import wait_serving
 from tests.factories import command
 
 #: ``scripts/bench all --quick``: a few reports are enough to see it work.
@@ -58,17 +59,6 @@ OBSERVER = """() => {
   new MutationObserver(stamp).observe(document.getElementById('main'),
     {subtree: true, childList: true});
 }"""
-
-
-def wait_serving(stub: health_pb2_grpc.HealthStub, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                return
-        except grpc.RpcError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -109,7 +99,7 @@ def main() -> int:
     sys.stdout.write(f"load averages before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel, sync_playwright() as pw:
-            wait_serving(health_pb2_grpc.HealthStub(channel))
+            wait_serving(health_pb2_grpc.HealthStub(channel), seconds=60)
             commands = command_grpc.CommandServiceStub(channel)
             watch = query_grpc.QueryServiceStub(channel).WatchEscalation(
                 query_pb.WatchEscalationRequest(countries=TARGETS[:reports])
