@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -49,6 +49,7 @@ from service.domain.commands import CommandValidationError
 from service.settings import Settings
 from service.status import LogStatus
 
+_Read = TypeVar("_Read")
 log = structlog.get_logger()
 
 
@@ -418,6 +419,15 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         self._wait_for(min_position, context)
         return self._read.position()
 
+    def _caught_up_read(
+        self, min_position: int, context: Context, read: Callable[[], _Read]
+    ) -> tuple[int, _Read]:
+        """``read()`` once the read models reached ``min_position``, with their position
+        from the same snapshot (the ``position`` of an answer is that of its data)."""
+        self._wait_for(min_position, context)
+        with self._read.reading():
+            return self._read.position(), read()
+
     def _wait_for(self, min_position: int, context: Context) -> None:
         """Wait until the read models reached ``min_position`` (outside any read: a read
         transaction's snapshot would never see them move)."""
@@ -517,12 +527,13 @@ class QueryServicer(query_grpc.QueryServiceServicer):
     ) -> tr.query_pb.GetEscalationResponse:
         asked = tr.escalation_query(request)
         country = queries.country(asked.country, "country")
-        self._wait_for(asked.min_position, context)
-        with self._read.reading():  # the position and the answer from one snapshot
-            position = self._read.position()
-            view = self._read.escalation(
+        position, view = self._caught_up_read(
+            asked.min_position,
+            context,
+            lambda: self._read.escalation(
                 country, at=asked.at, as_of=asked.as_of, check=_stop_check(context)
-            )
+            ),
+        )
         return tr.escalation_response(view, position)
 
     def GetPairEscalation(
@@ -533,16 +544,17 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         target = queries.country(asked.target, "target")
         if actor == target:
             raise CommandValidationError.single("target", "must differ from actor")
-        self._wait_for(asked.min_position, context)
-        with self._read.reading():
-            position = self._read.position()
-            view = self._read.escalation(
+        position, view = self._caught_up_read(
+            asked.min_position,
+            context,
+            lambda: self._read.escalation(
                 actor,
                 pair=(target, not asked.unordered),
                 at=asked.at,
                 as_of=asked.as_of,
                 check=_stop_check(context),
-            )
+            ),
+        )
         return tr.pair_escalation_response(view, position)
 
     def ListEscalations(
@@ -557,17 +569,18 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             queries.country(code, f"countries[{index}]")
             for index, code in enumerate(asked.countries)
         ]
-        self._wait_for(asked.min_position, context)
-        with self._read.reading():
-            position = self._read.position()
-            ranking = self._read.ranking(
+        position, ranking = self._caught_up_read(
+            asked.min_position,
+            context,
+            lambda: self._read.ranking(
                 at=asked.at,
                 as_of=asked.as_of,
                 min_level=asked.min_level or 1,
                 countries=countries,
                 limit=asked.limit,
                 check=_stop_check(context),
-            )
+            ),
+        )
         return tr.ranking_response(ranking, position)
 
     def GetEscalationHistory(
