@@ -235,10 +235,15 @@ def check_port_free(listen: str) -> None:
                 raise ServeRefused(f"cannot listen on {listen}: {error.strerror}") from error
 
 
-def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
-    if not is_loopback(settings.listen) and not authenticator.enabled and not settings.insecure:
+def check_exposure(
+    settings: Settings, authenticator: Authenticator, *, address: str | None = None, what: str = ""
+) -> None:
+    """Refuse to listen beyond loopback without tokens (unless ``--insecure``): on
+    ``settings.listen``, or on ``address`` (``what`` names it: "HTTP on ")."""
+    address = settings.listen if address is None else address
+    if not is_loopback(address) and not authenticator.enabled and not settings.insecure:
         raise ServeRefused(
-            f"refusing to serve {settings.listen} without authentication: configure tokens "
+            f"refusing to serve {what}{address} without authentication: configure tokens "
             "(--tokens-file or FLASHPOINT_TOKENS) or pass --insecure to accept the risk"
         )
 

@@ -12,6 +12,7 @@ from service.api.http.server import HttpApi, HttpParts, HttpServer, tls_context
 from service.api.server import (
     RunningServer,
     ServeRefused,
+    check_exposure,
     check_port_free,
     is_loopback,
     listen_port,
@@ -31,11 +32,7 @@ def check_http(settings: Settings, authenticator: Authenticator, *, share_port: 
         raise ServeRefused("--workers needs a fixed port in --http, not port 0")
     if not share_port:
         check_port_free(address)
-    if not is_loopback(address) and not authenticator.enabled and not settings.insecure:
-        raise ServeRefused(
-            f"refusing to serve HTTP on {address} without authentication: configure tokens "
-            "(--tokens-file or FLASHPOINT_TOKENS) or pass --insecure to accept the risk"
-        )
+    check_exposure(settings, authenticator, address=address, what="HTTP on ")
 
 
 def start_http(
