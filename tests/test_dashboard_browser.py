@@ -246,6 +246,14 @@ def wait_ready(page: Page) -> None:
     page.wait_for_selector("main[data-ready]:not([aria-busy])", timeout=WAIT_MS)
 
 
+def apply_filters(page: Page, in_url: str) -> None:
+    """Submit the page's filter form; wait until its route holds ``in_url`` and the page
+    shows the new answer."""
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(re.escape(in_url)), timeout=WAIT_MS)
+    wait_ready(page)
+
+
 def ranked(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The figures the map page shows: those with anything counted."""
     return [
@@ -425,18 +433,14 @@ class TestIncidents:
         page = watched.page
         open_page(page, dashboard, "#/incidents")
         page.get_by_label("Country (alpha-3)").fill("pol")
-        page.get_by_role("button", name="Apply filters").click()
-        expect(page).to_have_url(re.compile(re.escape("country=POL")), timeout=WAIT_MS)
-        wait_ready(page)
+        apply_filters(page, "country=POL")
         answer = dashboard.api("QueryService", "ListIncidents", {"country": "POL", "pageSize": 50})
         hrefs = [
             link.get_attribute("href") for link in page.locator(".incidents a.incident-link").all()
         ]
         assert hrefs == [f"#/incidents/{incident['id']}" for incident in answer["incidents"]]
         page.get_by_label("Minimum confidence (0 to 1)").fill("0.9")
-        page.get_by_role("button", name="Apply filters").click()
-        expect(page).to_have_url(re.compile(re.escape("minconf=0.9")), timeout=WAIT_MS)
-        wait_ready(page)
+        apply_filters(page, "minconf=0.9")
         strict = dashboard.api(
             "QueryService",
             "ListIncidents",
@@ -498,17 +502,13 @@ class TestRegisters:
         page = watched.page
         open_page(page, dashboard, "#/negotiations")
         page.get_by_label("Status").select_option("paused")
-        page.get_by_role("button", name="Apply filters").click()
-        expect(page).to_have_url(re.compile(re.escape("status=paused")), timeout=WAIT_MS)
-        wait_ready(page)
+        apply_filters(page, "status=paused")
         paused = dashboard.api("QueryService", "ListNegotiations", {"status": "paused"})
         assert paused["negotiations"], "the demo's talks are paused"
         expect(page.locator(".negotiations tbody tr")).to_have_count(len(paused["negotiations"]))
         open_page(page, dashboard, "#/sanctions")
         page.get_by_label("Authority (code)").fill("gbr")
-        page.get_by_role("button", name="Apply filters").click()
-        expect(page).to_have_url(re.compile(re.escape("authority=GBR")), timeout=WAIT_MS)
-        wait_ready(page)
+        apply_filters(page, "authority=GBR")
         british = dashboard.api(
             "QueryService", "ListSanctions", {"authority": "GBR", "includeLifted": True}
         )
