@@ -295,6 +295,13 @@ class HttpApi:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
 
+    async def _streamed(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        """A response sent as it is written, its headers (and the common ones) sent now."""
+        response = web.StreamResponse(headers=headers)
+        self._headers(request, response)
+        await response.prepare(request)
+        return response
+
     def _http_error(self, request: web.Request, error: web.HTTPException) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             return web.Response(status=error.status, text=f"{error.status} {error.reason}\n")
@@ -446,16 +453,15 @@ class HttpApi:
         except CommandValidationError as error:
             code, body = mapped_error(error)
             return self._error(request, code, body)
-        events = web.StreamResponse(
-            headers={
+        events = await self._streamed(
+            request,
+            {
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-store",
                 # Proxies (nginx) must pass each event on as it comes, not buffer them.
                 "X-Accel-Buffering": "no",
-            }
+            },
         )
-        self._headers(request, events)
-        await events.prepare(request)
         context = self._context(request)
         stream = _Stream(asyncio.get_running_loop(), request.transport)
         self._streams.add(context)
@@ -528,15 +534,14 @@ class HttpApi:
         if store_up is not None and not store_up():
             code, body = mapped_error(StoreUnavailable("the event store is unavailable"))
             return self._error(request, code, body)
-        response = web.StreamResponse(
-            headers={
+        response = await self._streamed(
+            request,
+            {
                 "Content-Type": "application/x-ndjson",
                 "Content-Disposition": 'attachment; filename="flashpoint-export.jsonl"',
                 "Cache-Control": "no-store",
-            }
+            },
         )
-        self._headers(request, response)
-        await response.prepare(request)
         loop = asyncio.get_running_loop()
 
         def write(chunk: bytes) -> None:
