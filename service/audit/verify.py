@@ -24,12 +24,16 @@ Kinds of break (``Break.kind``), by what is found at the position named:
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,6 +51,13 @@ from service.audit.hashing import (
     event_hash,
 )
 from service.audit.seals import check_seal_shape, seal_signature_valid
+from service.audit.segment import (
+    FAST_PAGE,
+    Fetch,
+    RegularRows,
+    SegmentFinding,
+    follow,
+)
 from service.audit.tables import LogTables
 
 #: How long after its recording an event may stay unchained before verify calls it a break
@@ -57,10 +68,6 @@ LAG_BOUND = timedelta(seconds=60)
 
 #: How many rows before and after a mismatch are compared before asking the chain table.
 WINDOW = 256
-
-#: Rows per read of the regular stretch: small enough that memory stays well below a page
-#: of the row by row check.
-FAST_PAGE = 1000
 
 
 @dataclass
@@ -216,69 +223,100 @@ def verify(
             deferred[0].position if deferred else LAST_POSITION,
         )
 
+    def at_special(position: int, digest: bytes, count: int) -> VerifyReport | None:
+        """The checks at the first regular row at or beyond ``next_special()``."""
+        nonlocal previous
+        previous, report.events, report.checked_up_to = digest, count, position
+        if pending[:1] and pending[0] < position:
+            return fail(
+                pending[0],
+                "removed",
+                f"a seal covers position {pending[0]}, but no event stands there any more",
+            )
+        if pending[:1] == [position]:
+            pending.pop(0)
+        return settled(position, digest)
+
     def regular_prefix() -> int | VerifyReport:
         """Verify the log from its start for as long as every row is regular (an event in
         the store's own spelling, its chain row beside it, the hashes agreeing): the
         position verified up to (FIRST for none), or the failed report. Whatever is not
-        regular, the row by row check below reads again and names."""
+        regular, the row by row check below reads again and names. A long log's second
+        half is checked in a second process meanwhile (see ``service.audit.segment``)."""
         nonlocal previous
-        reader = _RegularRows.of(tables, chain_head)
+        reader = _regular_rows(tables, chain_head)
         if reader is None:
             return FIRST
-        sha256 = hashlib.sha256
-        digest, count, last, special = previous, report.events, FIRST, next_special()
-        after = FIRST
-        while True:
-            rows, chained = reader.page(after, FAST_PAGE)
-            if not rows or len(chained) != len(rows):
-                break  # (chain rows that lost their events among these positions)
-            for (position, rid, version, topic, state), (at, kept) in zip(
-                rows, chained, strict=True
-            ):
-                # What the row by row check spells otherwise, it reads again: an id not in
-                # the store's spelling (32 lower-case hex digits), a version that is no
-                # integer, a type that is not text (or not UTF-8: the driver refuses it), a
-                # state that is not a blob, a chain row elsewhere.
-                if at != position or type(rid) is not str or len(rid) != 32 or rid.strip(_HEX):
-                    break
-                if type(version) is not int or type(topic) is not str or type(state) is not bytes:
-                    break
-                content = sha256(
-                    f"flashpoint-event/1\x00{rid[:8]}-{rid[8:12]}-{rid[12:16]}-{rid[16:20]}-"
-                    f"{rid[20:]}\x00{version}\x00{topic}\x00".encode()
-                    + state
-                ).digest()
-                event_digest = sha256(position.to_bytes(8, "big") + content).digest()
-                chained_digest = sha256(digest + event_digest).digest()
-                if content + event_digest + chained_digest != kept:
-                    break
-                digest, count, last = chained_digest, count + 1, position
-                if position >= special:
-                    previous, report.events, report.checked_up_to = digest, count, position
-                    if pending[:1] and pending[0] < position:
-                        return fail(
-                            pending[0],
-                            "removed",
-                            f"a seal covers position {pending[0]}, but no event stands "
-                            "there any more",
-                        )
-                    if pending[:1] == [position]:
-                        pending.pop(0)
-                    broken = settled(position, digest)
+        digest, count, last = previous, report.events, FIRST
+        special = next_special()
+
+        def scan(after: int) -> bool | VerifyReport:
+            """Read on after ``after`` to the reader's stop: whether every row was
+            regular, or the failed report."""
+            nonlocal digest, count, last, special
+            while True:
+                try:
+                    with tables.datastore.transaction(commit=False) as cursor:
+                        if tables.sqlite:
+                            # Plain tuples: a fifth of the read's cost goes to sqlite3.Row.
+                            cursor.sqlite_cursor.row_factory = None
+                        rows, chained = reader.page(_fetch_with(cursor), after, FAST_PAGE)
+                except (sqlite3.OperationalError, OperationalError, UnicodeDecodeError, ValueError):
+                    # A value the driver cannot read (text that is not UTF-8): the row by
+                    # row check reads it as bytes (an unavailable store fails it the same).
+                    return False
+                if not rows:
+                    return True
+                if len(chained) != len(rows):
+                    return False  # (chain rows that lost their events among these positions)
+                index = 0
+                while index < len(rows):
+                    digest, reached, regular = follow(rows, chained, index, digest, special)
+                    if reached > index:
+                        count, last = count + reached - index, rows[reached - 1][0]
+                    if not regular:
+                        return False
+                    if reached > index and last >= special:
+                        broken = at_special(last, digest, count)
+                        if broken is not None:
+                            return broken
+                        special = next_special()
+                    index = reached
+                if len(rows) < FAST_PAGE:
+                    return True
+                after = rows[-1][0]
+                del rows, chained  # before the next page: one page in memory at a time
+
+        second = SecondSegment.start(tables, reader, chain_head, _specials())
+        if second is not None:
+            reader.stop = second.after
+        outcome = scan(FIRST)
+        if second is not None:
+            finding = second.finding() if outcome is True and last == second.after else None
+            second.close()
+            reader.stop = chain_head
+            if finding is not None and finding.regular and finding.start == digest:
+                for position, at_mark, counted in finding.marks:
+                    broken = at_special(position, at_mark, count + counted)
                     if broken is not None:
                         return broken
-                    special = next_special()
-            else:
-                after = rows[-1][0]
-                if len(rows) < FAST_PAGE:
-                    break
-                del rows, chained  # before the next page: one page in memory at a time
-                continue
-            break
+                if finding.count:
+                    digest, count, last = finding.digest, count + finding.count, finding.last
+            elif outcome is True:
+                outcome = scan(last)  # this process reads the second half too
+        if isinstance(outcome, VerifyReport):
+            return outcome
         previous, report.events = digest, count
         if last != FIRST:
             report.checked_up_to = last
         return last
+
+    def _specials() -> list[int]:
+        """Every position where more than the hashes is checked."""
+        found = set(pending) | {broken.position for broken in deferred}
+        if recorded is not None:
+            found.add(recorded[0])
+        return sorted(found)
 
     resumed = regular_prefix()
     if isinstance(resumed, VerifyReport):
@@ -534,95 +572,128 @@ def _recorded_at(state: bytes) -> datetime | None:
 #: Above any position (the log's positions stay below 2**62).
 LAST_POSITION = 2**63
 
-#: The digits of an id in the SQLite store's own spelling.
-_HEX = "0123456789abcdef"
+
+def _regular_rows(tables: LogTables, stop: int) -> RegularRows | None:
+    """The fast reader of regular rows, or None where the store's spelling is not the
+    canonical one."""
+    if tables.sqlite:
+        with tables.datastore.transaction(commit=False) as cursor:
+            cursor.execute("PRAGMA encoding")
+            if cursor.fetchone()[0] != "UTF-8":
+                return None  # SQLite's text bytes would not be the canonical UTF-8
+    return RegularRows(tables.sqlite, tables.events, tables.chain, stop)
 
 
-class _RegularRows:
-    """Pages of events as the driver reads them and the chain rows among their positions:
-    the fast read behind verify, for rows in the store's own spelling, whose canonical bytes
-    (``hashing.content_hash``) are then their values spelt as they read."""
+def _fetch_with(cursor: Any) -> Fetch:
+    def fetch(statement: str, params: Sequence[Any]) -> list[Any]:
+        cursor.execute(statement, params)
+        rows: list[Any] = cursor.fetchall()
+        return rows
 
-    def __init__(self, tables: LogTables, stop: int) -> None:
-        self.tables = tables
-        self.stop = stop
-        if tables.sqlite:
-            self.events = (
-                "SELECT rowid, originator_id, originator_version, topic, state "
-                f"FROM {tables.events} WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
-            )
-            # The three hashes end to end, the first two each a digest long (so that equal
-            # ends mean equal parts; else NULL): one value to read and compare, not three.
-            self.chain = (
-                "SELECT position, CASE WHEN length(CAST(content_hash AS BLOB)) = 32 AND "
-                "length(CAST(event_hash AS BLOB)) = 32 THEN CAST(content_hash || event_hash "
-                f"|| chain_hash AS BLOB) END FROM {tables.chain} "
-                "WHERE position > ? AND position <= ? ORDER BY position"
-            )
-        else:
-            self.events = (
-                "SELECT notification_id, originator_id::text AS originator_id, "
-                f"originator_version, topic, state FROM {tables.events} "
-                "WHERE notification_id > %s AND notification_id <= %s "
-                "ORDER BY notification_id LIMIT %s"
-            )
-            self.chain = (
-                "SELECT position, content_hash, event_hash, chain_hash "
-                f"FROM {tables.chain} WHERE position > %s AND position <= %s ORDER BY position"
-            )
+    return fetch
+
+
+#: From how many chained events on verify checks the second half of the log in a second
+#: process: below it, starting one (some 50 ms) costs more than it saves.
+PARALLEL_FROM = 200_000
+
+#: What the second process runs.
+SEGMENT_MODULE = "service.audit.segment"
+
+
+class SecondSegment:
+    """The second process checking the chain after ``after`` (``service.audit.segment``)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], after: int) -> None:
+        self.process = process
+        self.after = after
 
     @classmethod
-    def of(cls, tables: LogTables, stop: int) -> _RegularRows | None:
+    def start(
+        cls, tables: LogTables, reader: RegularRows, stop: int, specials: list[int]
+    ) -> SecondSegment | None:
+        if stop < PARALLEL_FROM:
+            return None
+        task: dict[str, Any] = {"events": tables.events, "chain": tables.chain, "stop": stop}
+        datastore = tables.datastore
         if tables.sqlite:
-            with tables.datastore.transaction(commit=False) as cursor:
-                cursor.execute("PRAGMA encoding")
-                if cursor.fetchone()[0] != "UTF-8":
-                    return None  # SQLite's text bytes would not be the canonical UTF-8
-        return cls(tables, stop)
-
-    def page(self, after: int, limit: int) -> tuple[list[Any], list[Any]]:
-        """Up to ``limit`` events after ``after`` as (position, stored id, version, type,
-        state), and the chain rows among their positions as (position, the three hashes end
-        to end, or None if they are not digests)."""
+            pool = getattr(datastore, "pool", None)
+            path = getattr(pool, "db_name", None)
+            if not isinstance(path, str) or getattr(pool, "is_sqlite_memory_mode", True):
+                return None
+            task.update(store="sqlite", path=path)
+        else:
+            pool = getattr(datastore, "pool", None)
+            kwargs = getattr(pool, "kwargs", None)
+            if not isinstance(kwargs, dict) or getattr(pool, "get_password_func", None):
+                return None
+            connect = {
+                name: value
+                for name, value in kwargs.items()
+                if name != "row_factory" and isinstance(value, str | int | float)
+            }
+            task.update(store="postgres", connect=connect)
+        with tables.datastore.transaction(commit=False) as cursor:
+            # The middle chain row: the second process starts from its stored hash.
+            mark = "?" if tables.sqlite else "%s"
+            cursor.execute(
+                f"SELECT max(position) AS position FROM {tables.chain} WHERE position <= {mark}",
+                (stop // 2,),
+            )
+            row = cursor.fetchone()
+            after = row[0] if tables.sqlite else row["position"]
+        if not isinstance(after, int) or after <= FIRST:
+            return None
+        task.update(after=after, specials=[position for position in specials if position > after])
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))),
+        )
         try:
-            with self.tables.datastore.transaction(commit=False) as cursor:
-                if self.tables.sqlite:
-                    # Plain tuples: a fifth of the read's cost goes to making sqlite3.Row.
-                    cursor.sqlite_cursor.row_factory = None
-                cursor.execute(self.events, (after, self.stop, limit))
-                events = cursor.fetchall()
-                if not events:
-                    return [], []
-                sqlite = self.tables.sqlite
-                last = events[-1][0] if sqlite else events[-1]["notification_id"]
-                cursor.execute(self.chain, (after, last))
-                chain = cursor.fetchall()
-        except (sqlite3.OperationalError, OperationalError, UnicodeDecodeError, ValueError):
-            # A value the driver cannot read (text that is not UTF-8): the row by row check
-            # reads it as bytes (and an unavailable store fails it just the same).
-            return [], []
-        if sqlite:
-            return events, chain
-        return [_event_postgres(row) for row in events], [_chain_postgres(row) for row in chain]
+            process = subprocess.Popen(  # noqa: S603 (this interpreter, our own module)
+                [sys.executable, "-m", SEGMENT_MODULE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(task).encode())
+            process.stdin.close()
+        except OSError:
+            return None
+        return cls(process, after)
 
+    def finding(self) -> SegmentFinding | None:
+        """What the second process found, or None if it failed (this process then reads
+        the second half itself)."""
+        try:
+            assert self.process.stdout is not None
+            output = self.process.stdout.read()
+            if self.process.wait() != 0:
+                return None
+            answer = json.loads(output)
+            return SegmentFinding(
+                start=None if answer["start"] is None else bytes.fromhex(answer["start"]),
+                regular=bool(answer["regular"]),
+                last=int(answer["last"]),
+                digest=bytes.fromhex(answer["digest"]),
+                count=int(answer["count"]),
+                marks=[
+                    (int(position), bytes.fromhex(digest), int(count))
+                    for position, digest, count in answer["marks"]
+                ],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
-def _event_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
-    # A uuid column holds ids in the store's own spelling only; read as its 32 hex digits,
-    # as SQLite stores them, it is spelt below as on SQLite.
-    return (
-        row["notification_id"],
-        row["originator_id"].replace("-", ""),
-        row["originator_version"],
-        row["topic"],
-        row["state"],
-    )
-
-
-def _chain_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
-    content, event, chain = row["content_hash"], row["event_hash"], row["chain_hash"]
-    regular = type(content) is bytes and type(event) is bytes and type(chain) is bytes
-    regular = regular and len(content) == len(event) == 32
-    return (row["position"], content + event + chain if regular else None)
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def _chain_after(tables: LogTables, after: int, stop: int) -> Iterator[ChainRow]:
