@@ -290,10 +290,16 @@ def verify(
         second = SecondSegment.start(tables, reader, chain_head, _specials())
         if second is not None:
             reader.stop = second.after
-        outcome = scan(FIRST)
+        try:
+            outcome = scan(FIRST)
+            if second is not None and outcome is True and last == second.after:
+                finding = second.finding()
+            else:
+                finding = None
+        finally:
+            if second is not None:
+                second.close()
         if second is not None:
-            finding = second.finding() if outcome is True and last == second.after else None
-            second.close()
             reader.stop = chain_head
             if finding is not None and finding.regular and finding.start == digest:
                 for position, at_mark, counted in finding.marks:
