@@ -99,7 +99,10 @@ def same_report(one: VerifyReport, other: VerifyReport) -> None:
 
 class TestTheSecondProcess:
     def test_it_checks_the_second_half_and_the_report_is_the_single_passs(
-        self, tables: LogTables, findings: list[SegmentFinding | None]
+        self,
+        tables: LogTables,
+        findings: list[SegmentFinding | None],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         seal = Chainer(tables).seal()  # a seal at the head: checked from the second half
         assert seal is not None
@@ -109,7 +112,7 @@ class TestTheSecondProcess:
         assert finding is not None and finding.regular
         assert finding.last == EVENTS and 0 < finding.count < EVENTS
         assert [mark[0] for mark in finding.marks] == [EVENTS]
-        verify_module.PARALLEL_FROM = 10**9  # (restored by the fixture's monkeypatch)
+        monkeypatch.setattr(verify_module, "PARALLEL_FROM", 10**9)
         one = verify(tables)
         same_report(two, one)
         assert one.seals_checked == two.seals_checked == 1
@@ -131,8 +134,6 @@ class TestTheSecondProcess:
         findings: list[SegmentFinding | None],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        monkeypatch.setenv("PYTHONPATH", "")
-        monkeypatch.setattr(sys, "executable", sys.executable)
         # A module that does not exist: the process starts and exits with an error.
         monkeypatch.setattr(verify_module, "SEGMENT_MODULE", "service.audit.no_such_module")
         report = verify(tables)

@@ -128,6 +128,60 @@ def follow(
 
 
 @dataclass
+class Walk:
+    """Where a walk along the regular rows stands: the chain hash reached, the rows chained
+    and the position of the last of them."""
+
+    digest: bytes
+    count: int
+    last: int
+
+
+#: One page after a position (see ``RegularRows.page``), or None where it cannot be read.
+Pages = Callable[[int], tuple[list[Any], list[Any]] | None]
+
+
+def walk(
+    pages: Pages,
+    at: Walk,
+    special: Callable[[], int],
+    at_special: Callable[[Walk], object | None],
+) -> object:
+    """Chain the regular rows after ``at.last``, page by page, to the reader's stop, calling
+    ``at_special`` at the first row at or beyond each ``special()`` position: True when
+    every row was regular, False at the first that is not (or cannot be read), or what
+    ``at_special`` returned other than None (a failure: the walk stops there)."""
+    upcoming = special()
+    after = at.last
+    while True:
+        page = pages(after)
+        if page is None:
+            return False
+        rows, chained = page
+        if not rows:
+            return True
+        if len(chained) != len(rows):
+            return False  # (chain rows that lost their events among these positions)
+        index = 0
+        while index < len(rows):
+            at.digest, reached, regular = follow(rows, chained, index, at.digest, upcoming)
+            if reached > index:
+                at.count, at.last = at.count + reached - index, rows[reached - 1][0]
+            if not regular:
+                return False
+            if reached > index and at.last >= upcoming:
+                stopped = at_special(at)
+                if stopped is not None:
+                    return stopped
+                upcoming = special()
+            index = reached
+        if len(rows) < FAST_PAGE:
+            return True
+        after = rows[-1][0]
+        del rows, chained, page  # before the next page: one page in memory at a time
+
+
+@dataclass
 class SegmentFinding:
     """What the second process found over positions (``after``, ``stop``]."""
 
@@ -143,6 +197,36 @@ class SegmentFinding:
     #: position where verify checks more than the hashes.
     marks: list[tuple[int, bytes, int]] = field(default_factory=list)
 
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "start": None if self.start is None else self.start.hex(),
+                "regular": self.regular,
+                "last": self.last,
+                "digest": self.digest.hex(),
+                "count": self.count,
+                "marks": [
+                    [position, digest.hex(), count] for position, digest, count in self.marks
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> SegmentFinding:
+        """The finding ``as_json`` wrote (ValueError, KeyError or TypeError if it is not)."""
+        answer = json.loads(text)
+        return cls(
+            start=None if answer["start"] is None else bytes.fromhex(answer["start"]),
+            regular=bool(answer["regular"]),
+            last=int(answer["last"]),
+            digest=bytes.fromhex(answer["digest"]),
+            count=int(answer["count"]),
+            marks=[
+                (int(position), bytes.fromhex(digest), int(count))
+                for position, digest, count in answer["marks"]
+            ],
+        )
+
 
 def check_segment(
     rows: RegularRows, fetch: Fetch, after: int, specials: Sequence[int]
@@ -154,32 +238,21 @@ def check_segment(
     if start is None:
         return found
     waiting = sorted(position for position in specials if position > after)
-    special = waiting.pop(0) if waiting else sys.maxsize
-    digest, count, last, page_after = start, 0, after, after
-    while True:
-        events, chained = rows.page(fetch, page_after, FAST_PAGE)
-        if not events:
-            break
-        if len(chained) != len(events):
-            return found
-        index = 0
-        while index < len(events):
-            digest, reached, regular = follow(events, chained, index, digest, special)
-            count += reached - index
-            if reached > index:
-                last = events[reached - 1][0]
-            if not regular:
-                return found
-            if reached > index and last >= special:
-                found.marks.append((last, digest, count))
-                while waiting and waiting[0] <= last:
-                    waiting.pop(0)
-                special = waiting.pop(0) if waiting else sys.maxsize
-            index = reached
-        page_after = events[-1][0]
-        if len(events) < FAST_PAGE:
-            break
-    found.regular, found.last, found.digest, found.count = True, last, digest, count
+
+    def mark(at: Walk) -> None:
+        found.marks.append((at.last, at.digest, at.count))
+        while waiting and waiting[0] <= at.last:
+            waiting.pop(0)
+
+    at = Walk(start, 0, after)
+    regular = walk(
+        lambda page_after: rows.page(fetch, page_after, FAST_PAGE),
+        at,
+        lambda: waiting[0] if waiting else sys.maxsize,
+        mark,
+    )
+    if regular is True:
+        found.regular, found.last, found.digest, found.count = True, at.last, at.digest, at.count
     return found
 
 
@@ -227,16 +300,7 @@ def _run(task: dict[str, Any]) -> SegmentFinding:
 
 
 def main() -> int:
-    found = _run(json.loads(sys.stdin.read()))
-    answer = {
-        "start": None if found.start is None else found.start.hex(),
-        "regular": found.regular,
-        "last": found.last,
-        "digest": found.digest.hex(),
-        "count": found.count,
-        "marks": [[position, digest.hex(), count] for position, digest, count in found.marks],
-    }
-    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.write(_run(json.loads(sys.stdin.read())).as_json() + "\n")
     return 0
 
 

@@ -56,7 +56,8 @@ from service.audit.segment import (
     Fetch,
     RegularRows,
     SegmentFinding,
-    follow,
+    Walk,
+    walk,
 )
 from service.audit.tables import LogTables
 
@@ -247,77 +248,53 @@ def verify(
         reader = _regular_rows(tables, chain_head)
         if reader is None:
             return FIRST
-        digest, count, last = previous, report.events, FIRST
-        special = next_special()
+        at = Walk(previous, report.events, FIRST)
 
-        def scan(after: int) -> bool | VerifyReport:
-            """Read on after ``after`` to the reader's stop: whether every row was
-            regular, or the failed report."""
-            nonlocal digest, count, last, special
-            while True:
-                try:
-                    with tables.datastore.transaction(commit=False) as cursor:
-                        if tables.sqlite:
-                            # Plain tuples: a fifth of the read's cost goes to sqlite3.Row.
-                            cursor.sqlite_cursor.row_factory = None
-                        rows, chained = reader.page(_fetch_with(cursor), after, FAST_PAGE)
-                except (sqlite3.OperationalError, OperationalError, UnicodeDecodeError, ValueError):
-                    # A value the driver cannot read (text that is not UTF-8): the row by
-                    # row check reads it as bytes (an unavailable store fails it the same).
-                    return False
-                if not rows:
-                    return True
-                if len(chained) != len(rows):
-                    return False  # (chain rows that lost their events among these positions)
-                index = 0
-                while index < len(rows):
-                    digest, reached, regular = follow(rows, chained, index, digest, special)
-                    if reached > index:
-                        count, last = count + reached - index, rows[reached - 1][0]
-                    if not regular:
-                        return False
-                    if reached > index and last >= special:
-                        broken = at_special(last, digest, count)
-                        if broken is not None:
-                            return broken
-                        special = next_special()
-                    index = reached
-                if len(rows) < FAST_PAGE:
-                    return True
-                after = rows[-1][0]
-                del rows, chained  # before the next page: one page in memory at a time
+        def pages(after: int) -> tuple[list[Any], list[Any]] | None:
+            try:
+                with tables.datastore.transaction(commit=False) as cursor:
+                    if tables.sqlite:
+                        # Plain tuples: a fifth of the read's cost goes to making sqlite3.Row.
+                        cursor.sqlite_cursor.row_factory = None
+                    return reader.page(_fetch_with(cursor), after, FAST_PAGE)
+            except (sqlite3.OperationalError, OperationalError, UnicodeDecodeError, ValueError):
+                # A value the driver cannot read (text that is not UTF-8): the row by row
+                # check reads it as bytes (and an unavailable store fails it just the same).
+                return None
 
-        second = SecondSegment.start(tables, reader, chain_head, _specials())
+        def checked(reached: Walk) -> VerifyReport | None:
+            return at_special(reached.last, reached.digest, reached.count)
+
+        second = SecondSegment.start(tables, chain_head, specials())
         if second is not None:
             reader.stop = second.after
+        finding = None
         try:
-            outcome = scan(FIRST)
-            if second is not None and outcome is True and last == second.after:
+            outcome = walk(pages, at, next_special, checked)
+            if second is not None and outcome is True and at.last == second.after:
                 finding = second.finding()
-            else:
-                finding = None
         finally:
             if second is not None:
                 second.close()
         if second is not None:
             reader.stop = chain_head
-            if finding is not None and finding.regular and finding.start == digest:
+            if finding is not None and finding.regular and finding.start == at.digest:
                 for position, at_mark, counted in finding.marks:
-                    broken = at_special(position, at_mark, count + counted)
+                    broken = at_special(position, at_mark, at.count + counted)
                     if broken is not None:
                         return broken
                 if finding.count:
-                    digest, count, last = finding.digest, count + finding.count, finding.last
+                    at = Walk(finding.digest, at.count + finding.count, finding.last)
             elif outcome is True:
-                outcome = scan(last)  # this process reads the second half too
+                outcome = walk(pages, at, next_special, checked)  # the second half here too
         if isinstance(outcome, VerifyReport):
             return outcome
-        previous, report.events = digest, count
-        if last != FIRST:
-            report.checked_up_to = last
-        return last
+        previous, report.events = at.digest, at.count
+        if at.last != FIRST:
+            report.checked_up_to = at.last
+        return at.last
 
-    def _specials() -> list[int]:
+    def specials() -> list[int]:
         """Every position where more than the hashes is checked."""
         found = set(pending) | {broken.position for broken in deferred}
         if recorded is not None:
@@ -615,21 +592,17 @@ class SecondSegment:
         self.after = after
 
     @classmethod
-    def start(
-        cls, tables: LogTables, reader: RegularRows, stop: int, specials: list[int]
-    ) -> SecondSegment | None:
+    def start(cls, tables: LogTables, stop: int, specials: list[int]) -> SecondSegment | None:
         if stop < PARALLEL_FROM:
             return None
         task: dict[str, Any] = {"events": tables.events, "chain": tables.chain, "stop": stop}
-        datastore = tables.datastore
+        pool = getattr(tables.datastore, "pool", None)
         if tables.sqlite:
-            pool = getattr(datastore, "pool", None)
             path = getattr(pool, "db_name", None)
             if not isinstance(path, str) or getattr(pool, "is_sqlite_memory_mode", True):
                 return None
             task.update(store="sqlite", path=path)
         else:
-            pool = getattr(datastore, "pool", None)
             kwargs = getattr(pool, "kwargs", None)
             if not isinstance(kwargs, dict) or getattr(pool, "get_password_func", None):
                 return None
@@ -679,18 +652,7 @@ class SecondSegment:
             output = self.process.stdout.read()
             if self.process.wait() != 0:
                 return None
-            answer = json.loads(output)
-            return SegmentFinding(
-                start=None if answer["start"] is None else bytes.fromhex(answer["start"]),
-                regular=bool(answer["regular"]),
-                last=int(answer["last"]),
-                digest=bytes.fromhex(answer["digest"]),
-                count=int(answer["count"]),
-                marks=[
-                    (int(position), bytes.fromhex(digest), int(count))
-                    for position, digest, count in answer["marks"]
-                ],
-            )
+            return SegmentFinding.from_json(output)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
