@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -34,6 +34,7 @@ from service.api.gen.flashpoint.v1 import audit_service_pb2_grpc as audit_grpc
 from service.api.gen.flashpoint.v1 import command_service_pb2_grpc as command_grpc
 from service.api.gen.flashpoint.v1 import query_service_pb2_grpc as query_grpc
 from service.api.interceptors import current_client, current_principal
+from service.api.read_gate import ReadGate
 from service.api.translation import commands as bulk_tr
 from service.application import bulk, queries
 from service.application.errors import DeadlineReached, NotFound, StoreUnavailable
@@ -398,6 +399,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         status: Callable[[], LogStatus] | None = None,
         *,
         streams: StreamSlots | None = None,
+        gate: ReadGate | None = None,
     ) -> None:
         self._app = app
         self._read = read_models
@@ -405,6 +407,28 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         self._time_travel = time_travel
         self._status = status
         self._streams = streams or StreamSlots.for_threads(DEFAULT_THREADS)
+        #: Turns at the live read models (see :mod:`service.api.read_gate`).
+        self.read_gate = gate or ReadGate()
+
+    def _live_read(
+        self, context: Context, as_of: float | None = None
+    ) -> AbstractContextManager[None]:
+        """A turn at the live read models (see :mod:`service.api.read_gate`); a read of
+        models replayed to ``as_of`` works on its own copy and takes none."""
+        if as_of is not None:
+            return nullcontext()
+        return self.read_gate.admitted(context)
+
+    def _check(self, context: Context) -> Callable[[], None]:
+        """The query's check: it stops the work once the caller is gone, and between units
+        of work lets a waiting read go first."""
+        stop = _stop_check(context)
+
+        def check() -> None:
+            stop()
+            self.read_gate.pass_turn(context)
+
+        return check
 
     def _as_of(self, as_of: float | None) -> ReadModels:
         """The live read models, or (with ``as_of``) those replayed up to that moment."""
@@ -425,7 +449,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         """``read()`` once the read models reached ``min_position``, with their position
         from the same snapshot (the ``position`` of an answer is that of its data)."""
         self._wait_for(min_position, context)
-        with self._read.reading():
+        with self._live_read(context), self._read.reading():
             return self._read.position(), read()
 
     def _wait_for(self, min_position: int, context: Context) -> None:
@@ -461,9 +485,10 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         asked = tr.incidents_query(request)
         position = self._caught_up(asked.min_position, context)
         chosen = queries.incident_filter(**asked.filters)
-        states, token = self._as_of(asked.as_of).incidents(
-            **chosen.arguments(), page_size=asked.page_size, page_token=asked.page_token
-        )
+        with self._live_read(context, asked.as_of):
+            states, token = self._as_of(asked.as_of).incidents(
+                **chosen.arguments(), page_size=asked.page_size, page_token=asked.page_token
+            )
         views = [IncidentView.from_timeline(state) for state in states]
         return tr.list_incidents_response(views, token, position)
 
@@ -480,7 +505,8 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         asked = tr.name_query(request)
         track_id = queries.parse_name(asked.name, "negotiations")
         position = self._caught_up(asked.min_position, context)
-        state = self._as_of(asked.as_of).negotiation(str(track_id))
+        with self._live_read(context, asked.as_of):
+            state = self._as_of(asked.as_of).negotiation(str(track_id))
         if state is None:
             raise NotFound(asked.name)
         return tr.get_negotiation_response(state, position)
@@ -495,7 +521,8 @@ class QueryServicer(query_grpc.QueryServiceServicer):
                 "status", f"must be one of {', '.join(sorted(NEGOTIATION_STATUSES))}"
             )
         position = self._caught_up(asked.min_position, context)
-        states = self._as_of(asked.as_of).negotiations(party=party, status=asked.status or None)
+        with self._live_read(context, asked.as_of):
+            states = self._as_of(asked.as_of).negotiations(party=party, status=asked.status or None)
         return tr.list_negotiations_response(states, position)
 
     def ListSanctions(
@@ -505,12 +532,13 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         authority = queries.country(asked.authority, "authority") if asked.authority else None
         target = queries.country(asked.target, "target") if asked.target else None
         position = self._caught_up(asked.min_position, context)
-        states = self._as_of(asked.as_of).sanctions(
-            authority=authority,
-            target=target,
-            in_force_on=asked.in_force_on,
-            include_lifted=asked.include_lifted,
-        )
+        with self._live_read(context, asked.as_of):
+            states = self._as_of(asked.as_of).sanctions(
+                authority=authority,
+                target=target,
+                in_force_on=asked.in_force_on,
+                include_lifted=asked.include_lifted,
+            )
         return tr.list_sanctions_response(states, position)
 
     def GetForcePosture(
@@ -519,7 +547,8 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         asked = tr.posture_query(request)
         country = queries.country(asked.country, "country") if asked.country else None
         position = self._caught_up(asked.min_position, context)
-        states = self._as_of(asked.as_of).force_posture(country=country, at=asked.at)
+        with self._live_read(context, asked.as_of):
+            states = self._as_of(asked.as_of).force_posture(country=country, at=asked.at)
         return tr.force_posture_response(states, position)
 
     def GetEscalation(
@@ -531,7 +560,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
             asked.min_position,
             context,
             lambda: self._read.escalation(
-                country, at=asked.at, as_of=asked.as_of, check=_stop_check(context)
+                country, at=asked.at, as_of=asked.as_of, check=self._check(context)
             ),
         )
         return tr.escalation_response(view, position)
@@ -552,7 +581,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
                 pair=(target, not asked.unordered),
                 at=asked.at,
                 as_of=asked.as_of,
-                check=_stop_check(context),
+                check=self._check(context),
             ),
         )
         return tr.pair_escalation_response(view, position)
@@ -578,7 +607,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
                 min_level=asked.min_level or 1,
                 countries=countries,
                 limit=asked.limit,
-                check=_stop_check(context),
+                check=self._check(context),
             ),
         )
         return tr.ranking_response(ranking, position)
@@ -591,14 +620,15 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         if asked.start is None:
             raise CommandValidationError.single("start_time", "is required")
         position = self._caught_up(asked.min_position, context)
-        view = self._read.escalation_history(
-            country,
-            start=asked.start,
-            end=asked.end,
-            step=DEFAULT_STEP_SECONDS if asked.step is None else asked.step,
-            as_of=asked.as_of,
-            check=_stop_check(context),
-        )
+        with self._live_read(context):
+            view = self._read.escalation_history(
+                country,
+                start=asked.start,
+                end=asked.end,
+                step=DEFAULT_STEP_SECONDS if asked.step is None else asked.step,
+                as_of=asked.as_of,
+                check=self._check(context),
+            )
         return tr.history_response(view, position)
 
     def WatchEscalation(
@@ -617,19 +647,21 @@ class QueryServicer(query_grpc.QueryServiceServicer):
     def _watch(
         self, countries: list[str], from_position: int, context: Context
     ) -> Iterator[tr.query_pb.WatchEscalationResponse]:
-        check = _stop_check(context)
+        check = self._check(context)
         known: dict[str, tuple[int, str]] = {}
         if from_position > 0:
             self._caught_up(from_position, context)
             as_of = self._app.recorded_at(from_position)
-            ranking = self._read.ranking(as_of=as_of, countries=countries, check=check)
+            with self._live_read(context):
+                ranking = self._read.ranking(as_of=as_of, countries=countries, check=check)
             for view in ranking.escalations:
                 known[view.subject] = (view.level, view.trend)
         seen, evaluated = -1, 0.0
         while context.is_active():
             position = self._read.position("escalation")
             if position != seen or time.monotonic() - evaluated > WATCH_REFRESH_SECONDS:
-                ranking = self._read.ranking(countries=countries, check=check)
+                with self._live_read(context):
+                    ranking = self._read.ranking(countries=countries, check=check)
                 current = {view.subject: view for view in ranking.escalations}
                 for subject in sorted(set(current) | set(known)):
                     now: EscalationView | None = current.get(subject)
