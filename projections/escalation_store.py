@@ -43,6 +43,7 @@ the rows, by SQL; afterwards each batch recomputes the buckets it touched from t
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -530,41 +531,27 @@ def _cover(first: int, last: int) -> list[tuple[int, int, int]]:
     return ranges
 
 
-def fast_country_sums(
-    store: ViewStore,
-    table: Table,
-    generation: int,
-    at: float,
-    subjects: Sequence[str] | None,
-) -> dict[str, tuple[Sums, Sums]]:
-    """Every (or each of ``subjects``') country's (now, 30 days earlier) sums from live
-    versions: one statement."""
-    found = current_country_sums(store, table, generation, at, subjects, as_of=math.inf)
-    assert found is not None  # (every version is known at an infinite knowledge time)
-    return found
+#: Where a sums statement's parameters take the query's subjects.
+_SUBJECTS: Final = object()
 
 
-def current_country_sums(
-    store: ViewStore,
-    table: Table,
-    generation: int,
-    at: float,
-    subjects: Sequence[str] | None,
-    *,
-    as_of: float,
-) -> dict[str, tuple[Sums, Sums]] | None:
-    """As :func:`fast_country_sums` if ``as_of`` knows every version stored, else None
-    (the caller takes the full path): one statement, which also reads ``known_max``."""
-    n = STORAGE.names(store, table, generation)
-    if subjects is None:
-        chosen, chosen_params = f"IN (SELECT subject FROM {n['subject']})", []
+@functools.lru_cache(maxsize=256)
+def _sums_plan(
+    bucket: str, contrib: str, subject_table: str, meta: str, at: float, count: int | None
+) -> tuple[str, tuple[object, ...]]:
+    """The statement of :func:`current_country_sums` for ``at`` and ``count`` subjects
+    (None: every country), and its parameters with ``_SUBJECTS`` where the subjects go.
+    Built once per valid time: building it cost a third of a country's query."""
+    chosen_params: list[object] = [] if count is None else [_SUBJECTS]
+    if count is None:
+        chosen = f"IN (SELECT subject FROM {subject_table})"
     else:
-        chosen, chosen_params = f"IN ({','.join('?' * len(subjects))})", list(subjects)
+        chosen = f"IN ({','.join('?' * count)})"
     by, group = "subject", " GROUP BY subject"
-    if subjects is not None and len(subjects) == 1:
+    if count == 1:
         by, group = "MIN(subject)", ""
     parts: list[str] = []
-    params: list[Any] = []
+    params: list[object] = []
     for window, klass, lo, hi in _windows(at):
         d_lo, d_hi = int(lo // DAY), int(hi // DAY)
         # A partial day at an edge is either left out of the buckets and its rows inside
@@ -592,7 +579,7 @@ def current_country_sums(
                 parts.append(
                     f"SELECT {window} AS w, {klass} AS c, 1 AS sign, {by} AS subject, "
                     f"{era} AS era, SUM(s_act) AS a, SUM(s_tgt) AS t, SUM(n) AS n "
-                    f"FROM {n['bucket']} WHERE subject {chosen} AND class = ? "
+                    f"FROM {bucket} WHERE subject {chosen} AND class = ? "
                     f"AND level = {level} AND day >= ? AND day <= ?{group}"
                 )
                 params += [*chosen_params, klass, era_first, era_last]
@@ -602,7 +589,7 @@ def current_country_sums(
                 f"{era_of(int(bound[0]), half_life)} AS era, "
                 "SUM(CASE WHEN acted = 1 THEN scaled ELSE 0 END) AS a, "
                 "SUM(CASE WHEN acted = 1 THEN 0 ELSE scaled END) AS t, COUNT(*) AS n "
-                f"FROM {n['contrib']} WHERE subject {chosen} AND class = ? AND live = 1 AND "
+                f"FROM {contrib} WHERE subject {chosen} AND class = ? AND live = 1 AND "
                 f"{day}{group}"
             )
             params += [*chosen_params, klass, *bound]
@@ -610,11 +597,50 @@ def current_country_sums(
     # window -1): whether these sums answer ``as_of`` at all.
     parts.append(
         "SELECT -1 AS w, 0 AS c, 0 AS sign, '' AS subject, 0 AS era, known_max AS a, "
-        f"0 AS t, 1 AS n FROM {n['meta']} WHERE id = 1"
+        f"0 AS t, 1 AS n FROM {meta} WHERE id = 1"
     )
+    return " UNION ALL ".join(parts), tuple(params)
+
+
+def fast_country_sums(
+    store: ViewStore,
+    table: Table,
+    generation: int,
+    at: float,
+    subjects: Sequence[str] | None,
+) -> dict[str, tuple[Sums, Sums]]:
+    """Every (or each of ``subjects``') country's (now, 30 days earlier) sums from live
+    versions: one statement."""
+    found = current_country_sums(store, table, generation, at, subjects, as_of=math.inf)
+    assert found is not None  # (every version is known at an infinite knowledge time)
+    return found
+
+
+def current_country_sums(
+    store: ViewStore,
+    table: Table,
+    generation: int,
+    at: float,
+    subjects: Sequence[str] | None,
+    *,
+    as_of: float,
+) -> dict[str, tuple[Sums, Sums]] | None:
+    """As :func:`fast_country_sums` if ``as_of`` knows every version stored, else None
+    (the caller takes the full path): one statement, which also reads ``known_max``."""
+    n = STORAGE.names(store, table, generation)
+    statement, layout = _sums_plan(
+        n["bucket"], n["contrib"], n["subject"], n["meta"], at,
+        None if subjects is None else len(subjects),
+    )  # fmt: skip
+    params: list[Any] = []
+    for piece in layout:
+        if piece is _SUBJECTS:
+            params += subjects or ()
+        else:
+            params.append(piece)
     moments = (at, at - p.TREND_DAYS * DAY)
     totals: dict[str, tuple[Sums, Sums]] = {}
-    for raw in store.query(" UNION ALL ".join(parts), tuple(params)):
+    for raw in store.query(statement, tuple(params)):
         if int(raw["w"]) < 0:
             if as_of < float(raw["a"]):
                 return None
