@@ -3,9 +3,10 @@
 A query is Python work between SQLite steps, and SQLite releases the GIL at each step: with
 the pool's sixteen threads all reading, every release hands the GIL to another thread, and
 the switches cost more than the queries. Measured on the 1,000,000-event log, 32 clients
-calling ``GetEscalation``: with no gate 214-225 calls/s at 4,300-4,700 server CPU µs per
-call; with at most one read at a time 295-368 calls/s at 2,700-3,200 µs; with two 321-359
-calls/s. Two keep SQLite's own work overlapping with the Python of another read.
+calling ``GetEscalation`` (a plain semaphore first): with no gate 214-225 calls/s at
+4,300-4,700 server CPU µs per call; at most one read at a time, 295-368 calls/s at
+2,700-3,200 µs; two, 321-359 calls/s. Two let SQLite's own work overlap with the Python of
+another read.
 
 Turns are first come, first served, and a long read (a ranking, a history) gives its turn
 to the next waiting read between units of its work once it has read for ``TURN_SECONDS``
