@@ -30,6 +30,12 @@ class Caller:
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
+    def __call__(self) -> None:
+        """The caller's check, as the servicers make it from a call's context."""
+        remaining = self.time_remaining()
+        if not self.active or (remaining is not None and remaining <= 0):
+            raise DeadlineReached("the caller is gone")
+
 
 def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds

@@ -19,11 +19,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
-
-from service.application.errors import DeadlineReached
 
 #: Reads of the read models running at once (see the module's docstring).
 READ_SLOTS = 2
@@ -34,16 +31,9 @@ TURN_SECONDS = 0.02
 _POLL_SECONDS = 0.05
 
 
-class Caller(Protocol):
-    """What the gate asks of a call's context."""
-
-    def is_active(self) -> bool: ...
-    def time_remaining(self) -> float | None: ...
-
-
-def _gone(caller: Caller) -> bool:
-    remaining = caller.time_remaining()
-    return not caller.is_active() or (remaining is not None and remaining <= 0)
+#: The caller's check: it raises (``DeadlineReached``) once the caller has gone away or its
+#: deadline passed (the servicers' ``_stop_check``), and is called while a read waits.
+Check = Callable[[], None]
 
 
 class ReadGate:
@@ -64,24 +54,24 @@ class ReadGate:
         return len(self._waiting)
 
     @contextmanager
-    def admitted(self, caller: Caller) -> Iterator[None]:
-        """Hold a turn for the block. Waiting ends with DeadlineReached if the caller goes
-        away or its deadline passes first (nothing was read)."""
-        self._enter(caller)
+    def admitted(self, check: Check) -> Iterator[None]:
+        """Hold a turn for the block. Waiting ends with what ``check`` raises if the caller
+        goes away or its deadline passes first (nothing was read)."""
+        self._enter(check)
         try:
             yield
         finally:
             self._leave()
 
-    def pass_turn(self, caller: Caller) -> None:
+    def pass_turn(self, check: Check) -> None:
         """Within ``admitted``: if this read has held its turn for ``TURN_SECONDS`` and
         another is waiting, let that one go first and queue again."""
         if not self._waiting or time.monotonic() - self._since.value < TURN_SECONDS:
             return
         self._leave()
-        self._enter(caller)
+        self._enter(check)
 
-    def _enter(self, caller: Caller) -> None:
+    def _enter(self, check: Check) -> None:
         with self._lock:
             if self._free and not self._waiting:
                 self._free -= 1
@@ -90,16 +80,17 @@ class ReadGate:
             turn = threading.Event()
             self._waiting.append(turn)
         while not turn.wait(_POLL_SECONDS):
-            if not _gone(caller):
-                continue
-            with self._lock:
-                handed = turn.is_set()
-                if not handed:
-                    self._waiting.remove(turn)
-            if handed:
-                # The turn arrived as the caller left: pass it on, unused.
-                self._leave()
-            raise DeadlineReached("the call ended (deadline or cancellation) waiting to read")
+            try:
+                check()
+            except BaseException:
+                with self._lock:
+                    handed = turn.is_set()
+                    if not handed:
+                        self._waiting.remove(turn)
+                if handed:
+                    # The turn arrived as the caller left: pass it on, unused.
+                    self._leave()
+                raise
         self._since.value = time.monotonic()
 
     def _leave(self) -> None:

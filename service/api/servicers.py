@@ -417,7 +417,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
         models replayed to ``as_of`` works on its own copy and takes none."""
         if as_of is not None:
             return nullcontext()
-        return self.read_gate.admitted(context)
+        return self.read_gate.admitted(_stop_check(context))
 
     def _check(self, context: Context) -> Callable[[], None]:
         """The query's check: it stops the work once the caller is gone, and between units
@@ -426,7 +426,7 @@ class QueryServicer(query_grpc.QueryServiceServicer):
 
         def check() -> None:
             stop()
-            self.read_gate.pass_turn(context)
+            self.read_gate.pass_turn(stop)
 
         return check
 
