@@ -496,6 +496,25 @@ class ErrorContract(ServerContract):
         assert field_violations(error) == ["changes.intercepted"]
         assert api.log() == before
 
+    def test_an_error_too_large_for_trailers_is_cut_to_fit_not_lost(self, api: Api) -> None:
+        """A violation names the field it is about, and unknown keys of ``changes`` are the
+        client's own text: thirty keys of emoji made a status of ~25 KiB once encoded, which
+        the client refused, so the caller saw RESOURCE_EXHAUSTED. The status is cut to fit
+        the trailers instead: its code, violations of the keys and an intact log."""
+        incident = api.record(command(c.ReportIncursion))
+        before = api.log()
+        request = command_pb.CorrectIncidentRequest(incident_id=str(incident), reason="typo")
+        for index in range(30):
+            request.changes[f"{index}{'😀' * 60}"] = "x"
+        error = failure(lambda: api.commands.CorrectIncident(request, timeout=TIMEOUT))
+        status = rich_status(error, grpc.StatusCode.INVALID_ARGUMENT)
+        violations = detail(status, error_details_pb2.BadRequest).field_violations
+        assert violations
+        keys = {f"changes.{key}" for key in request.changes}
+        assert all(v.field in keys and v.description for v in violations), violations
+        assert tr.wire_bytes(status) <= tr.MAX_STATUS_WIRE_BYTES
+        assert api.log() == before
+
     @pytest.mark.parametrize(
         ("name", "id_field", "collection"),
         [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,8 +42,6 @@ pytestmark = pytest.mark.postgres
 
 #: Everything a worker may own: the projections and the other followers (audit chain).
 NAMES = sorted([projection.name for projection in ALL] + [FOLLOWERS])
-#: The worker's poll interval: notified appends must be processed well within it.
-POLL_SECONDS = 0.5
 #: How long a standby may take to notice that the owner died and take over.
 TAKEOVER_SECONDS = 5.0
 
@@ -52,11 +49,11 @@ TAKEOVER_SECONDS = 5.0
 class Worker:
     """A `flashpoint project` subprocess logging JSON to a file."""
 
-    def __init__(self, store_url: str, log: Path) -> None:
+    def __init__(self, store_url: str, log: Path, *options: str) -> None:
         self.log = log
         with log.open("wb") as sink:
             self.process = subprocess.Popen(
-                [flashpoint(), "--store", store_url, "--log-format", "json", "project"],
+                [flashpoint(), "--store", store_url, "--log-format", "json", "project", *options],
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
                 env=clean_env(),
@@ -177,20 +174,36 @@ def test_one_worker_owns_each_projection_and_the_other_stands_by(
 
 
 def test_appends_from_another_process_are_processed_without_waiting_for_a_poll(
-    service: Flashpoint, workers: list[Worker]
+    service: Flashpoint, postgres_url: str, tmp_path: Path
 ) -> None:
-    owner, standby = workers
-    wait_for(lambda: caught_up(service), 30, owner, standby)
-    latencies = []
-    for _ in range(15):
-        time.sleep(0.05)
-        appended = time.monotonic()
-        service.app.execute(command(c.ReportIncursion))
-        wait_for(lambda: caught_up(service), 10, owner, standby)
-        latencies.append(time.monotonic() - appended)
-    # Waiting for polls alone, the median would be about half the interval (0.25 s).
-    assert statistics.median(latencies) < POLL_SECONDS / 5, latencies
-    assert max(latencies) < 2.0, latencies
+    # A poll so rare that only the append notification can explain a prompt catch-up: this
+    # asserts that appends wake the worker, not how fast it is (that is the benchmarks').
+    rare_poll = 60.0
+    worker = Worker(postgres_url, tmp_path / "worker.log", "--poll-interval", str(rare_poll))
+    try:
+        wait_for(lambda: worker.acquired() == set(NAMES), PROCESS_SECONDS, worker)
+        wait_for(lambda: caught_up(service), 30, worker)
+        started = time.monotonic()
+        for _ in range(5):
+            service.app.execute(command(c.ReportIncursion))
+            wait_for(lambda: caught_up(service), rare_poll / 3, worker)
+        # Waiting for polls, five appends one after another would take four polls at least.
+        assert time.monotonic() - started < rare_poll
+    finally:
+        worker.kill()
+
+
+def test_the_poll_interval_must_be_a_positive_number_of_seconds(postgres_url: str) -> None:
+    for value in ("0", "-1", "soon", "inf"):
+        result = subprocess.run(
+            [flashpoint(), "--store", postgres_url, "project", "--poll-interval", value],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=PROCESS_SECONDS,
+        )
+        assert result.returncode == 2, (value, result.stderr)
+        assert "--poll-interval" in result.stderr, result.stderr
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import grpc
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -24,6 +25,7 @@ from service.api.gen.flashpoint.v1 import audit_service_pb2 as audit_pb
 from service.api.gen.flashpoint.v1 import command_service_pb2 as command_pb
 from service.api.gen.flashpoint.v1 import common_pb2 as common_pb
 from service.api.gen.flashpoint.v1 import query_service_pb2 as query_pb
+from service.api.translation import errors as status_limits
 from service.application import queries
 from service.application.handlers import CommandResult
 from service.domain import commands as c
@@ -551,3 +553,49 @@ class TestReadModels:
         assert incident_filter.min_confidence == 0.5
         assert incident_filter.include_retracted is True
         assert tr.list_incidents_arguments(query_pb.ListIncidentsRequest()) == {}
+
+
+class TestStatusSize:
+    """A status travels in trailers that clients cap, so ``status_of`` keeps it within
+    ``MAX_STATUS_WIRE_BYTES`` once encoded, cutting text and violations, never the code."""
+
+    @staticmethod
+    def violations(status: Any) -> list[tuple[str, str]]:
+        return tr.field_violations(tr.details_of(status))
+
+    def test_a_small_status_is_kept_whole(self) -> None:
+        given = [("actor.country", "unknown country code"), ("count", "must be at least 1")]
+        status = tr.status_of(
+            grpc.StatusCode.INVALID_ARGUMENT, "2 violations", [tr.bad_request(given)]
+        )
+        assert status.message == "2 violations"
+        assert self.violations(status) == given
+
+    def test_the_largest_status_fits_keeping_its_code_and_first_violations(self) -> None:
+        # Every text at its clip length, in 4-byte characters the message percent-encodes.
+        text = "😀" * 2000
+        given = [(f"{index}{text}", text) for index in range(status_limits.MAX_VIOLATIONS + 5)]
+        for code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+            status = tr.status_of(code, text, [tr.bad_request(given)])
+            assert tr.wire_bytes(status) <= tr.MAX_STATUS_WIRE_BYTES
+            assert status.code == code.value[0]
+            kept = self.violations(status)
+            assert kept, "at least one violation survives"
+            assert [field[:1] for field, _ in kept] == [str(i) for i in range(len(kept))]
+            assert status.message and text.startswith(status.message.rstrip("…"))
+
+    def test_violations_are_dropped_only_after_the_message_is_short(self) -> None:
+        message = "x" * status_limits.MAX_MESSAGE_CHARS
+        given = [(f"field_{index}", "d" * 250) for index in range(20)]
+        status = tr.status_of(grpc.StatusCode.INVALID_ARGUMENT, message, [tr.bad_request(given)])
+        assert tr.wire_bytes(status) <= tr.MAX_STATUS_WIRE_BYTES
+        assert len(status.message) <= status_limits.MIN_MESSAGE_CHARS
+        assert 1 <= len(self.violations(status)) < len(given)
+
+    def test_wire_bytes_counts_percent_encoding_and_base64(self) -> None:
+        ascii_status = tr.status_of(grpc.StatusCode.NOT_FOUND, "abc")
+        wide_status = tr.status_of(grpc.StatusCode.NOT_FOUND, "é%c")  # 2 + 1 + 1 bytes, 3 escaped
+        serialised = len(ascii_status.SerializeToString())
+        assert tr.wire_bytes(ascii_status) == 3 + 4 * ((serialised + 2) // 3)
+        wide = len(wide_status.SerializeToString())
+        assert tr.wire_bytes(wide_status) == 4 + 2 * 3 + 4 * ((wide + 2) // 3)

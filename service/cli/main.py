@@ -198,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
         "project", help="run the projection worker: keep the read models current"
     )
     project.add_argument("--once", action="store_true", help="catch up with the log, then exit")
+    project.add_argument(
+        "--poll-interval",
+        type=_positive_seconds,
+        default=0.5,
+        metavar="SECONDS",
+        help="how often to look for appends no notification announced, and for an owner "
+        "gone (default 0.5; PostgreSQL notifies every append, so this bounds only misses)",
+    )
     _add_metrics_flags(project)
     project.set_defaults(handler=_run_project)
 
@@ -348,6 +356,16 @@ _QUALIFIERS = {
 #: What ``--actor`` says for an actor nobody has named yet.
 UNKNOWN_ACTOR = "unknown"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return seconds
 
 
 def _flag(name: str) -> str:
@@ -558,6 +576,7 @@ def _run_project(args: argparse.Namespace, settings: Settings) -> int:
 
     # One worker owns each projection at a time (PostgreSQL); --once catches up everything.
     service = bootstrap.build(settings, exclusive=not args.once)
+    service.worker.poll_interval = args.poll_interval
     if args.once:
         try:
             processed = service.worker.catch_up()

@@ -32,6 +32,7 @@ from service.api.translation.commands import (
     result_from_response,
 )
 from service.api.translation.errors import (
+    MAX_STATUS_WIRE_BYTES,
     Detail,
     Status,
     bad_request,
@@ -43,6 +44,7 @@ from service.api.translation.errors import (
     resource_info,
     retry_info,
     status_of,
+    wire_bytes,
 )
 from service.api.translation.queries import (
     SERVICE_NAMES,
@@ -114,6 +116,7 @@ from service.api.translation.values import (
 )
 
 __all__ = [
+    "MAX_STATUS_WIRE_BYTES",
     "SERVICE_NAMES",
     "Detail",
     "EscalationQuery",
@@ -205,4 +208,5 @@ __all__ = [
     "verify_report_to_proto",
     "watch_query",
     "watch_response",
+    "wire_bytes",
 ]

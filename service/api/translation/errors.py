@@ -23,12 +23,21 @@ Detail = Message
 
 DOMAIN = "flashpoint.v1"
 
-#: Error text and details travel in trailers, which clients cap (8-16 kB by default): past
-#: that the client sees RESOURCE_EXHAUSTED instead of our status. So errors stay small.
+#: Error text and details travel in trailers, which gRPC clients cap: past 8 KiB of
+#: metadata a client refuses trailers at random, past a hard limit always, and its caller sees
+#: RESOURCE_EXHAUSTED instead of our status. So errors stay small.
 MAX_MESSAGE_CHARS = 1000
 MAX_VIOLATIONS = 20
 MAX_FIELD_CHARS = 200
 MAX_DESCRIPTION_CHARS = 300
+#: What a status may take on the wire, its message percent-encoded (``grpc-message``) and
+#: the whole status base64-encoded (``grpc-status-details-bin``, which repeats the message):
+#: half the clients' 8 KiB, leaving room for the other trailers. A status over it keeps its
+#: code and loses message text (down to ``MIN_MESSAGE_CHARS``), then its last field
+#: violations, until it fits.
+MAX_STATUS_WIRE_BYTES = 4096
+#: How short an over-long status's message may get before it loses violations.
+MIN_MESSAGE_CHARS = 120
 
 #: The detail types a client unpacks (any other is left packed and ignored).
 DETAIL_TYPES: tuple[type[Message], ...] = (
@@ -45,16 +54,51 @@ def clip(text: str, limit: int) -> str:
 
 
 def status_of(code: grpc.StatusCode, message: str, details: Iterable[Detail] = ()) -> Status:
-    """The google.rpc.Status of ``code`` with ``message`` (clipped) and ``details`` packed."""
+    """The google.rpc.Status of ``code`` with ``message`` (clipped) and ``details`` packed,
+    within ``MAX_STATUS_WIRE_BYTES``."""
+    kept = list(details)
+    message = clip(message, MAX_MESSAGE_CHARS)
+    while True:
+        status = _packed_status(code, message, kept)
+        if wire_bytes(status) <= MAX_STATUS_WIRE_BYTES:
+            return status
+        # The violations are what a client acts on; the message only summarises them.
+        if len(message) > MIN_MESSAGE_CHARS:
+            message = clip(message, max(len(message) // 2, MIN_MESSAGE_CHARS))
+        elif not _drop_last_violation(kept):
+            if not message:
+                return _packed_status(code, message, [])
+            message = clip(message, len(message) // 2)
+
+
+def _packed_status(code: grpc.StatusCode, message: str, details: Iterable[Detail]) -> Status:
     packed: list[Any] = []
     for detail in details:
         wrapper = any_pb2.Any()
         wrapper.Pack(detail)
         packed.append(wrapper)
     status: Status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=clip(message, MAX_MESSAGE_CHARS), details=packed
+        code=getattr(code_pb2, code.name), message=message, details=packed
     )
     return status
+
+
+def _drop_last_violation(details: list[Detail]) -> bool:
+    """Drop the last field violation of the last BadRequest holding more than one."""
+    for detail in reversed(details):
+        if isinstance(detail, error_details_pb2.BadRequest) and len(detail.field_violations) > 1:
+            del detail.field_violations[-1]
+            return True
+    return False
+
+
+def wire_bytes(status: Status) -> int:
+    """The bytes ``status`` takes in trailers: gRPC percent-encodes the message's bytes
+    outside printable ASCII (and ``%``) and base64-encodes the serialised status."""
+    message = status.message.encode()
+    escaped = sum(1 for byte in message if byte < 0x20 or byte > 0x7E or byte == 0x25)
+    serialised = len(status.SerializeToString())
+    return len(message) + 2 * escaped + 4 * ((serialised + 2) // 3)
 
 
 def bad_request(violations: Sequence[tuple[str, str]]) -> Detail:
