@@ -98,6 +98,8 @@ class Outcome:
     #: Of which the processes that follow the log (projections and chain): ``serve``'s
     #: follower process, or the ``flashpoint project`` worker.
     follower_cpu: float = 0.0
+    #: Context switches of the threads answering calls (followers not counted).
+    switches: int = 0
 
 
 def is_follower(pid: int) -> bool:
@@ -110,9 +112,8 @@ def is_follower(pid: int) -> bool:
     return b"project" in argv or any(b"run_follower" in arg for arg in argv)
 
 
-def cpu_seconds(root: int, *, followers_only: bool = False) -> float:
-    """User and system CPU seconds of process ``root`` and all its descendants (Linux);
-    ``followers_only``: of those that follow the log."""
+def _tree(root: int) -> tuple[list[int], dict[int, float]]:
+    """Process ``root`` and all its descendants (Linux), and each one's CPU seconds."""
     children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
@@ -127,12 +128,40 @@ def cpu_seconds(root: int, *, followers_only: bool = False) -> float:
         pid, parent = int(entry), int(fields[1])
         children.setdefault(parent, []).append(pid)
         times[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    total, pending = 0.0, [root]
+    tree, pending = [], [root]
     while pending:
         pid = pending.pop()
-        if not followers_only or is_follower(pid):
-            total += times.get(pid, 0.0)
+        tree.append(pid)
         pending.extend(children.get(pid, []))
+    return tree, times
+
+
+def cpu_seconds(root: int, *, followers_only: bool = False) -> float:
+    """User and system CPU seconds of process ``root`` and all its descendants (Linux);
+    ``followers_only``: of those that follow the log."""
+    tree, times = _tree(root)
+    return sum(times.get(pid, 0.0) for pid in tree if not followers_only or is_follower(pid))
+
+
+def context_switches(root: int) -> int:
+    """The context switches (voluntary and not) of every thread of ``root`` and of its
+    descendants that answer calls (not those following the log): each is a thread put to
+    sleep or woken, for the GIL, a lock, a queue or I/O, and costs the kernel's scheduler."""
+    total = 0
+    for pid in _tree(root)[0]:
+        if is_follower(pid):
+            continue
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/status") as status:
+                    lines = status.read().splitlines()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
     return total
 
 
@@ -173,7 +202,9 @@ def load(
         time.sleep(max(measure_from - time.monotonic(), 0))
         before = sum(cpu_seconds(pid) for pid in server_pids)
         following = sum(cpu_seconds(pid, followers_only=True) for pid in server_pids)
+        switched = sum(context_switches(pid) for pid in server_pids)
         time.sleep(max(stop - time.monotonic(), 0))
+        outcome.switches = sum(context_switches(pid) for pid in server_pids) - switched
         outcome.server_cpu = sum(cpu_seconds(pid) for pid in server_pids) - before
         outcome.follower_cpu = (
             sum(cpu_seconds(pid, followers_only=True) for pid in server_pids) - following
@@ -379,12 +410,14 @@ def row(label: str, outcome: Outcome, baseline: float | None) -> float:
     p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
     ratio = f"{rate / baseline:8.2f}" if baseline else f"{'1.00':>8}"
     calls = len(outcome.latencies)
-    cpu = serving = ""
+    cpu = serving = switches = ""
     if calls and outcome.server_cpu:
         cpu = f"{outcome.server_cpu / calls * 1e6:8,.0f}"
         serving = f"{(outcome.server_cpu - outcome.follower_cpu) / calls * 1e6:9,.0f}"
+        switches = f"{outcome.switches / calls:10.1f}"
     sys.stdout.write(
-        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{serving}{cpu}\n"
+        f"{label:44}{rate:10,.0f}{ratio}{p50:9.1f}{p99:9.1f}{outcome.failures:8}{serving}{cpu}"
+        f"{switches}\n"
     )
     sys.stdout.flush()
     return rate
@@ -528,9 +561,10 @@ def main() -> int:
         f"{os.environ.get('FLASHPOINT_GROUP_COMMIT', 'on (default)')}; "
         f"servers' log level: {args.log_level}; load average: {_load_average()}\n"
         f"CPU µs/call: 'serving' counts the processes answering calls, 'total' also those "
-        f"following the log (projections, chain)\n"
+        f"following the log (projections, chain); 'switches': context switches per call of "
+        f"the threads answering calls\n"
         f"{'':44}{'calls/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
-        f"{'serving':>9}{'total':>8}\n"
+        f"{'serving':>9}{'total':>8}{'switches':>10}\n"
     )
     port = free_port()
     echo_argv = [sys.executable, "-m", "tests.benchmarks.bench_throughput"]
