@@ -587,10 +587,22 @@ class TestStatusSize:
     def test_violations_are_dropped_only_after_the_message_is_short(self) -> None:
         message = "x" * status_limits.MAX_MESSAGE_CHARS
         given = [(f"field_{index}", "d" * 250) for index in range(20)]
-        status = tr.status_of(grpc.StatusCode.INVALID_ARGUMENT, message, [tr.bad_request(given)])
+        detail = tr.bad_request(given)
+        status = tr.status_of(grpc.StatusCode.INVALID_ARGUMENT, message, [detail])
+        assert tr.field_violations([detail]) == given, "the caller's detail is left whole"
         assert tr.wire_bytes(status) <= tr.MAX_STATUS_WIRE_BYTES
         assert len(status.message) <= status_limits.MIN_MESSAGE_CHARS
         assert 1 <= len(self.violations(status)) < len(given)
+
+    def test_a_detail_too_large_on_its_own_is_dropped_not_looped_over(self) -> None:
+        text = "😀" * 5000
+        detail = tr.precondition_failure("RULE", "incidents/1", text)
+        for message in (text, "", "x"):
+            status = tr.status_of(grpc.StatusCode.FAILED_PRECONDITION, message, [detail])
+            assert tr.wire_bytes(status) <= tr.MAX_STATUS_WIRE_BYTES
+            assert status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+            assert list(status.details) == []
+            assert message.startswith(status.message.rstrip("…"))
 
     def test_wire_bytes_counts_percent_encoding_and_base64(self) -> None:
         ascii_status = tr.status_of(grpc.StatusCode.NOT_FOUND, "abc")

@@ -34,7 +34,7 @@ MAX_DESCRIPTION_CHARS = 300
 #: the whole status base64-encoded (``grpc-status-details-bin``, which repeats the message):
 #: half the clients' 8 KiB, leaving room for the other trailers. A status over it keeps its
 #: code and loses message text (down to ``MIN_MESSAGE_CHARS``), then its last field
-#: violations, until it fits.
+#: violations, then whole details too large on their own, then the rest of the message.
 MAX_STATUS_WIRE_BYTES = 4096
 #: How short an over-long status's message may get before it loses violations.
 MIN_MESSAGE_CHARS = 120
@@ -65,10 +65,16 @@ def status_of(code: grpc.StatusCode, message: str, details: Iterable[Detail] = (
         # The violations are what a client acts on; the message only summarises them.
         if len(message) > MIN_MESSAGE_CHARS:
             message = clip(message, max(len(message) // 2, MIN_MESSAGE_CHARS))
-        elif not _drop_last_violation(kept):
-            if not message:
-                return _packed_status(code, message, [])
-            message = clip(message, len(message) // 2)
+        elif _drop_last_violation(kept):
+            continue
+        elif kept and wire_bytes(_packed_status(code, "", kept)) > MAX_STATUS_WIRE_BYTES:
+            kept.pop()  # a detail too large on its own (a long description, say)
+        elif message:
+            message = message[: len(message) // 2]
+        elif kept:
+            kept.pop()
+        else:
+            return status
 
 
 def _packed_status(code: grpc.StatusCode, message: str, details: Iterable[Detail]) -> Status:
@@ -84,10 +90,15 @@ def _packed_status(code: grpc.StatusCode, message: str, details: Iterable[Detail
 
 
 def _drop_last_violation(details: list[Detail]) -> bool:
-    """Drop the last field violation of the last BadRequest holding more than one."""
-    for detail in reversed(details):
+    """Drop the last field violation of the last BadRequest holding more than one (in a
+    copy: the caller's detail is left as it was)."""
+    for index in range(len(details) - 1, -1, -1):
+        detail = details[index]
         if isinstance(detail, error_details_pb2.BadRequest) and len(detail.field_violations) > 1:
-            del detail.field_violations[-1]
+            trimmed = error_details_pb2.BadRequest()
+            trimmed.CopyFrom(detail)
+            del trimmed.field_violations[-1]
+            details[index] = trimmed
             return True
     return False
 
