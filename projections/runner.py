@@ -64,6 +64,9 @@ FAILING_MAX_DELAY = 5.0
 #: for a worker in a server's process. A worker of its own (``flashpoint project``) costs the
 #: server nothing and starts a round as soon as it is told of an append.
 BATCH_INTERVAL = 0.05
+#: How often a worker looks for appends it was not told of (and, on PostgreSQL, for an owner
+#: gone), by default.
+POLL_INTERVAL = 0.5
 
 #: PostgreSQL's "serialization failure" and "deadlock detected": two writers collided,
 #: the store itself is fine.
@@ -250,7 +253,7 @@ class ProjectionWorker:
         projections: Iterable[Projection],
         *,
         batch_size: int = 2000,
-        poll_interval: float = 0.5,
+        poll_interval: float = POLL_INTERVAL,
         batch_interval: float = 0.0,
         ownership: Ownership | None = None,
     ) -> None:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from projections.ownership import CHANNEL, AppendListener, Ownership
 from projections.readmodels import ALL, ReadModels
-from projections.runner import BATCH_INTERVAL, FOLLOWERS, ProjectionWorker
+from projections.runner import BATCH_INTERVAL, FOLLOWERS, POLL_INTERVAL, ProjectionWorker
 from projections.store import ViewStore
 from projections.timetravel import TimeTravel
 from service.adapters.datastore import postgres_connector, postgres_scope, setup_serialized
@@ -188,11 +188,14 @@ def build(
     create: bool = True,
     one_shot: bool = False,
     batch_interval: float | None = None,
+    poll_interval: float | None = None,
 ) -> Flashpoint:
     """Build the service; with ``follow`` the projections are kept current in this process.
 
     ``batch_interval``: the least time between two rounds of the worker's catch-up (default:
     batched when it follows in this process, at once otherwise; see ``ProjectionWorker``).
+    ``poll_interval``: how often the worker looks for appends it was not told of (default
+    ``POLL_INTERVAL``).
 
     Without ``create`` a store that does not exist is refused (:class:`StoreMissing`) rather
     than made empty: reading commands pass it, so a mistyped ``--store`` fails. A
@@ -234,7 +237,10 @@ def build(
         interval = batch_interval
         if interval is None:
             interval = BATCH_INTERVAL if follow else 0.0
-        worker = ProjectionWorker(source, views, ALL, ownership=ownership, batch_interval=interval)
+        worker = ProjectionWorker(
+            source, views, ALL, ownership=ownership, batch_interval=interval,
+            poll_interval=POLL_INTERVAL if poll_interval is None else poll_interval,
+        )  # fmt: skip
         if ownership is not None:
             events_table: str = getattr(app.recorder, "events_table_name", "stored_events")
             views.install_append_notify(events_table, CHANNEL)

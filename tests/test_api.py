@@ -498,8 +498,8 @@ class ErrorContract(ServerContract):
 
     def test_an_error_too_large_for_trailers_is_cut_to_fit_not_lost(self, api: Api) -> None:
         """A violation names the field it is about, and unknown keys of ``changes`` are the
-        client's own text: thirty keys of emoji made a status of ~25 KiB once encoded, which
-        the client refused, so the caller saw RESOURCE_EXHAUSTED. The status is cut to fit
+        client's own text: thirty keys of emoji made a status past the client's limit once
+        encoded, which it refused, so the caller saw RESOURCE_EXHAUSTED. The status is cut to fit
         the trailers instead: its code, violations of the keys and an intact log."""
         incident = api.record(command(c.ReportIncursion))
         before = api.log()

@@ -201,7 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument(
         "--poll-interval",
         type=_positive_seconds,
-        default=0.5,
         metavar="SECONDS",
         help="how often to look for appends no notification announced, and for an owner "
         "gone (default 0.5; PostgreSQL notifies every append, so this bounds only misses)",
@@ -575,8 +574,7 @@ def _run_project(args: argparse.Namespace, settings: Settings) -> int:
     from service.metrics import stop_serving
 
     # One worker owns each projection at a time (PostgreSQL); --once catches up everything.
-    service = bootstrap.build(settings, exclusive=not args.once)
-    service.worker.poll_interval = args.poll_interval
+    service = bootstrap.build(settings, exclusive=not args.once, poll_interval=args.poll_interval)
     if args.once:
         try:
             processed = service.worker.catch_up()

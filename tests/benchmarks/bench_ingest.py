@@ -120,8 +120,11 @@ def main() -> int:
             baseline = line("parse and map alone (baseline)", rows, parse, rows / parse)
             figures.setdefault("parse and map alone (baseline)", []).append(baseline)
             for name, run in paths:
-                _measure_path(folder, name, run, args.file, rows, commands, baseline, figures)
-            if "stream" in [name for name, _ in paths]:
+                _measure_path(
+                    folder, f"{name}-{round_number}", name, run, args.file, rows, commands,
+                    baseline, figures,
+                )  # fmt: skip
+            if submit_many is not None:
                 ratio = figures["ingest through stream"][-1] / figures["ingest through unary"][-1]
                 figures.setdefault("stream / unary", []).append(ratio)
                 sys.stdout.write(f"{'stream / unary':40}{ratio:11.1f}x\n")
@@ -141,6 +144,7 @@ def main() -> int:
 
 def _measure_path(
     folder: Path,
+    store: str,
     name: str,
     run: Callable[[FlashpointClient, Iterable[Outcome]], Tally],
     file: Path,
@@ -152,9 +156,7 @@ def _measure_path(
     """An import of ``file`` and a re-import through ``name`` on a fresh server: rows/s,
     CPU per row of each process and, after the import, the escalation projection's lag.
     The rows are read and mapped as they are sent, as ``flashpoint ingest`` does."""
-    server, address = serve(
-        folder, f"{name}-{len(figures.get('parse and map alone (baseline)', []))}"
-    )
+    server, address = serve(folder, store)
     try:
         with FlashpointClient(address, timeout=300) as client:
             for attempt in ("ingest", "re-import"):

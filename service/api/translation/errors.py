@@ -69,12 +69,9 @@ def status_of(code: grpc.StatusCode, message: str, details: Iterable[Detail] = (
             continue
         elif kept and wire_bytes(_packed_status(code, "", kept)) > MAX_STATUS_WIRE_BYTES:
             kept.pop()  # a detail too large on its own (a long description, say)
-        elif message:
-            message = message[: len(message) // 2]
-        elif kept:
-            kept.pop()
         else:
-            return status
+            # The details fit without the message (a bare code always fits): shorten it.
+            message = message[: len(message) // 2]
 
 
 def _packed_status(code: grpc.StatusCode, message: str, details: Iterable[Detail]) -> Status:
